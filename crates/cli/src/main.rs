@@ -1,0 +1,2 @@
+//! The `stencil` command (being written).
+fn main() {}

@@ -1,0 +1,2 @@
+//! Image references and digests (being written).
+#![deny(missing_docs)]
