@@ -1,2 +1,43 @@
-//! Project automation (being written).
-fn main() {}
+//! Project automation for stencil, run as `cargo xtask <task>`.
+//!
+//! - `cargo xtask test`: everything CI runs (peers install, fmt, clippy, build, tests).
+//! - `cargo xtask demo`: the main job of stencil on embedded defaults, offline.
+//!
+//! This is a plain binary so it needs nothing beyond cargo; it is not a library and
+//! nothing else depends on it. Its `tidy` module holds tests run by plain `cargo test`.
+
+mod demo;
+mod shell;
+mod test;
+#[cfg(test)]
+mod tidy;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "usage: cargo xtask <test|demo>
+
+  test   install missing test peers, then fmt, clippy, build and every test (what CI runs)
+  demo   build stencil and show its main job on embedded defaults (no internet)";
+
+fn main() -> ExitCode {
+    let task = std::env::args().nth(1);
+    let result = match task.as_deref() {
+        Some("test") => test::run_all(),
+        Some("demo") => demo::run_demo(),
+        Some("-h" | "--help" | "help") => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        other => {
+            eprintln!("xtask: unknown task {:?}\n\n{USAGE}", other.unwrap_or(""));
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("xtask: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,2 +1,113 @@
-//! The `stencil` command (being written).
-fn main() {}
+//! The `stencil` command line: argument parsing and output, nothing else.
+//!
+//! Every verb is implemented in the library (`stencil::cmd`); this file maps arguments to
+//! those functions and results to exit codes as docker does: 125 for an error of stencil
+//! itself (including bad usage), otherwise the command's own status.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use stencil::cmd::reference::{Described, RefOutcome, describe};
+use stencil::options::{Environment, LogLevel, resolve_root};
+
+/// Exit status for an error of stencil itself, as docker uses it.
+const EXIT_STENCIL_ERROR: u8 = 125;
+
+/// Daemonless container images: pull, store, run, commit, build and push.
+#[derive(Debug, Parser)]
+#[command(name = "stencil", version, propagate_version = true)]
+struct Cli {
+    /// Store root (default: $STENCIL_ROOT, /var/lib/stencil as root, else $XDG_DATA_HOME/stencil).
+    #[arg(long, global = true, value_name = "DIR")]
+    root: Option<PathBuf>,
+
+    /// How much to log on standard error.
+    #[arg(long, global = true, value_enum, default_value = "warn", env = "STENCIL_LOG")]
+    log_level: LogLevel,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Parse and normalise image references (one line per input, in order).
+    #[command(name = "ref")]
+    Ref {
+        /// Print one JSON object per input instead of the canonical form.
+        #[arg(long)]
+        json: bool,
+        /// References such as `ubuntu`, `jpetazzo/clock:v1`, `localhost:5000/wordpress@sha256:…`.
+        #[arg(required = true, value_name = "REF")]
+        references: Vec<String>,
+    },
+    /// Show the stencil version.
+    Version,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let status = if error.use_stderr() {
+                EXIT_STENCIL_ERROR
+            } else {
+                0
+            };
+            // Help and version requests go to stdout; usage errors to stderr.
+            let _ = error.print();
+            return ExitCode::from(status);
+        }
+    };
+    init_logging(cli.log_level);
+    tracing::debug!(root = ?resolve_root(cli.root.clone(), &Environment::from_process()), "store root");
+    match cli.command {
+        Command::Ref { json, references } => run_ref(json, &references),
+        Command::Version => {
+            println!("stencil version {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn init_logging(level: LogLevel) {
+    tracing_subscriber::fmt()
+        .with_env_filter(level.as_filter())
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+}
+
+fn run_ref(json: bool, references: &[String]) -> ExitCode {
+    let described: Vec<Described> = references.iter().map(|r| describe(r)).collect();
+    let mut out = std::io::stdout().lock();
+    let mut all_valid = true;
+    for item in &described {
+        all_valid &= item.is_valid();
+        let written = if json {
+            writeln!(out, "{}", item.to_json())
+        } else {
+            match &item.outcome {
+                RefOutcome::Parsed(r) => writeln!(out, "{}", r.canonical()),
+                RefOutcome::Invalid(e) => {
+                    // Keep stdout and stderr lines in input order when both reach a terminal.
+                    let _ = out.flush();
+                    eprintln!("stencil: {e}");
+                    Ok(())
+                }
+            }
+        };
+        if written.is_err() {
+            // A closed pipe (e.g. `| head`) is not an error worth reporting.
+            return ExitCode::SUCCESS;
+        }
+    }
+    if all_valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
