@@ -1,9 +1,72 @@
-//! Copy-on-write filesystems for stencil (not yet built).
+//! Copy-on-write filesystems for stencil: layer archives in and out, snapshots, mounts.
 //!
-//! This crate will own the layer archive codec (applying untrusted tar streams to a
-//! directory safely, with whiteouts; producing tar diffs from an overlay upper directory or
-//! from two trees), compression detection, the snapshotter with its `overlay` and `native`
-//! drivers, and `Mount` values with the functions that perform and undo them.
+//! This crate turns untrusted layer tar streams into directories ([`apply_layer`]), turns
+//! directories back into layer tars ([`diff_upper`], [`diff_trees`]), and stacks unpacked
+//! layers into container root filesystems with a containerd-style [`Snapshotter`] whose
+//! drivers are [`OverlaySnapshotter`] (kernel overlayfs) and [`NativeSnapshotter`]
+//! (full copies). A [`Mount`] is a plain value; [`mount_all`] performs a list of them and
+//! [`unmount_all`] undoes them.
 //!
-//! It deliberately knows nothing about image digests, registries or the metadata database.
+//! It deliberately knows nothing about image digests, registries or the metadata database:
+//! snapshot keys and names are opaque strings chosen by the caller (the engine uses chain
+//! IDs), and verifying a layer's digest is the caller's job while the bytes stream past.
+//!
+//! # Safety model of [`apply_layer`]
+//!
+//! Every entry is resolved from a directory file descriptor of the target: names are
+//! cleaned lexically (`..` clamps at the root, a leading `/` is dropped), intermediate
+//! symlinks are followed only by the kernel's `openat2(RESOLVE_IN_ROOT)`, and the final
+//! component is never followed: whatever is in the way is removed before the entry is
+//! created with `O_EXCL`/`O_NOFOLLOW`, and metadata is set through the new descriptor or
+//! with no-follow calls. Hard links resolve their target inside the root the same way.
+//! Caps on entry count, stream bytes and name length stop archive bombs.
+//!
+//! # Snapshot store layout
+//!
+//! A snapshotter owns one directory: `catalogue.json` (every snapshot's key, kind, parent
+//! and numeric id; rewritten atomically through a temporary file, `fsync` and `rename`),
+//! `lock` (an `flock` taken around every change, so several processes can share a root),
+//! and `snapshots/ID/{fs,work}` with short numeric ids so that 128 stacked layers stay far
+//! below the kernel's mount option limits (overlay mounts are made with the `fsconfig`
+//! `lowerdir+` interface where the kernel has it, so there is no total length limit).
+//!
+//! # Example
+//!
+//! ```no_run
+//! use stencil_cow_fs::{
+//!     ApplyOptions, OverlaySnapshotter, Snapshotter, apply_layer, mount_all, unmount_all,
+//! };
+//! let snapshots = OverlaySnapshotter::new("/var/lib/stencil/snapshots".as_ref())?;
+//! // Unpack one layer into a new snapshot and commit it under its chain id.
+//! snapshots.prepare("extract-1", None)?;
+//! let target = snapshots.layer_target("extract-1")?;
+//! let layer = std::fs::File::open("layer.tar.gz")?;
+//! apply_layer(layer, &target.dir, &ApplyOptions::default().whiteouts(target.whiteouts))?;
+//! snapshots.commit("sha256:chain-1", "extract-1")?;
+//! // A container: a writable snapshot on top, mounted.
+//! let mounts = snapshots.prepare("container-1", Some("sha256:chain-1"))?;
+//! mount_all(&mounts, "/tmp/rootfs".as_ref())?;
+//! unmount_all("/tmp/rootfs".as_ref())?;
+//! # Ok::<(), stencil_cow_fs::Error>(())
+//! ```
 #![deny(missing_docs)]
+
+pub mod apply;
+pub mod compression;
+pub mod diff;
+mod error;
+pub mod mount;
+mod resolve;
+pub mod snapshot;
+mod sys;
+pub mod whiteout;
+
+pub use apply::{ApplyOptions, ApplyStats, IdMap, IdRange, Limits, apply_layer};
+pub use compression::Compression;
+pub use diff::{DiffOptions, diff_trees, diff_upper};
+pub use error::{Error, ErrorKind, Result};
+pub use mount::{Mount, mount_all, unmount_all};
+pub use snapshot::{
+    Info, Kind, LayerTarget, NativeSnapshotter, OverlaySnapshotter, Snapshotter, Usage,
+};
+pub use whiteout::WhiteoutMode;

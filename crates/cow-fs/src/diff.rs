@@ -1,0 +1,565 @@
+//! Producing layer tars from directories: [`diff_upper`] and [`diff_trees`].
+//!
+//! [`diff_upper`] reads an overlayfs upper directory (a container's changes): `0/0`
+//! character devices become `.wh.NAME` entries, opaque directories
+//! (`trusted.overlay.opaque=y`) get a `.wh..wh..opq` entry, metacopy files take their data
+//! from the lower layer that holds it, and overlay's own attributes are never written.
+//! [`diff_trees`] compares two full trees (the native driver's parent copy and its active
+//! copy) and writes what changed, with whiteouts for what disappeared.
+//!
+//! Output is deterministic: a pre-order walk with each directory's entries sorted by their
+//! names in the layer, hard links within the layer as link entries, extended attributes as
+//! PAX `SCHILY.xattr.*` records, and, with [`DiffOptions::fixed_mtime`], every time set to
+//! one value so that the same change always gives the same bytes (and digest). Neither
+//! function compresses; wrap the writer in a gzip or zstd encoder for that.
+//!
+//! ```no_run
+//! use stencil_cow_fs::{DiffOptions, diff_upper};
+//! let out = std::fs::File::create("layer.tar")?;
+//! let options = DiffOptions::default().fixed_mtime(0);
+//! diff_upper("/c/upper".as_ref(), &["/s/2/fs".as_ref(), "/s/1/fs".as_ref()], out, &options)?;
+//! # Ok::<(), stencil_cow_fs::Error>(())
+//! ```
+
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::fs::{self, File, Metadata};
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use tar::{EntryType, Header};
+
+use crate::error::{Error, Result};
+use crate::sys;
+use crate::whiteout::{
+    OPAQUE, OVERLAY_OPAQUE_XATTR, OVERLAY_XATTR_PREFIX, PREFIX, USER_OVERLAY_XATTR_PREFIX,
+};
+
+/// How a diff is written.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DiffOptions {
+    /// When set, every entry's modification time is this value (seconds since the epoch).
+    pub mtime: Option<u64>,
+}
+
+impl DiffOptions {
+    /// Writes every entry with modification time `seconds`, for reproducible layers.
+    pub fn fixed_mtime(mut self, seconds: u64) -> DiffOptions {
+        self.mtime = Some(seconds);
+        self
+    }
+}
+
+/// Writes the layer tar for overlay upper directory `upper`, whose lower layers are
+/// `lowers` (topmost first; consulted only for metacopy data), into `out`.
+pub fn diff_upper<W: Write>(
+    upper: &Path,
+    lowers: &[&Path],
+    out: W,
+    options: &DiffOptions,
+) -> Result<W> {
+    let mut writer = LayerWriter::new(out, options);
+    upper_dir(&mut writer, upper, lowers, Path::new(""))?;
+    writer.finish()
+}
+
+/// Writes the layer tar that turns tree `old` into tree `new` into `out`.
+pub fn diff_trees<W: Write>(old: &Path, new: &Path, out: W, options: &DiffOptions) -> Result<W> {
+    let mut writer = LayerWriter::new(out, options);
+    compare_dir(&mut writer, old, new, Path::new(""))?;
+    writer.finish()
+}
+
+fn lstat(path: &Path) -> Result<Metadata> {
+    fs::symlink_metadata(path).map_err(|e| Error::io("inspect", path, e))
+}
+
+fn sorted_names(dir: &Path) -> Result<Vec<OsString>> {
+    let mut names = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| Error::io("read directory", dir, e))? {
+        names.push(
+            entry
+                .map_err(|e| Error::io("read directory", dir, e))?
+                .file_name(),
+        );
+    }
+    names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    Ok(names)
+}
+
+fn is_whiteout(meta: &Metadata) -> bool {
+    meta.file_type().is_char_device() && meta.rdev() == 0
+}
+
+fn whiteout_name(name: &OsStr) -> OsString {
+    let mut bytes = PREFIX.to_vec();
+    bytes.extend_from_slice(name.as_bytes());
+    OsString::from(OsStr::from_bytes(&bytes))
+}
+
+/// What one entry of a directory becomes in the layer.
+enum Emit {
+    /// The entry itself (and, for a directory, a walk below it).
+    Entry(OsString),
+    /// A whiteout for the named entry.
+    Whiteout(OsString),
+    /// The opaque marker of this directory.
+    Opaque,
+}
+
+fn emitted_name(emit: &Emit) -> OsString {
+    match emit {
+        Emit::Entry(name) => name.clone(),
+        Emit::Whiteout(name) => whiteout_name(name),
+        Emit::Opaque => OsStr::from_bytes(OPAQUE).to_owned(),
+    }
+}
+
+fn sort_emits(emits: &mut [Emit]) {
+    emits.sort_by_cached_key(|e| emitted_name(e).as_bytes().to_vec());
+}
+
+fn xattr_value<'a>(xattrs: &'a [(Vec<u8>, Vec<u8>)], key: &[u8]) -> Option<&'a [u8]> {
+    xattrs
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_slice())
+}
+
+fn read_xattrs(path: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    sys::xattrs_of(path).map_err(|e| Error::io("read xattrs", path, e))
+}
+
+fn upper_dir(
+    writer: &mut LayerWriter<impl Write>,
+    upper: &Path,
+    lowers: &[&Path],
+    rel: &Path,
+) -> Result<()> {
+    let dir = upper.join(rel);
+    let mut emits = Vec::new();
+    let dir_xattrs = read_xattrs(&dir)?;
+    let opaque = [OVERLAY_OPAQUE_XATTR, b"user.overlay.opaque"]
+        .iter()
+        .any(|key| xattr_value(&dir_xattrs, key) == Some(b"y"));
+    if opaque && !rel.as_os_str().is_empty() {
+        emits.push(Emit::Opaque);
+    }
+    for name in sorted_names(&dir)? {
+        let meta = lstat(&dir.join(&name))?;
+        if is_whiteout(&meta) {
+            emits.push(Emit::Whiteout(name));
+        } else {
+            emits.push(Emit::Entry(name));
+        }
+    }
+    sort_emits(&mut emits);
+    for emit in emits {
+        match emit {
+            Emit::Opaque => writer.marker(&rel.join(OsStr::from_bytes(OPAQUE)))?,
+            Emit::Whiteout(name) => writer.marker(&rel.join(whiteout_name(&name)))?,
+            Emit::Entry(name) => {
+                let child = rel.join(&name);
+                let path = upper.join(&child);
+                let meta = lstat(&path)?;
+                let xattrs = read_xattrs(&path)?;
+                if meta.is_dir() && xattr_value(&xattrs, b"trusted.overlay.redirect").is_some() {
+                    return Err(Error::Unsupported {
+                        feature: "diffing an overlay redirect_dir (mount with redirect_dir=off)",
+                        source: io::Error::other(path.display().to_string()),
+                    });
+                }
+                let data = if meta.is_file()
+                    && xattr_value(&xattrs, b"trusted.overlay.metacopy").is_some()
+                {
+                    Some(metacopy_source(&xattrs, lowers, &child)?)
+                } else {
+                    None
+                };
+                writer.entry(&child, &path, &meta, &xattrs, data.as_deref())?;
+                if meta.is_dir() {
+                    upper_dir(writer, upper, lowers, &child)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Finds the lower file that holds the data of a metacopy upper file.
+fn metacopy_source(xattrs: &[(Vec<u8>, Vec<u8>)], lowers: &[&Path], rel: &Path) -> Result<PathBuf> {
+    let origin = match xattr_value(xattrs, b"trusted.overlay.redirect") {
+        Some(redirect) if redirect.starts_with(b"/") => {
+            PathBuf::from(OsStr::from_bytes(&redirect[1..]))
+        }
+        Some(redirect) => rel
+            .parent()
+            .unwrap_or(Path::new(""))
+            .join(OsStr::from_bytes(redirect)),
+        None => rel.to_path_buf(),
+    };
+    lowers
+        .iter()
+        .map(|lower| lower.join(&origin))
+        .find(|candidate| fs::symlink_metadata(candidate).is_ok_and(|m| m.is_file()))
+        .ok_or_else(|| {
+            Error::io(
+                "find metacopy data in lower layers",
+                rel,
+                io::Error::from_raw_os_error(libc::ENOENT),
+            )
+        })
+}
+
+fn compare_dir(
+    writer: &mut LayerWriter<impl Write>,
+    old: &Path,
+    new: &Path,
+    rel: &Path,
+) -> Result<()> {
+    let old_names = sorted_names(&old.join(rel))?;
+    let new_names = sorted_names(&new.join(rel))?;
+    let mut emits = Vec::new();
+    let mut recurse = Vec::new();
+    for name in &old_names {
+        if new_names
+            .binary_search_by(|n| n.as_bytes().cmp(name.as_bytes()))
+            .is_err()
+        {
+            emits.push(Emit::Whiteout(name.clone()));
+        }
+    }
+    for name in new_names {
+        let child = rel.join(&name);
+        let new_meta = lstat(&new.join(&child))?;
+        let old_path = old.join(&child);
+        match fs::symlink_metadata(&old_path) {
+            Err(_) => emits.push(Emit::Entry(name)),
+            Ok(old_meta) => {
+                let both_dirs = old_meta.is_dir() && new_meta.is_dir();
+                if !same_entry(&old_path, &old_meta, &new.join(&child), &new_meta)? {
+                    emits.push(Emit::Entry(name.clone()));
+                }
+                if both_dirs {
+                    recurse.push(name);
+                }
+            }
+        }
+    }
+    sort_emits(&mut emits);
+    // Entries and recursion are interleaved in sorted order so that the walk stays
+    // pre-order with sorted siblings.
+    let mut order: Vec<(Vec<u8>, Option<Emit>, Option<OsString>)> = emits
+        .into_iter()
+        .map(|e| (emitted_name(&e).as_bytes().to_vec(), Some(e), None))
+        .collect();
+    for name in recurse {
+        order.push((name.as_bytes().to_vec(), None, Some(name)));
+    }
+    order.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.is_none().cmp(&b.1.is_none())));
+    for (_, emit, descend) in order {
+        match (emit, descend) {
+            (Some(Emit::Whiteout(name)), _) => writer.marker(&rel.join(whiteout_name(&name)))?,
+            (Some(Emit::Entry(name)), _) => {
+                let child = rel.join(&name);
+                let path = new.join(&child);
+                let meta = lstat(&path)?;
+                let xattrs = read_xattrs(&path)?;
+                writer.entry(&child, &path, &meta, &xattrs, None)?;
+                let old_is_dir = fs::symlink_metadata(old.join(&child)).is_ok_and(|m| m.is_dir());
+                if meta.is_dir() && !old_is_dir {
+                    add_tree(writer, new, &child)?;
+                }
+            }
+            (None, Some(name)) => compare_dir(writer, old, new, &rel.join(name))?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Adds everything below directory `rel` of `root`.
+fn add_tree(writer: &mut LayerWriter<impl Write>, root: &Path, rel: &Path) -> Result<()> {
+    for name in sorted_names(&root.join(rel))? {
+        let child = rel.join(&name);
+        let path = root.join(&child);
+        let meta = lstat(&path)?;
+        let xattrs = read_xattrs(&path)?;
+        writer.entry(&child, &path, &meta, &xattrs, None)?;
+        if meta.is_dir() {
+            add_tree(writer, root, &child)?;
+        }
+    }
+    Ok(())
+}
+
+fn same_entry(old: &Path, old_meta: &Metadata, new: &Path, new_meta: &Metadata) -> Result<bool> {
+    let same_meta = old_meta.mode() == new_meta.mode()
+        && old_meta.uid() == new_meta.uid()
+        && old_meta.gid() == new_meta.gid()
+        && old_meta.rdev() == new_meta.rdev()
+        && (old_meta.is_dir() || old_meta.size() == new_meta.size());
+    if !same_meta || read_xattrs(old)? != read_xattrs(new)? {
+        return Ok(false);
+    }
+    if old_meta.file_type().is_symlink() {
+        let a = fs::read_link(old).map_err(|e| Error::io("read link", old, e))?;
+        let b = fs::read_link(new).map_err(|e| Error::io("read link", new, e))?;
+        if a != b {
+            return Ok(false);
+        }
+    }
+    if old_meta.mtime() == new_meta.mtime() && old_meta.mtime_nsec() == new_meta.mtime_nsec() {
+        return Ok(true);
+    }
+    if !old_meta.is_file() {
+        return Ok(old_meta.is_dir());
+    }
+    same_contents(old, new)
+}
+
+fn same_contents(a: &Path, b: &Path) -> Result<bool> {
+    let mut fa = File::open(a).map_err(|e| Error::io("open", a, e))?;
+    let mut fb = File::open(b).map_err(|e| Error::io("open", b, e))?;
+    let mut ba = vec![0u8; 64 * 1024];
+    let mut bb = vec![0u8; 64 * 1024];
+    loop {
+        let na = read_full(&mut fa, &mut ba).map_err(|e| Error::io("read", a, e))?;
+        let nb = read_full(&mut fb, &mut bb).map_err(|e| Error::io("read", b, e))?;
+        if na != nb || ba[..na] != bb[..nb] {
+            return Ok(false);
+        }
+        if na == 0 {
+            return Ok(true);
+        }
+    }
+}
+
+fn read_full(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
+}
+
+/// Writes tar entries with stencil's conventions (see the module documentation).
+struct LayerWriter<W: Write> {
+    builder: tar::Builder<W>,
+    links: HashMap<(u64, u64), PathBuf>,
+    mtime: Option<u64>,
+}
+
+impl<W: Write> LayerWriter<W> {
+    fn new(out: W, options: &DiffOptions) -> LayerWriter<W> {
+        let mut builder = tar::Builder::new(out);
+        builder.follow_symlinks(false);
+        LayerWriter {
+            builder,
+            links: HashMap::new(),
+            mtime: options.mtime,
+        }
+    }
+
+    fn finish(self) -> Result<W> {
+        self.builder
+            .into_inner()
+            .map_err(|e| Error::io("finish layer", "", e))
+    }
+
+    /// A whiteout or opaque marker: an empty regular file.
+    fn marker(&mut self, rel: &Path) -> Result<()> {
+        let mut header = Header::new_ustar();
+        header.set_entry_type(EntryType::Regular);
+        header.set_size(0);
+        header.set_mode(0o644);
+        header.set_mtime(self.mtime.unwrap_or(0));
+        self.builder
+            .append_data(&mut header, rel, io::empty())
+            .map_err(|e| Error::io("write whiteout", rel, e))
+    }
+
+    fn entry(
+        &mut self,
+        rel: &Path,
+        path: &Path,
+        meta: &Metadata,
+        xattrs: &[(Vec<u8>, Vec<u8>)],
+        data_from: Option<&Path>,
+    ) -> Result<()> {
+        let write_error = |e| Error::io("write layer entry", rel, e);
+        let mut header = Header::new_ustar();
+        header.set_mode(meta.mode() & 0o7777);
+        header.set_uid(u64::from(meta.uid()));
+        header.set_gid(u64::from(meta.gid()));
+        header.set_mtime(self.mtime.unwrap_or(meta.mtime().max(0) as u64));
+        header.set_size(0);
+        let kept: Vec<&(Vec<u8>, Vec<u8>)> = xattrs
+            .iter()
+            .filter(|(k, _)| {
+                !k.starts_with(OVERLAY_XATTR_PREFIX) && !k.starts_with(USER_OVERLAY_XATTR_PREFIX)
+            })
+            .collect();
+        if !kept.is_empty() {
+            let mut records = Vec::new();
+            for (key, value) in kept {
+                let mut body = b"SCHILY.xattr.".to_vec();
+                body.extend_from_slice(key);
+                body.push(b'=');
+                body.extend_from_slice(value);
+                body.push(b'\n');
+                records.extend_from_slice(&pax_record(&body));
+            }
+            let mut pax = Header::new_ustar();
+            pax.set_entry_type(EntryType::XHeader);
+            pax.set_size(records.len() as u64);
+            pax.set_mode(0o644);
+            pax.set_mtime(self.mtime.unwrap_or(0));
+            self.builder
+                .append_data(&mut pax, "PaxHeader", records.as_slice())
+                .map_err(write_error)?;
+        }
+        let file_type = meta.file_type();
+        if file_type.is_dir() {
+            header.set_entry_type(EntryType::Directory);
+            self.builder
+                .append_data(&mut header, rel, io::empty())
+                .map_err(write_error)
+        } else if file_type.is_symlink() {
+            header.set_entry_type(EntryType::Symlink);
+            let target = fs::read_link(path).map_err(|e| Error::io("read link", path, e))?;
+            self.builder
+                .append_link(&mut header, rel, target)
+                .map_err(write_error)
+        } else if file_type.is_file() {
+            let key = (meta.dev(), meta.ino());
+            if meta.nlink() > 1 && data_from.is_none() {
+                if let Some(first) = self.links.get(&key) {
+                    header.set_entry_type(EntryType::Link);
+                    let first = first.clone();
+                    return self
+                        .builder
+                        .append_link(&mut header, rel, first)
+                        .map_err(write_error);
+                }
+                self.links.insert(key, rel.to_path_buf());
+            }
+            let source = data_from.unwrap_or(path);
+            let file = File::open(source).map_err(|e| Error::io("open", source, e))?;
+            let size = file
+                .metadata()
+                .map_err(|e| Error::io("inspect", source, e))?
+                .len();
+            header.set_entry_type(EntryType::Regular);
+            header.set_size(size);
+            // A file that changes while being read would corrupt the stream; `take` keeps
+            // the written length equal to the header's.
+            self.builder
+                .append_data(&mut header, rel, PaddedReader::new(file, size))
+                .map_err(write_error)
+        } else {
+            let kind = if file_type.is_char_device() {
+                EntryType::Char
+            } else if file_type.is_block_device() {
+                EntryType::Block
+            } else if file_type.is_fifo() {
+                EntryType::Fifo
+            } else {
+                // Sockets cannot be stored in a layer; they are recreated by their owners.
+                return Ok(());
+            };
+            header.set_entry_type(kind);
+            if kind != EntryType::Fifo {
+                let rdev = meta.rdev();
+                header
+                    .set_device_major(libc::major(rdev))
+                    .map_err(write_error)?;
+                header
+                    .set_device_minor(libc::minor(rdev))
+                    .map_err(write_error)?;
+            }
+            self.builder
+                .append_data(&mut header, rel, io::empty())
+                .map_err(write_error)
+        }
+    }
+}
+
+/// A reader of exactly `size` bytes: the file's, cut or padded with zeros.
+struct PaddedReader {
+    inner: io::Take<File>,
+    remaining: u64,
+}
+
+impl PaddedReader {
+    fn new(file: File, size: u64) -> PaddedReader {
+        PaddedReader {
+            inner: file.take(size),
+            remaining: size,
+        }
+    }
+}
+
+impl Read for PaddedReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.remaining == 0 {
+            return Ok(0);
+        }
+        let n = match self.inner.read(buf)? {
+            0 => {
+                let n = buf.len().min(self.remaining as usize);
+                buf[..n].fill(0);
+                n
+            }
+            n => n,
+        };
+        self.remaining -= n as u64;
+        Ok(n)
+    }
+}
+
+/// Frames one PAX record body (`key=value\n`) with its self-inclusive decimal length.
+fn pax_record(body: &[u8]) -> Vec<u8> {
+    let mut length = body.len() + 2;
+    loop {
+        let candidate = length.to_string().len() + 1 + body.len();
+        if candidate == length {
+            break;
+        }
+        length = candidate;
+    }
+    let mut out = format!("{length} ").into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    //! Framing of PAX records.
+    use super::*;
+
+    #[track_caller]
+    fn check(body: &str, expected: &str) {
+        assert_eq!(pax_record(body.as_bytes()), expected.as_bytes());
+    }
+
+    #[test]
+    fn pax_records_count_their_own_length() {
+        for (body, expected) in [
+            ("a=b\n", "6 a=b\n"),
+            ("path=12345\n", "14 path=12345\n"),
+            (
+                &format!("k={}\n", "x".repeat(94)),
+                &format!("101 k={}\n", "x".repeat(94)),
+            ),
+        ] {
+            check(body, expected);
+        }
+    }
+}

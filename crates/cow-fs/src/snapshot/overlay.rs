@@ -1,0 +1,82 @@
+//! The `overlay` driver: one layer per snapshot, stacked by kernel overlayfs.
+//!
+//! A snapshot's `fs` directory holds only its own layer (with overlay whiteouts); its
+//! `work` directory is overlay's scratch space. Active snapshots mount as an overlay with
+//! `fs` as upper directory over the parent chain; views mount read-only (a bind of the one
+//! parent, or an overlay of several). It does not check that the kernel has overlayfs:
+//! the first mount says so.
+//!
+//! ```no_run
+//! use stencil_cow_fs::{OverlaySnapshotter, Snapshotter};
+//! let snapshots = OverlaySnapshotter::new("/var/lib/stencil".as_ref())?;
+//! let mounts = snapshots.view("look", Some("sha256:chain"))?;
+//! # Ok::<(), stencil_cow_fs::Error>(())
+//! ```
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::{Driver, Info, Kind, LayerTarget, Store, Usage, snapshotter_via_store};
+use crate::diff::{DiffOptions, diff_upper};
+use crate::error::{Error, Result};
+use crate::mount::Mount;
+use crate::whiteout::WhiteoutMode;
+
+/// Snapshots stacked with overlayfs.
+pub struct OverlaySnapshotter {
+    store: Store,
+}
+
+impl OverlaySnapshotter {
+    /// Opens (creating if needed) the snapshot store under `root`.
+    pub fn new(root: &Path) -> Result<OverlaySnapshotter> {
+        Ok(OverlaySnapshotter {
+            store: Store::new(root)?,
+        })
+    }
+}
+
+impl Driver for OverlaySnapshotter {
+    fn create(&self, dir: &Path, _chain: &[PathBuf]) -> Result<()> {
+        for sub in ["fs", "work"] {
+            let path = dir.join(sub);
+            fs::create_dir(&path).map_err(|e| Error::io("create snapshot", &path, e))?;
+        }
+        Ok(())
+    }
+
+    fn mounts(&self, dir: &Path, kind: Kind, chain: &[PathBuf]) -> Vec<Mount> {
+        let fs_dir = dir.join("fs");
+        let lowers: Vec<&Path> = chain.iter().map(PathBuf::as_path).collect();
+        match (kind, lowers.as_slice()) {
+            (Kind::Active, []) => vec![Mount::bind(&fs_dir, false)],
+            (Kind::Active, _) => vec![Mount::overlay(&lowers, Some((&fs_dir, &dir.join("work"))))],
+            (_, []) => vec![Mount::bind(&fs_dir, true)],
+            (_, [only]) => vec![Mount::bind(only, true)],
+            (_, _) => {
+                let mut mount = Mount::overlay(&lowers, None);
+                mount.options.push("ro".into());
+                vec![mount]
+            }
+        }
+    }
+
+    fn whiteouts(&self) -> WhiteoutMode {
+        WhiteoutMode::Overlay
+    }
+
+    fn diff(
+        &self,
+        dir: &Path,
+        chain: &[PathBuf],
+        out: &mut dyn Write,
+        options: &DiffOptions,
+    ) -> Result<()> {
+        let lowers: Vec<&Path> = chain.iter().map(PathBuf::as_path).collect();
+        diff_upper(&dir.join("fs"), &lowers, out, options)?;
+        Ok(())
+    }
+}
+
+snapshotter_via_store!(OverlaySnapshotter);
