@@ -1,10 +1,52 @@
-//! The local content-addressed store of stencil (not yet built).
+//! The local content-addressed store of stencil: blobs, image metadata and image formats.
 //!
-//! This crate will own the blob store (`ROOT/blobs/sha256/HEX`, resumable ingest with
-//! atomic verified commit), the SQLite metadata database (images, tags, layers, snapshot
-//! reference counts, containers), the image model helpers (OCI and Docker schema 2
-//! manifests, indexes and configs, platform matching, diff IDs and chain IDs), import and
-//! export of OCI layouts and docker-archives, fsck and garbage collection.
+//! A [`Store`] lives in one directory, `ROOT`:
 //!
-//! It deliberately knows nothing about HTTP, mounting or processes. See ARCHITECTURE.md.
+//! ```text
+//! ROOT/
+//!   oci-layout, index.json   the store is also a valid OCI image layout
+//!   blobs/sha256/HEX         immutable blobs (layers as pulled, configs, manifests)
+//!   ingest/ID/               partial writes: ref, data, lock; resumable
+//!   snapshots/N/             unpacked layers, owned by the snapshotter (cow-fs)
+//!   stencil.db               SQLite metadata (WAL)
+//!   lock                     flock for cross-process critical sections
+//! ```
+//!
+//! The content store ([`content`]) follows containerd's split into a [`content::Provider`]
+//! (read by digest), an [`content::Ingester`] (resumable, exclusive, verified writes) and a
+//! [`content::Manager`] (walk, delete).
+//!
+//! This crate deliberately knows nothing about HTTP, mounting or processes: a registry
+//! client streams into an ingester, and the engine asks the snapshotter to unpack layers
+//! and records the result here.
+//!
+//! # Example: store a blob and read it back
+//!
+//! ```
+//! use std::io::{Read, Write};
+//! use stencil_layerstore::Store;
+//! use stencil_layerstore::content::{ContentWriter, Ingester, Provider, sha256_digest};
+//!
+//! let root = tempfile::tempdir().unwrap();
+//! let store = Store::open(root.path()).unwrap();
+//! let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+//! let digest = sha256_digest(config);
+//!
+//! let mut writer = store.content().writer(&format!("example-{digest}")).unwrap();
+//! writer.write_all(config).unwrap();
+//! writer.commit(config.len() as u64, &digest).unwrap();
+//!
+//! let mut text = String::new();
+//! store.content().open(&digest).unwrap().read_to_string(&mut text).unwrap();
+//! assert!(text.contains("amd64"));
+//! assert!(root.path().join("blobs/sha256").join(digest.hex()).exists());
+//! ```
 #![deny(missing_docs)]
+
+pub mod content;
+mod error;
+mod store;
+
+pub use error::{Error, ErrorKind, Result};
+pub use stencil_reference::{Algorithm, Digest, Reference};
+pub use store::Store;
