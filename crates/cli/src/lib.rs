@@ -21,3 +21,4 @@
 
 pub mod cmd;
 pub mod options;
+pub mod render;

@@ -24,7 +24,13 @@ struct Cli {
     root: Option<PathBuf>,
 
     /// How much to log on standard error.
-    #[arg(long, global = true, value_enum, default_value = "warn", env = "STENCIL_LOG")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "warn",
+        env = "STENCIL_LOG"
+    )]
     log_level: LogLevel,
 
     #[command(subcommand)]

@@ -32,7 +32,10 @@ pub fn describe(input: &str) -> Described {
         Ok(reference) => RefOutcome::Parsed(reference),
         Err(error) => RefOutcome::Invalid(error),
     };
-    Described { input: input.to_owned(), outcome }
+    Described {
+        input: input.to_owned(),
+        outcome,
+    }
 }
 
 impl Described {
@@ -104,7 +107,10 @@ mod tests {
         let value = described.to_json();
         assert_eq!(value["input"], "Ubuntu");
         let message = value["error"].as_str().unwrap_or_default();
-        assert!(message.contains("Ubuntu"), "error should name the input: {message}");
+        assert!(
+            message.contains("Ubuntu"),
+            "error should name the input: {message}"
+        );
         assert_eq!(value.as_object().map(|o| o.len()), Some(2), "{value}");
     }
 }

@@ -1,0 +1,98 @@
+//! Human units as docker prints them: `72.8MB` sizes and `2 weeks ago` durations.
+//!
+//! ```
+//! use stencil::render::units::{human_size, human_duration};
+//!
+//! assert_eq!(human_size(72_800_000), "72.8MB");
+//! assert_eq!(human_duration(3 * 24 * 3600), "3 days");
+//! ```
+
+/// A byte count in decimal units with three significant digits, as `docker images` does.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 7] = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit + 1 < UNITS.len() {
+        value /= 1000.0;
+        unit += 1;
+    }
+    format!("{}{}", three_significant(value), UNITS[unit])
+}
+
+/// Formats like Go's `%.3g`: three significant digits, no trailing zeros.
+fn three_significant(value: f64) -> String {
+    let decimals = if value >= 100.0 {
+        0
+    } else if value >= 10.0 {
+        1
+    } else {
+        2
+    };
+    let text = format!("{value:.decimals$}");
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        text
+    }
+}
+
+/// A duration in seconds in words, as docker's `CREATED` column shows it before "ago".
+pub fn human_duration(seconds: u64) -> String {
+    let minutes = seconds / 60;
+    let hours = minutes / 60;
+    let days = hours / 24;
+    match seconds {
+        0 => "Less than a second".to_owned(),
+        1 => "1 second".to_owned(),
+        s if s < 60 => format!("{s} seconds"),
+        s if s < 120 => "About a minute".to_owned(),
+        _ if minutes < 60 => format!("{minutes} minutes"),
+        _ if hours < 2 => "About an hour".to_owned(),
+        _ if hours < 48 => format!("{hours} hours"),
+        _ if hours < 24 * 7 * 2 => format!("{days} days"),
+        _ if hours < 24 * 30 * 2 => format!("{} weeks", days / 7),
+        _ if hours < 24 * 365 * 2 => format!("{} months", days / 30),
+        _ => format!("{} years", days / 365),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_use_decimal_units_and_three_significant_digits() {
+        let table: &[(u64, &str)] = &[
+            (0, "0B"),
+            (999, "999B"),
+            (1000, "1kB"),
+            (1_234, "1.23kB"),
+            (72_800_000, "72.8MB"),
+            (123_456_789, "123MB"),
+            (5_000_000_000, "5GB"),
+        ];
+        for (bytes, expected) in table {
+            assert_eq!(human_size(*bytes), *expected, "{bytes} bytes");
+        }
+    }
+
+    #[test]
+    fn durations_read_like_dockers() {
+        let table: &[(u64, &str)] = &[
+            (0, "Less than a second"),
+            (1, "1 second"),
+            (59, "59 seconds"),
+            (90, "About a minute"),
+            (600, "10 minutes"),
+            (3600, "About an hour"),
+            (5 * 3600, "5 hours"),
+            (3 * 86400, "3 days"),
+            (20 * 86400, "2 weeks"),
+            (90 * 86400, "3 months"),
+            (800 * 86400, "2 years"),
+        ];
+        for (seconds, expected) in table {
+            assert_eq!(human_duration(*seconds), *expected, "{seconds} s");
+        }
+    }
+}
