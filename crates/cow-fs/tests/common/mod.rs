@@ -199,8 +199,16 @@ impl Layer {
 /// also modification and change times (a change time catches a chmod that was undone).
 pub fn fingerprint(root: &Path, times: bool) -> Vec<String> {
     let mut lines = Vec::new();
-    let mut groups: HashMap<(u64, u64), String> = HashMap::new();
+    let mut groups: HashMap<(u64, u64), Vec<usize>> = HashMap::new();
     walk(root, Path::new(""), times, &mut lines, &mut groups);
+    // A hard-link group is what the visible tree shows: paths sharing one inode. The
+    // link count is not used, since overlayfs reports a lower file's count unchanged.
+    for members in groups.values().filter(|m| m.len() > 1) {
+        let first = lines[members[0]].split(' ').next().unwrap_or("").to_owned();
+        for index in members {
+            lines[*index] += &format!(" linkgroup={first}");
+        }
+    }
     lines
 }
 
@@ -209,7 +217,7 @@ fn walk(
     rel: &Path,
     times: bool,
     lines: &mut Vec<String>,
-    groups: &mut HashMap<(u64, u64), String>,
+    groups: &mut HashMap<(u64, u64), Vec<usize>>,
 ) {
     let path = root.join(rel);
     let meta = fs::symlink_metadata(&path).expect("lstat");
@@ -248,12 +256,10 @@ fn walk(
             data.len(),
             String::from_utf8_lossy(&data)
         );
-        if meta.nlink() > 1 {
-            let group = groups
-                .entry((meta.dev(), meta.ino()))
-                .or_insert_with(|| rel.display().to_string());
-            line += &format!(" linkgroup={group}");
-        }
+        groups
+            .entry((meta.dev(), meta.ino()))
+            .or_default()
+            .push(lines.len());
     }
     if ft.is_symlink() {
         line += &format!(" -> {}", fs::read_link(&path).expect("readlink").display());
