@@ -33,11 +33,21 @@ pub struct Layer {
     mode: Option<u32>,
     owner: Option<(u64, u64)>,
     mtime: Option<u64>,
+    finished: bool,
 }
 
 impl Layer {
     pub fn new() -> Layer {
         Layer::default()
+    }
+
+    /// Wraps a finished tar stream (its end-of-archive blocks are kept as they are).
+    pub fn from_tar(bytes: Vec<u8>) -> Layer {
+        Layer {
+            bytes,
+            finished: true,
+            ..Layer::default()
+        }
     }
 
     /// PAX records for the next entry.
@@ -189,6 +199,9 @@ impl Layer {
 
     /// The finished tar stream (with the two zero blocks that end an archive).
     pub fn tar(mut self) -> Vec<u8> {
+        if self.finished {
+            return self.bytes;
+        }
         self.bytes.extend(std::iter::repeat_n(0u8, 1024));
         self.bytes
     }
