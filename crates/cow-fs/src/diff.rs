@@ -18,7 +18,7 @@
 //! let out = std::fs::File::create("layer.tar")?;
 //! let options = DiffOptions::default().fixed_mtime(0);
 //! diff_upper("/c/upper".as_ref(), &["/s/2/fs".as_ref(), "/s/1/fs".as_ref()], out, &options)?;
-//! # Ok::<(), stencil_cow_fs::Error>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 use std::collections::HashMap;

@@ -30,7 +30,38 @@
 //! below the kernel's mount option limits (overlay mounts are made with the `fsconfig`
 //! `lowerdir+` interface where the kernel has it, so there is no total length limit).
 //!
-//! # Example
+//! # Examples
+//!
+//! A layer in, the same layer out (runs unprivileged: owners are not applied):
+//!
+//! ```
+//! use stencil_cow_fs::{ApplyOptions, DiffOptions, apply_layer, diff_trees};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut layer = tar::Builder::new(Vec::new());
+//! let mut header = tar::Header::new_ustar();
+//! header.set_size(6);
+//! header.set_mode(0o644);
+//! layer.append_data(&mut header, "etc/motd", &b"hello\n"[..])?;
+//! let layer = layer.into_inner()?;
+//!
+//! let rootfs = tempfile::tempdir()?;
+//! let options = ApplyOptions::default().preserve_ownership(false);
+//! let stats = apply_layer(layer.as_slice(), rootfs.path(), &options)?;
+//! assert_eq!(stats.entries, 1);
+//! assert_eq!(std::fs::read(rootfs.path().join("etc/motd"))?, b"hello\n");
+//!
+//! let empty = tempfile::tempdir()?;
+//! let diff = diff_trees(empty.path(), rootfs.path(), Vec::new(), &DiffOptions::default())?;
+//! let names: Vec<String> = tar::Archive::new(diff.as_slice())
+//!     .entries()?
+//!     .map(|e| Ok(e?.path()?.display().to_string()))
+//!     .collect::<std::io::Result<_>>()?;
+//! assert_eq!(names, ["etc", "etc/motd"]);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Unpacking into snapshots and mounting a container's root filesystem (needs root):
 //!
 //! ```no_run
 //! use stencil_cow_fs::{
@@ -47,7 +78,7 @@
 //! let mounts = snapshots.prepare("container-1", Some("sha256:chain-1"))?;
 //! mount_all(&mounts, "/tmp/rootfs".as_ref())?;
 //! unmount_all("/tmp/rootfs".as_ref())?;
-//! # Ok::<(), stencil_cow_fs::Error>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![deny(missing_docs)]
 

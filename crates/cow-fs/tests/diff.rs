@@ -146,7 +146,8 @@ fn tree_diffs_hold_only_changes_and_round_trip() {
         apply_layer(tar.as_slice(), &old, &options).expect("apply");
         assert_eq!(fingerprint(&old, false), fingerprint(&new, false));
     }
-    let cases: &[(fn(&Path), &[&str])] = &[
+    type Change = fn(&Path);
+    let cases: &[(Change, &[&str])] = &[
         (|_| {}, &[]),
         (
             |n| fs::write(n.join("d/edit"), b"after!").expect("edit"),

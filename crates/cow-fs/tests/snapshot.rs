@@ -288,7 +288,10 @@ fn deep_stack(make: Make, root: &Path) {
     });
 }
 
-const CASES: &[(&str, fn(Make, &Path))] = &[
+/// One conformance case: it gets the driver's constructor and a fresh store root.
+type Case = fn(Make, &Path);
+
+const CASES: &[(&str, Case)] = &[
     ("life cycle", life_cycle),
     ("errors", errors),
     ("walk, remove and persist", walk_remove_and_persist),
