@@ -35,7 +35,7 @@ use stencil_reference::{Algorithm, Digest, Reference};
 
 use super::manifest::{self, Descriptor, ImageManifest, Manifest, Platform};
 use super::progress::{Progress, ProgressEvent};
-use super::store::{ContentStore, ingest_ref, put_small, store_error};
+use super::store::{ContentStore, pull_ingest_ref, put_small, store_error};
 use super::transport::{Call, expect_success, read_limited};
 use super::{Client, Repository};
 use crate::config::is_loopback;
@@ -140,15 +140,13 @@ impl Client {
         )
         .header(ACCEPT, &manifest::manifest_accept());
         let answer = self.send(&head).await?;
-        // Some registries do not answer HEAD properly; only a 404 or an auth failure is
-        // final, anything else falls through to the GET.
-        let pinned = match answer.response.status().as_u16() {
-            200..=299 => docker_content_digest(&answer.response),
-            401 | 403 | 404 => {
-                expect_success(answer, &repository.display).await?;
-                None
-            }
-            _ => None,
+        // A failed HEAD has no body to explain itself, and some registries answer HEAD
+        // badly: on anything but success the GET below gives the verdict, with the
+        // registry's error message.
+        let pinned = if answer.response.status().is_success() {
+            docker_content_digest(&answer.response)
+        } else {
+            None
         };
         let expected = reference.digest().cloned().or(pinned);
         self.fetch_manifest_at(repository, &target, expected.as_ref())
@@ -425,7 +423,7 @@ impl Client {
     ) -> Result<Option<S::Writer>> {
         let started = self.inner.clock.now();
         loop {
-            match store.writer(&ingest_ref(digest)) {
+            match store.writer(&pull_ingest_ref(digest)) {
                 Ok(writer) => return Ok(Some(writer)),
                 Err(err) if err.kind() == stencil_layerstore::ErrorKind::InUse => {
                     if store

@@ -35,7 +35,7 @@ impl<T> ContentStore for T where
 
 /// The ingest ref under which a pulled blob is written: one per digest, so that two pulls
 /// of the same blob (in this process or another) never write it twice at once.
-pub(crate) fn ingest_ref(digest: &Digest) -> String {
+pub fn pull_ingest_ref(digest: &Digest) -> String {
     format!("registry-pull-{digest}")
 }
 
@@ -77,7 +77,7 @@ pub(crate) fn put_small<S: ContentStore>(
     if store.contains(digest).map_err(fail)? {
         return Ok(());
     }
-    let mut writer = store.writer(&ingest_ref(digest)).map_err(fail)?;
+    let mut writer = store.writer(&pull_ingest_ref(digest)).map_err(fail)?;
     writer.truncate(0).map_err(fail)?;
     writer.write_all(bytes).map_err(|e| Error::Store {
         digest: digest.clone(),
