@@ -174,6 +174,12 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A reference that names no tag where a tag is needed (tagging, untagging).
+    #[error("reference {reference} has no tag; add one, for example :latest")]
+    MissingTag {
+        /// The reference.
+        reference: String,
+    },
     /// The image is still used (by a container) and cannot be removed.
     #[error("image {reference} is used by container {container}; remove the container first")]
     ImageInUse {
@@ -226,6 +232,8 @@ pub enum ErrorKind {
     InvalidArchive,
     /// See [`Error::ImageInUse`].
     ImageInUse,
+    /// See [`Error::MissingTag`].
+    MissingTag,
 }
 
 impl Error {
@@ -251,6 +259,7 @@ impl Error {
             Error::InvalidReference { .. } => ErrorKind::InvalidReference,
             Error::InvalidArchive { .. } => ErrorKind::InvalidArchive,
             Error::ImageInUse { .. } => ErrorKind::ImageInUse,
+            Error::MissingTag { .. } => ErrorKind::MissingTag,
         }
     }
 

@@ -43,10 +43,16 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod archive;
 pub mod content;
 mod error;
+mod gc;
+pub mod image;
+pub mod meta;
 mod store;
 
 pub use error::{Error, ErrorKind, Result};
+pub use gc::Removal;
+pub use meta::{ImageRecord, LayerRecord, SnapshotRecord};
 pub use stencil_reference::{Algorithm, Digest, Reference};
-pub use store::Store;
+pub use store::{REF_NAME_ANNOTATION, Store};

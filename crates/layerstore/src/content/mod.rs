@@ -50,6 +50,7 @@ pub use digester::{Digester, digest_reader, sha256_digest};
 pub(crate) use ingest::remove_unheld as remove_unheld_ingest;
 pub use ingest::{IngestStatus, LocalWriter};
 pub use local::LocalContent;
+pub(crate) use local::sync_dir as sync_directory;
 
 /// What the store knows about one committed blob.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,469 @@
+//! Reading OCI layouts, oci-archives and docker-archives into the store.
+//!
+//! One pass collects what the source holds: blobs named `blobs/ALG/HEX` are streamed into
+//! the content store and verified against their names; small JSON files (`index.json`,
+//! `manifest.json`, legacy configs) are kept in memory; other files (legacy
+//! `ID/layer.tar`) are streamed in under their computed digest. Then the format is decided
+//! from what was found and the images are recorded and tagged.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Component, Path, PathBuf};
+
+use serde::Deserialize;
+use stencil_reference::{Algorithm, Digest, Reference};
+
+use crate::content::Provider;
+use crate::error::{Error, Result};
+use crate::image::{
+    Document, MAX_DOCUMENT_SIZE, Platform, descriptor_digest, media_type, parse_document,
+    select_manifest,
+};
+use crate::meta::ImageRecord;
+use crate::store::{REF_NAME_ANNOTATION, Store};
+
+/// How to load.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// The name for images whose archive gives none, or only a tag (OCI layouts written by
+    /// some tools name images `latest`): the tag is applied to this name.
+    pub name: Option<Reference>,
+    /// The platform to pick from multi-platform indexes.
+    pub platform: Platform,
+}
+
+impl Default for LoadOptions {
+    fn default() -> LoadOptions {
+        LoadOptions {
+            name: None,
+            platform: Platform::host(),
+        }
+    }
+}
+
+/// One image loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loaded {
+    /// Its record.
+    pub image: ImageRecord,
+    /// The tags set on it (`name:tag`).
+    pub tags: Vec<String>,
+}
+
+/// What one pass over the source found.
+#[derive(Default)]
+struct Collected {
+    /// Small JSON files by path.
+    json: HashMap<String, Vec<u8>>,
+    /// Every other regular file by path, now a blob.
+    files: HashMap<String, (Digest, u64)>,
+    /// Symbolic links by path, to their target path (legacy archives share layers so).
+    links: HashMap<String, String>,
+}
+
+/// The largest JSON file kept in memory.
+const MAX_JSON: u64 = 64 << 20;
+
+/// Normalises a tar or layout path: no `./`, no leading `/`, `..` resolved lexically.
+fn clean(path: &Path) -> Option<String> {
+    let mut parts: Vec<String> = Vec::new();
+    for component in path.components() {
+        match component {
+            Component::Normal(part) => parts.push(part.to_str()?.to_owned()),
+            Component::ParentDir => {
+                parts.pop()?;
+            }
+            Component::CurDir | Component::RootDir | Component::Prefix(_) => {}
+        }
+    }
+    Some(parts.join("/"))
+}
+
+/// The digest a `blobs/ALG/HEX` path names.
+fn blob_path_digest(path: &str) -> Option<Digest> {
+    let rest = path.strip_prefix("blobs/")?;
+    let (algorithm, hex) = rest.split_once('/')?;
+    Digest::new(Algorithm::from_name(algorithm)?, hex).ok()
+}
+
+fn is_metadata(path: &str) -> bool {
+    path.ends_with(".json") || path == "oci-layout" || path == "repositories"
+}
+
+impl Collected {
+    /// Takes one file in.
+    fn add(
+        &mut self,
+        store: &Store,
+        path: String,
+        size: u64,
+        reader: &mut dyn Read,
+        source: &Path,
+    ) -> Result<()> {
+        if let Some(digest) = blob_path_digest(&path) {
+            if !store.content().contains(&digest)? {
+                store.ingest(reader, Some((&digest, size)))?;
+            }
+            self.files.insert(path, (digest, size));
+        } else if is_metadata(&path) {
+            if size > MAX_JSON {
+                return Err(Error::InvalidArchive {
+                    path: source.to_path_buf(),
+                    reason: format!("{path} is {size} bytes, too large for metadata"),
+                });
+            }
+            let mut bytes = Vec::with_capacity(size as usize);
+            reader
+                .take(MAX_JSON)
+                .read_to_end(&mut bytes)
+                .map_err(Error::io(source))?;
+            self.json.insert(path, bytes);
+        } else if path.ends_with("layer.tar") || path.ends_with(".tar") || path.ends_with(".tar.gz")
+        {
+            let (digest, size) = store.ingest(reader, None)?;
+            self.files.insert(path, (digest, size));
+        }
+        // Anything else (legacy `ID/json`, `ID/VERSION`) carries nothing the store needs.
+        Ok(())
+    }
+
+    /// The blob at `path`, following symbolic links.
+    fn blob(&self, path: &str, source: &Path) -> Result<(Digest, u64)> {
+        let mut current = path.to_owned();
+        for _ in 0..16 {
+            if let Some(found) = self.files.get(&current) {
+                return Ok(found.clone());
+            }
+            match self.links.get(&current) {
+                Some(target) => current = target.clone(),
+                None => break,
+            }
+        }
+        Err(Error::InvalidArchive {
+            path: source.to_path_buf(),
+            reason: format!("{path} is named in the archive's metadata but missing"),
+        })
+    }
+}
+
+/// Loads the OCI layout directory, oci-archive or docker-archive at `path`, detecting
+/// which by content. Returns the images loaded, in archive order.
+pub fn load(store: &Store, path: &Path, options: &LoadOptions) -> Result<Vec<Loaded>> {
+    let metadata = fs::metadata(path).map_err(Error::io(path))?;
+    if metadata.is_dir() {
+        let mut collected = Collected::default();
+        collect_dir(store, path, path, &mut collected)?;
+        return finish(store, collected, options, path);
+    }
+    let file = File::open(path).map_err(Error::io(path))?;
+    load_from_reader(
+        store,
+        &mut BufReader::with_capacity(1 << 20, file),
+        options,
+        path,
+    )
+}
+
+/// Loads an oci-archive or docker-archive (plain or gzip-compressed tar) from `reader`;
+/// `source` names it in errors.
+pub fn load_from_reader(
+    store: &Store,
+    reader: &mut dyn BufRead,
+    options: &LoadOptions,
+    source: &Path,
+) -> Result<Vec<Loaded>> {
+    let head = reader.fill_buf().map_err(Error::io(source))?;
+    let gzip = head.starts_with(&[0x1f, 0x8b]);
+    let mut decoder;
+    let stream: &mut dyn Read = if gzip {
+        decoder = flate2::read::GzDecoder::new(reader);
+        &mut decoder
+    } else {
+        reader
+    };
+    let mut archive = tar::Archive::new(stream);
+    let mut collected = Collected::default();
+    let invalid = |reason: String| Error::InvalidArchive {
+        path: source.to_path_buf(),
+        reason,
+    };
+    for entry in archive
+        .entries()
+        .map_err(|error| invalid(error.to_string()))?
+    {
+        let mut entry = entry.map_err(|error| invalid(error.to_string()))?;
+        let entry_path = entry
+            .path()
+            .map_err(|error| invalid(error.to_string()))?
+            .into_owned();
+        let Some(path) = clean(&entry_path) else {
+            continue;
+        };
+        match entry.header().entry_type() {
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                let size = entry.size();
+                collected.add(store, path, size, &mut entry, source)?;
+            }
+            tar::EntryType::Symlink | tar::EntryType::Link => {
+                if let Ok(Some(target)) = entry.link_name() {
+                    let base = if entry.header().entry_type() == tar::EntryType::Link {
+                        PathBuf::new()
+                    } else {
+                        Path::new(&path)
+                            .parent()
+                            .map(Path::to_path_buf)
+                            .unwrap_or_default()
+                    };
+                    if let Some(target) = clean(&base.join(target)) {
+                        collected.links.insert(path, target);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    finish(store, collected, options, source)
+}
+
+fn collect_dir(store: &Store, root: &Path, dir: &Path, collected: &mut Collected) -> Result<()> {
+    for entry in fs::read_dir(dir).map_err(Error::io(dir))? {
+        let entry = entry.map_err(Error::io(dir))?;
+        let path = entry.path();
+        let file_type = entry.file_type().map_err(Error::io(&path))?;
+        if file_type.is_dir() {
+            collect_dir(store, root, &path, collected)?;
+        } else if file_type.is_file() {
+            let Some(relative) = path.strip_prefix(root).ok().and_then(clean) else {
+                continue;
+            };
+            let size = entry.metadata().map_err(Error::io(&path))?.len();
+            let mut file = File::open(&path).map_err(Error::io(&path))?;
+            collected.add(store, relative, size, &mut file, root)?;
+        }
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DockerManifestEntry {
+    config: String,
+    #[serde(default)]
+    repo_tags: Option<Vec<String>>,
+    layers: Vec<String>,
+}
+
+fn finish(
+    store: &Store,
+    collected: Collected,
+    options: &LoadOptions,
+    source: &Path,
+) -> Result<Vec<Loaded>> {
+    if let Some(manifest) = collected.json.get("manifest.json") {
+        return finish_docker(store, &collected, manifest, options, source);
+    }
+    if collected.json.contains_key("oci-layout") {
+        return finish_oci(store, &collected, options, source);
+    }
+    Err(Error::InvalidArchive {
+        path: source.to_path_buf(),
+        reason: "neither a docker-archive (no manifest.json) nor an OCI layout (no oci-layout)"
+            .to_owned(),
+    })
+}
+
+/// The reference an archive's name designates, completed with `options.name` when the
+/// archive gives only a tag.
+fn name_for(annotation: &str, options: &LoadOptions) -> Option<Reference> {
+    let looks_like_tag = !annotation.contains('/') && !annotation.contains(':');
+    if looks_like_tag && let Some(base) = &options.name {
+        let tag = stencil_reference::Tag::parse(annotation).ok()?;
+        return Some(base.with_tag(tag));
+    }
+    Reference::parse(annotation)
+        .ok()
+        .filter(|reference| reference.tag().is_some())
+}
+
+fn finish_oci(
+    store: &Store,
+    collected: &Collected,
+    options: &LoadOptions,
+    source: &Path,
+) -> Result<Vec<Loaded>> {
+    let invalid = |reason: String| Error::InvalidArchive {
+        path: source.to_path_buf(),
+        reason,
+    };
+    let index_bytes = collected
+        .json
+        .get("index.json")
+        .ok_or_else(|| invalid("oci-layout without index.json".to_owned()))?;
+    let parsed = parse_document(index_bytes, Some(media_type::OCI_INDEX), None)
+        .or_else(|_| parse_document(index_bytes, None, None))?;
+    let Document::Index(index) = parsed.document else {
+        return Err(invalid("index.json is not an image index".to_owned()));
+    };
+    let mut loaded = Vec::new();
+    for descriptor in index.manifests() {
+        let digest = descriptor_digest(descriptor)?;
+        let annotation = descriptor
+            .annotations()
+            .as_ref()
+            .and_then(|annotations| annotations.get(REF_NAME_ANNOTATION).cloned());
+        let image = record_any(store, &digest, &options.platform)?;
+        let mut tags = Vec::new();
+        if let Some(reference) = annotation
+            .as_deref()
+            .and_then(|name| name_for(name, options))
+        {
+            store.tag(&reference, &image.manifest_digest)?;
+            tags.push(reference.canonical());
+        } else if let Some(reference) = options
+            .name
+            .as_ref()
+            .filter(|_| index.manifests().len() == 1)
+        {
+            store.tag(reference, &image.manifest_digest)?;
+            tags.push(reference.canonical());
+        }
+        loaded.push(Loaded { image, tags });
+    }
+    Ok(loaded)
+}
+
+/// Records the manifest `digest`, or, for an index, the manifest for `platform` in it.
+fn record_any(store: &Store, digest: &Digest, platform: &Platform) -> Result<ImageRecord> {
+    let bytes = store.read_blob(digest, MAX_DOCUMENT_SIZE)?;
+    match parse_document(&bytes, None, Some(digest))?.document {
+        Document::Manifest(_) => store.record_image(digest, None),
+        Document::Index(index) => {
+            let chosen =
+                select_manifest(&index, platform).ok_or_else(|| Error::NoMatchingPlatform {
+                    platform: platform.to_string(),
+                    digest: Some(digest.clone()),
+                })?;
+            let child = descriptor_digest(chosen)?;
+            store.record_image(&child, Some(digest))
+        }
+    }
+}
+
+/// The layer media type of a blob, from its first bytes.
+fn sniff_layer_media_type(store: &Store, digest: &Digest) -> Result<&'static str> {
+    let mut head = [0u8; 4];
+    let mut reader = store.content().open(digest)?;
+    let read = reader
+        .read(&mut head)
+        .map_err(Error::io(store.content().blob_path(digest)))?;
+    Ok(match &head[..read] {
+        [0x1f, 0x8b, ..] => media_type::OCI_LAYER_GZIP,
+        [0x28, 0xb5, 0x2f, 0xfd] => media_type::OCI_LAYER_ZSTD,
+        _ => media_type::OCI_LAYER,
+    })
+}
+
+fn finish_docker(
+    store: &Store,
+    collected: &Collected,
+    manifest: &[u8],
+    options: &LoadOptions,
+    source: &Path,
+) -> Result<Vec<Loaded>> {
+    let invalid = |reason: String| Error::InvalidArchive {
+        path: source.to_path_buf(),
+        reason,
+    };
+    let entries: Vec<DockerManifestEntry> = serde_json::from_slice(manifest)
+        .map_err(|error| invalid(format!("manifest.json: {error}")))?;
+    // Docker 25+ archives carry the original manifests in an OCI index: reuse them so that
+    // digests survive a save/load round trip.
+    let mut originals: HashMap<Digest, Digest> = HashMap::new();
+    if collected.json.contains_key("index.json")
+        && let Ok(oci) = finish_oci_manifests(store, collected)
+    {
+        originals = oci;
+    }
+    let mut loaded = Vec::new();
+    for entry in entries {
+        let config_path = clean(Path::new(&entry.config)).unwrap_or_default();
+        let (config_digest, config_size) = match collected.json.get(&config_path) {
+            Some(bytes) if blob_path_digest(&config_path).is_none() => {
+                let digest = store.put_blob(bytes)?;
+                (digest, bytes.len() as u64)
+            }
+            _ => collected.blob(&config_path, source)?,
+        };
+        let manifest_digest = match originals.get(&config_digest) {
+            Some(original) => original.clone(),
+            None => {
+                let mut layers = Vec::new();
+                for layer in &entry.layers {
+                    let path = clean(Path::new(layer)).unwrap_or_default();
+                    let (digest, size) = collected.blob(&path, source)?;
+                    layers.push(serde_json::json!({
+                        "mediaType": sniff_layer_media_type(store, &digest)?,
+                        "digest": digest.as_str(),
+                        "size": size,
+                    }));
+                }
+                let manifest = serde_json::json!({
+                    "schemaVersion": 2,
+                    "mediaType": media_type::OCI_MANIFEST,
+                    "config": {
+                        "mediaType": media_type::OCI_CONFIG,
+                        "digest": config_digest.as_str(),
+                        "size": config_size,
+                    },
+                    "layers": layers,
+                });
+                let bytes =
+                    serde_json::to_vec(&manifest).map_err(|error| invalid(error.to_string()))?;
+                store.put_blob(&bytes)?
+            }
+        };
+        let image = store.record_image(&manifest_digest, None)?;
+        let mut tags = Vec::new();
+        for repo_tag in entry.repo_tags.unwrap_or_default() {
+            let reference =
+                Reference::parse(&repo_tag).map_err(|source| Error::InvalidReference {
+                    input: repo_tag.clone(),
+                    source,
+                })?;
+            store.tag(&reference, &image.manifest_digest)?;
+            tags.push(reference.canonical());
+        }
+        if tags.is_empty()
+            && let Some(reference) = &options.name
+        {
+            store.tag(reference, &image.manifest_digest)?;
+            tags.push(reference.canonical());
+        }
+        loaded.push(Loaded { image, tags });
+    }
+    Ok(loaded)
+}
+
+/// Config digest → manifest digest for the manifests an archive's `index.json` lists.
+fn finish_oci_manifests(store: &Store, collected: &Collected) -> Result<HashMap<Digest, Digest>> {
+    let mut map = HashMap::new();
+    let Some(index_bytes) = collected.json.get("index.json") else {
+        return Ok(map);
+    };
+    let Document::Index(index) = parse_document(index_bytes, None, None)?.document else {
+        return Ok(map);
+    };
+    for descriptor in index.manifests() {
+        let digest = descriptor_digest(descriptor)?;
+        let Ok(bytes) = store.read_blob(&digest, MAX_DOCUMENT_SIZE) else {
+            continue;
+        };
+        if let Ok(parsed) = parse_document(&bytes, None, Some(&digest))
+            && let Document::Manifest(manifest) = parsed.document
+        {
+            map.insert(descriptor_digest(manifest.config())?, digest);
+        }
+    }
+    Ok(map)
+}
