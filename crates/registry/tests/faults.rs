@@ -585,3 +585,83 @@ async fn foreign_layers_need_permission() {
         "the foreign URL is fetched only when allowed"
     );
 }
+
+#[tokio::test]
+async fn mirrors_are_tried_first_and_the_origin_is_the_fallback() {
+    let layer = noise(3000, 6);
+    let config = b"{}".to_vec();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2, "mediaType": stencil_registry::OCI_MANIFEST,
+        "config": descriptor(&config), "layers": [descriptor(&layer)],
+    })
+    .to_string();
+    let serve = {
+        let (layer, config, manifest) = (layer.clone(), config.clone(), manifest.clone());
+        move |seen: &Seen| {
+            if seen.path().contains("/manifests/") {
+                Reply::new(200, manifest.clone())
+                    .header("content-type", stencil_registry::OCI_MANIFEST)
+            } else if seen.path().ends_with(sha256_digest(&layer).as_str()) {
+                Reply::new(200, layer.clone())
+            } else {
+                Reply::new(200, config.clone())
+            }
+        }
+    };
+    // (name, how the mirror answers, requests the origin must get)
+    let cases: [(&str, Option<u16>, bool); 3] = [
+        ("healthy mirror serves everything", None, false),
+        ("mirror without the image", Some(404), true),
+        ("broken mirror", Some(500), true),
+    ];
+    for (name, failure, origin_used) in cases {
+        let mirror = {
+            let serve = serve.clone();
+            FakeServer::start("127.0.0.3", move |seen| match failure {
+                Some(status) => Reply::new(status, ""),
+                None => serve(seen),
+            })
+            .await
+        };
+        let origin = FakeServer::start("127.0.0.1", serve.clone()).await;
+        let registries = stencil_registry::RegistriesConfig::parse(&format!(
+            "[[registry]]\nhost = \"{}\"\nmirrors = [\"{}\"]\n",
+            origin.host(),
+            mirror.host()
+        ))
+        .unwrap();
+        let clock = TestClock::new();
+        let client = Client::builder()
+            .clock(clock.clone())
+            .config(registries)
+            .retry(RetryPolicy {
+                attempts: 2,
+                ..RetryPolicy::default()
+            })
+            .build()
+            .unwrap();
+        let (_dir, store) = store();
+        let target = reference(&origin.host(), "mirrored/app:1");
+        let pulled = client
+            .pull(
+                &target,
+                &store,
+                &PullOptions::default(),
+                Arc::new(NoProgress),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(
+            blob(&store, &pulled.image.layers[0].digest),
+            layer,
+            "{name}"
+        );
+        assert!(!mirror.seen().is_empty(), "{name}: mirror not asked");
+        assert_eq!(
+            !origin.seen().is_empty(),
+            origin_used,
+            "{name}: origin saw {:?}",
+            origin.seen()
+        );
+    }
+}

@@ -459,3 +459,53 @@ async fn basic_auth_with_docker_config() {
     check(Some("wrong-password"), Err(ErrorKind::Unauthorized)).await;
     check(Some("right-password"), Ok(())).await;
 }
+
+#[tokio::test]
+async fn concurrency_is_bounded() {
+    let Some(registry) = real_registry(None) else {
+        return;
+    };
+    let (_src_dir, source) = store();
+    let image = craft_image(&source, false, "amd64", &[50_000; 8], 8);
+    let target = reference(&registry.host, "many/layers:1");
+    let client = client();
+    client
+        .push(
+            &target,
+            &source,
+            &image.manifest,
+            &PushOptions::default(),
+            Events::default().sink(),
+        )
+        .await
+        .unwrap();
+    for limit in [1usize, 2, 5] {
+        let (_dir, destination) = store();
+        let in_flight = Arc::new(Mutex::new((0usize, 0usize)));
+        let sink: Arc<dyn Progress> = {
+            let in_flight = in_flight.clone();
+            Arc::new(move |event: ProgressEvent| {
+                let mut counts = in_flight.lock().unwrap();
+                match event {
+                    ProgressEvent::Started { .. } => counts.0 += 1,
+                    ProgressEvent::Done { .. } => counts.0 -= 1,
+                    _ => {}
+                }
+                counts.1 = counts.1.max(counts.0);
+            })
+        };
+        let options = PullOptions {
+            concurrency: Some(limit),
+            ..PullOptions::default()
+        };
+        client
+            .pull(&target, &destination, &options, sink)
+            .await
+            .unwrap();
+        let peak = in_flight.lock().unwrap().1;
+        assert!(
+            (1..=limit).contains(&peak),
+            "limit {limit}: {peak} blobs at once"
+        );
+    }
+}
