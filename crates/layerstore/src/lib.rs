@@ -46,6 +46,7 @@
 pub mod archive;
 pub mod content;
 mod error;
+pub mod fsck;
 mod gc;
 pub mod image;
 pub mod meta;
