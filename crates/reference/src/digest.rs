@@ -186,12 +186,13 @@ impl Digest {
 /// Checks `s` against the digest rules without allocating on success, and returns its
 /// algorithm.
 pub(crate) fn check_digest(s: &str) -> Result<Algorithm, Error> {
-    let Some((name, hex)) = s.split_once(':') else {
+    let Some(colon) = s.bytes().position(|b| b == b':') else {
         return Err(Error::DigestInvalidFormat {
             input: s.to_owned(),
             digest: s.to_owned(),
         });
     };
+    let (name, hex) = (&s[..colon], &s[colon + 1..]);
     let Some(algorithm) = Algorithm::from_name(name) else {
         // A name that does not even follow the OCI algorithm grammar is a malformed digest;
         // a well-formed but unknown one (md5, sha1) is unsupported.
@@ -208,7 +209,12 @@ pub(crate) fn check_digest(s: &str) -> Result<Algorithm, Error> {
             }
         });
     };
-    if !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+    // A fold without early exit lets the compiler check many bytes per instruction; valid
+    // digests, the common case, are read to the end anyway.
+    let is_lower_hex = hex.bytes().fold(true, |ok, b| {
+        ok & (b.is_ascii_digit() | (b'a'..=b'f').contains(&b))
+    });
+    if !is_lower_hex {
         return Err(Error::DigestInvalidHex {
             input: s.to_owned(),
             digest: s.to_owned(),

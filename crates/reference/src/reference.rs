@@ -103,22 +103,15 @@ impl Reference {
             });
         }
 
-        let (before_digest, digest) = match s.split_once('@') {
-            Some((before, digest)) => (before, Some(digest)),
-            None => (s, None),
-        };
-        // The tag separator is the last ':' after the last '/', so that a port
-        // (`localhost:5000/x`) is never taken for a tag.
-        let last_component_start = before_digest.rfind('/').map_or(0, |i| i + 1);
-        let (name, tag) = match before_digest[last_component_start..].rfind(':') {
-            Some(i) => {
-                let colon = last_component_start + i;
-                (&before_digest[..colon], Some(&before_digest[colon + 1..]))
-            }
+        let layout = Layout::scan(s);
+        let before_digest = &s[..layout.name_and_tag_end];
+        let digest = (layout.name_and_tag_end < s.len()).then(|| &s[layout.name_and_tag_end + 1..]);
+        let (name, tag) = match layout.tag_colon {
+            Some(colon) => (&before_digest[..colon], Some(&before_digest[colon + 1..])),
             None => (before_digest, None),
         };
 
-        let split = split_domain(name);
+        let split = split_domain(name, &layout);
         if let Err(reason) = check_domain(split.domain) {
             return Err(if split.domain_by_uppercase {
                 // Only the uppercase letter made this look like a domain; the user most
@@ -153,7 +146,7 @@ impl Reference {
         } else {
             split.domain
         };
-        let official_prefix = if domain == DEFAULT_DOMAIN && !split.path.contains('/') {
+        let official_prefix = if domain == DEFAULT_DOMAIN && !split.path_has_slash {
             OFFICIAL_PREFIX
         } else {
             ""
@@ -246,12 +239,18 @@ impl Reference {
     /// The canonical form, `name[:tag][@digest]`: `docker.io/library/ubuntu:latest`. The same
     /// as `Display`.
     pub fn canonical(&self) -> String {
-        self.to_string()
+        // Built directly rather than through `Display`, whose formatting machinery costs
+        // more than the copying.
+        let mut out = String::with_capacity(self.name.len() + self.suffix_len());
+        out.push_str(&self.name);
+        self.write_suffix(&mut out);
+        out
     }
 
     /// The familiar form, `familiar_name[:tag][@digest]`: `ubuntu:latest`.
     pub fn familiar(&self) -> String {
         let mut out = self.familiar_name();
+        out.reserve(self.suffix_len());
         self.write_suffix(&mut out);
         out
     }
@@ -294,6 +293,15 @@ impl Reference {
         }
     }
 
+    /// Length of `[:tag][@digest]`.
+    fn suffix_len(&self) -> usize {
+        self.tag.as_ref().map_or(0, |tag| 1 + tag.as_str().len())
+            + self
+                .digest
+                .as_ref()
+                .map_or(0, |digest| 1 + digest.as_str().len())
+    }
+
     fn write_suffix(&self, out: &mut String) {
         if let Some(tag) = &self.tag {
             out.push(':');
@@ -310,10 +318,12 @@ impl fmt::Display for Reference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.name)?;
         if let Some(tag) = &self.tag {
-            write!(f, ":{tag}")?;
+            f.write_str(":")?;
+            f.write_str(tag.as_str())?;
         }
         if let Some(digest) = &self.digest {
-            write!(f, "@{digest}")?;
+            f.write_str("@")?;
+            f.write_str(digest.as_str())?;
         }
         Ok(())
     }
@@ -327,37 +337,112 @@ impl FromStr for Reference {
     }
 }
 
+/// Where the separators of a reference string are, found in one pass so that the checks
+/// that follow need no searching of their own.
+struct Layout {
+    /// Index of the first `@` (which starts the digest), or the input's length.
+    name_and_tag_end: usize,
+    /// Index of the first `/` before `name_and_tag_end`.
+    first_slash: Option<usize>,
+    /// Index of the second `/` before `name_and_tag_end`.
+    second_slash: Option<usize>,
+    /// Index of the last `:` after the last `/` before `name_and_tag_end`: the tag
+    /// separator, so that a port (`localhost:5000/x`) is never taken for a tag.
+    tag_colon: Option<usize>,
+    /// The text before the first `/` contains `.` or `:`.
+    first_has_dot_or_colon: bool,
+    /// The text before the first `/` contains an ASCII uppercase letter.
+    first_has_uppercase: bool,
+}
+
+/// The bytes [`Layout::scan`] acts on: `@ / : .` and ASCII uppercase letters.
+const LAYOUT_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    table[b'@' as usize] = true;
+    table[b'/' as usize] = true;
+    table[b':' as usize] = true;
+    table[b'.' as usize] = true;
+    let mut letter = b'A';
+    while letter <= b'Z' {
+        table[letter as usize] = true;
+        letter += 1;
+    }
+    table
+};
+
+impl Layout {
+    fn scan(s: &str) -> Layout {
+        let mut layout = Layout {
+            name_and_tag_end: s.len(),
+            first_slash: None,
+            second_slash: None,
+            tag_colon: None,
+            first_has_dot_or_colon: false,
+            first_has_uppercase: false,
+        };
+        for (i, &b) in s.as_bytes().iter().enumerate() {
+            // Most bytes are lowercase letters and digits: one table lookup skips them
+            // without the unpredictable branches of the `match` below.
+            if !LAYOUT_BYTES[usize::from(b)] {
+                continue;
+            }
+            match b {
+                b'@' => {
+                    layout.name_and_tag_end = i;
+                    break;
+                }
+                b'/' => {
+                    if layout.first_slash.is_none() {
+                        layout.first_slash = Some(i);
+                    } else if layout.second_slash.is_none() {
+                        layout.second_slash = Some(i);
+                    }
+                    layout.tag_colon = None;
+                }
+                b':' => {
+                    layout.tag_colon = Some(i);
+                    layout.first_has_dot_or_colon |= layout.first_slash.is_none();
+                }
+                b'.' => layout.first_has_dot_or_colon |= layout.first_slash.is_none(),
+                _ => layout.first_has_uppercase |= layout.first_slash.is_none(),
+            }
+        }
+        layout
+    }
+}
+
 /// A name cut into its domain and path, before normalisation.
 struct DomainSplit<'a> {
     domain: &'a str,
     path: &'a str,
+    /// The path holds more than one component.
+    path_has_slash: bool,
     /// The first component was taken as a domain only because it holds an uppercase letter.
     domain_by_uppercase: bool,
 }
 
 /// Decides whether the first component of `name` is a registry domain, as Docker does.
-fn split_domain(name: &str) -> DomainSplit<'_> {
+/// `layout` describes the reference `name` starts.
+fn split_domain<'a>(name: &'a str, layout: &Layout) -> DomainSplit<'a> {
     let docker_hub = DomainSplit {
         domain: DEFAULT_DOMAIN,
         path: name,
+        path_has_slash: layout.first_slash.is_some(),
         domain_by_uppercase: false,
     };
-    let Some((first, rest)) = name.split_once('/') else {
+    // A '/' of the layout is before the tag and digest, so it is inside `name`.
+    let Some(slash) = layout.first_slash else {
         return docker_hub;
     };
-    if first == "localhost" || first.contains(['.', ':']) {
+    let first = &name[..slash];
+    if layout.first_has_dot_or_colon || first == "localhost" || layout.first_has_uppercase {
         DomainSplit {
             domain: first,
-            path: rest,
-            domain_by_uppercase: false,
-        }
-    } else if first.bytes().any(|b| b.is_ascii_uppercase()) {
-        // Repository paths are lowercase, so Docker reads an uppercase first component as a
-        // host name; we follow it so that both tools agree on what a name means.
-        DomainSplit {
-            domain: first,
-            path: rest,
-            domain_by_uppercase: true,
+            path: &name[slash + 1..],
+            path_has_slash: layout.second_slash.is_some(),
+            // Repository paths are lowercase, so Docker reads an uppercase first component as
+            // a host name; we follow it so that both tools agree on what a name means.
+            domain_by_uppercase: !layout.first_has_dot_or_colon && first != "localhost",
         }
     } else {
         docker_hub
@@ -372,15 +457,16 @@ fn is_hex_identifier(s: &str) -> bool {
 /// Checks `host[:port]`, where host is dot-separated labels of `[A-Za-z0-9-]` (not starting
 /// or ending with `-`) or a bracketed IPv6 address.
 fn check_domain(domain: &str) -> Result<(), String> {
-    let (host, port) = if domain.starts_with('[') {
-        let Some(close) = domain.find(']') else {
+    let bytes = domain.as_bytes();
+    let (host, port) = if bytes.first() == Some(&b'[') {
+        let Some(close) = bytes.iter().position(|&b| b == b']') else {
             return Err(format!(
                 "registry address {domain:?} opens '[' for an IPv6 address but never closes it"
             ));
         };
         let (host, after) = domain.split_at(close + 1);
-        let inner = &host[1..host.len() - 1];
-        if inner.is_empty() || !inner.bytes().all(|b| b.is_ascii_hexdigit() || b == b':') {
+        let inner = &host.as_bytes()[1..host.len() - 1];
+        if inner.is_empty() || !inner.iter().all(|&b| b.is_ascii_hexdigit() || b == b':') {
             return Err(format!(
                 "registry address {host:?} must hold an IPv6 address (hexadecimal digits and ':')"
             ));
@@ -395,11 +481,11 @@ fn check_domain(domain: &str) -> Result<(), String> {
             }
         }
     } else {
-        let (host, port) = match domain.split_once(':') {
-            Some((host, port)) => (host, Some(port)),
+        let (host, port) = match bytes.iter().position(|&b| b == b':') {
+            Some(colon) => (&domain[..colon], Some(&domain[colon + 1..])),
             None => (domain, None),
         };
-        if !host.split('.').all(is_domain_label) {
+        if !is_host_name(host.as_bytes()) {
             return Err(format!(
                 "registry host {host:?} must be dot-separated labels of letters, digits and '-' \
                  (a label neither starts nor ends with '-'), or a bracketed IPv6 address"
@@ -417,18 +503,24 @@ fn check_domain(domain: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn is_domain_label(label: &str) -> bool {
-    let bytes = label.as_bytes();
-    match (bytes.first(), bytes.last()) {
-        (Some(first), Some(last)) => {
-            first.is_ascii_alphanumeric()
-                && last.is_ascii_alphanumeric()
-                && bytes
-                    .iter()
-                    .all(|&b| b.is_ascii_alphanumeric() || b == b'-')
+/// Whether `host` is non-empty dot-separated labels of `[A-Za-z0-9-]`, none starting or
+/// ending with `-`.
+fn is_host_name(host: &[u8]) -> bool {
+    // `previous` starts as a '.' so that an empty first label is caught like an empty
+    // middle one.
+    let mut previous = b'.';
+    for &b in host {
+        let allowed = match b {
+            b'.' => previous != b'.' && previous != b'-',
+            b'-' => previous != b'.',
+            _ => b.is_ascii_alphanumeric(),
+        };
+        if !allowed {
+            return false;
         }
-        _ => false,
+        previous = b;
     }
+    previous != b'.' && previous != b'-'
 }
 
 /// Checks a repository path: `/`-separated components, each of lowercase letters and digits
@@ -437,13 +529,24 @@ fn check_path(path: &str) -> Result<(), String> {
     if path.is_empty() {
         return Err("the repository name is empty".to_owned());
     }
-    for component in path.split('/') {
-        check_path_component(component).map_err(|problem| problem.describe(path, component))?;
+    let bytes = path.as_bytes();
+    let mut start = 0;
+    loop {
+        match check_path_component(bytes, start) {
+            Ok(end) if end == bytes.len() => return Ok(()),
+            Ok(slash) => start = slash + 1,
+            Err(problem) => {
+                let end = bytes[start..]
+                    .iter()
+                    .position(|&b| b == b'/')
+                    .map_or(bytes.len(), |i| start + i);
+                return Err(problem.describe(path, &path[start..end], start));
+            }
+        }
     }
-    Ok(())
 }
 
-/// What is wrong with one path component.
+/// What is wrong with one path component; positions are indices into the whole path.
 enum ComponentProblem {
     Empty,
     BadStart,
@@ -453,7 +556,7 @@ enum ComponentProblem {
 }
 
 impl ComponentProblem {
-    fn describe(self, path: &str, component: &str) -> String {
+    fn describe(self, path: &str, component: &str, component_start: usize) -> String {
         match self {
             ComponentProblem::Empty => format!(
                 "repository path {path:?} has an empty component; check for a leading, \
@@ -465,57 +568,61 @@ impl ComponentProblem {
             ComponentProblem::BadSeparator(start, end) => format!(
                 "path component {component:?} joins parts with {:?}; only '.', '_', '__' or a \
                  run of '-' may do that",
-                &component[start..end]
+                &path[start..end]
             ),
             ComponentProblem::BadEnd => {
                 format!("path component {component:?} must end with a lowercase letter or digit")
             }
             ComponentProblem::BadCharacter(at) => {
-                let character = component[at..].chars().next().unwrap_or('?');
+                let character = path[at.max(component_start)..]
+                    .chars()
+                    .next()
+                    .unwrap_or('?');
                 format!("character {character:?} is not allowed in a repository name")
             }
         }
     }
 }
 
-/// Checks `[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*` in one pass.
-fn check_path_component(component: &str) -> Result<(), ComponentProblem> {
-    let bytes = component.as_bytes();
+/// Checks the component of `path` that starts at `start` against
+/// `[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*` and returns where it ends: at a `/` or at the end
+/// of `path`.
+fn check_path_component(path: &[u8], start: usize) -> Result<usize, ComponentProblem> {
     let is_alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
     let is_separator = |b: u8| matches!(b, b'.' | b'_' | b'-');
-    match bytes.first() {
-        None => return Err(ComponentProblem::Empty),
+    match path.get(start) {
+        None | Some(b'/') => return Err(ComponentProblem::Empty),
         Some(&b) if is_separator(b) => return Err(ComponentProblem::BadStart),
         Some(_) => {}
     }
-    let mut i = 0;
+    let mut i = start;
     loop {
         let run_start = i;
-        while i < bytes.len() && is_alnum(bytes[i]) {
+        while i < path.len() && is_alnum(path[i]) {
             i += 1;
         }
         if i == run_start {
-            // Either the first byte or the byte after a valid separator is neither
-            // alphanumeric nor a separator (separators were handled above and below).
+            // The byte where an alphanumeric must be (the first one, or the one after a
+            // separator) is something else; separators were ruled out above and below.
             return Err(ComponentProblem::BadCharacter(i));
         }
-        if i == bytes.len() {
-            return Ok(());
+        if i == path.len() || path[i] == b'/' {
+            return Ok(i);
         }
         let separator_start = i;
-        while i < bytes.len() && is_separator(bytes[i]) {
+        while i < path.len() && is_separator(path[i]) {
             i += 1;
         }
         if i == separator_start {
             return Err(ComponentProblem::BadCharacter(i));
         }
-        let separator = &bytes[separator_start..i];
+        let separator = &path[separator_start..i];
         let allowed =
             matches!(separator, b"." | b"_" | b"__") || separator.iter().all(|&b| b == b'-');
         if !allowed {
             return Err(ComponentProblem::BadSeparator(separator_start, i));
         }
-        if i == bytes.len() {
+        if i == path.len() || path[i] == b'/' {
             return Err(ComponentProblem::BadEnd);
         }
     }

@@ -11,6 +11,7 @@
 //! assert!(Tag::parse(".hidden").is_err());
 //! ```
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
@@ -23,8 +24,11 @@ pub const TAG_MAX_LEN: usize = 128;
 pub const DEFAULT_TAG: &str = "latest";
 
 /// A validated image tag.
+///
+/// The default tag is held without allocating, since normalisation adds it to most
+/// references.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Tag(String);
+pub struct Tag(Cow<'static, str>);
 
 impl Tag {
     /// Validates `s` as a tag.
@@ -38,17 +42,21 @@ impl Tag {
     /// ```
     pub fn parse(s: &str) -> Result<Tag, Error> {
         check_tag(s)?;
-        Ok(Tag(s.to_owned()))
+        Ok(Tag::from_checked(s))
     }
 
     /// Wraps a string that [`check_tag`] has accepted.
     pub(crate) fn from_checked(s: &str) -> Tag {
-        Tag(s.to_owned())
+        if s == DEFAULT_TAG {
+            Tag::latest()
+        } else {
+            Tag(Cow::Owned(s.to_owned()))
+        }
     }
 
     /// The default tag, `latest`.
     pub fn latest() -> Tag {
-        Tag(DEFAULT_TAG.to_owned())
+        Tag(Cow::Borrowed(DEFAULT_TAG))
     }
 
     /// The tag as a string.
@@ -63,10 +71,11 @@ pub(crate) fn check_tag(s: &str) -> Result<(), Error> {
     let starts_well = bytes
         .first()
         .is_some_and(|&b| b.is_ascii_alphanumeric() || b == b'_');
-    let rest_is_valid = bytes
-        .iter()
-        .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-    if !starts_well || !rest_is_valid {
+    if !starts_well
+        || !bytes
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+    {
         return Err(Error::TagInvalid {
             input: s.to_owned(),
             tag: s.to_owned(),
