@@ -181,6 +181,28 @@ pub fn apply_layer<R: Read + Send>(
     })
 }
 
+/// Parses a PAX time (`1700000000.123456789`, possibly negative) into seconds and
+/// nanoseconds; `None` when it is not a number.
+fn parse_pax_time(value: &[u8]) -> Option<(i64, i64)> {
+    let text = std::str::from_utf8(value).ok()?;
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let seconds: i64 = whole.parse().ok()?;
+    let digits: String = fraction.chars().take(9).collect();
+    if !digits.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let nanos = if digits.is_empty() {
+        0
+    } else {
+        digits.parse::<i64>().ok()? * 10i64.pow(9 - digits.len() as u32)
+    };
+    // A negative time with a fraction lies before the whole second it names.
+    if whole.starts_with('-') && nanos > 0 {
+        return Some((seconds - 1, 1_000_000_000 - nanos));
+    }
+    Some((seconds, nanos))
+}
+
 /// Counts bytes passing and refuses to go beyond a cap.
 struct Counting<'a, R> {
     inner: R,
@@ -205,7 +227,7 @@ struct Applier<'o> {
     resolver: Resolver,
     options: &'o ApplyOptions,
     /// Directory modification times, set last because creating children changes them.
-    dir_times: Vec<(PathBuf, i64)>,
+    dir_times: Vec<(PathBuf, (i64, i64))>,
     /// Paths this layer wrote, so that an opaque marker in delete mode keeps them.
     unpacked: HashSet<PathBuf>,
     buffer: Vec<u8>,
@@ -217,7 +239,8 @@ struct Meta {
     uid: u32,
     gid: u32,
     mode: u32,
-    mtime: i64,
+    /// Modification time as seconds and nanoseconds (PAX times carry fractions).
+    mtime: (i64, i64),
     xattrs: Vec<(CString, Vec<u8>)>,
 }
 
@@ -394,7 +417,7 @@ impl Applier<'_> {
         let mut uid = header.uid().unwrap_or(0);
         let mut gid = header.gid().unwrap_or(0);
         let mode = header.mode().unwrap_or(0o644) & 0o7777;
-        let mut mtime = header.mtime().unwrap_or(0) as i64;
+        let mut mtime = (header.mtime().unwrap_or(0) as i64, 0);
         let mut xattrs = Vec::new();
         let corrupt = |e| Error::CorruptArchive {
             entry: name.to_owned(),
@@ -416,10 +439,8 @@ impl Applier<'_> {
                     let attr = sys::cstring(attr).map_err(corrupt)?;
                     xattrs.push((attr, extension.value_bytes().to_vec()));
                 } else if key == b"mtime" {
-                    let text = String::from_utf8_lossy(extension.value_bytes());
-                    let whole = text.split('.').next().unwrap_or("");
-                    if let Ok(seconds) = whole.parse::<i64>() {
-                        mtime = seconds;
+                    if let Some(time) = parse_pax_time(extension.value_bytes()) {
+                        mtime = time;
                     }
                 } else if key == b"uid" {
                     if let Some(v) = std::str::from_utf8(extension.value_bytes())
@@ -596,7 +617,7 @@ impl Applier<'_> {
                 .map_err(|e| Error::io("write file", rel, e))?;
         }
         self.owners_and_xattrs_fd(file.as_fd(), rel, meta)?;
-        sys::set_times_fd(file.as_fd(), meta.mtime, meta.mtime)
+        sys::set_times_fd(file.as_fd(), meta.mtime.0, meta.mtime.1)
             .map_err(|e| Error::io("set times", rel, e))?;
         Ok(())
     }
@@ -625,7 +646,7 @@ impl Applier<'_> {
         for (key, value) in &meta.xattrs {
             sys::set_xattr_at(dir, name, key, value).map_err(|e| Error::io("set xattr", rel, e))?;
         }
-        sys::set_times_at(dir, name, meta.mtime, meta.mtime)
+        sys::set_times_at(dir, name, meta.mtime.0, meta.mtime.1)
             .map_err(|e| Error::io("set times", rel, e))?;
         Ok(())
     }
@@ -710,7 +731,7 @@ impl Applier<'_> {
         for (key, value) in &meta.xattrs {
             sys::set_xattr_at(dir, name, key, value).map_err(|e| Error::io("set xattr", rel, e))?;
         }
-        sys::set_times_at(dir, name, meta.mtime, meta.mtime)
+        sys::set_times_at(dir, name, meta.mtime.0, meta.mtime.1)
             .map_err(|e| Error::io("set times", rel, e))?;
         Ok(())
     }
@@ -779,7 +800,7 @@ impl Applier<'_> {
         let times = std::mem::take(&mut self.dir_times);
         for (rel, mtime) in times {
             if rel.as_os_str().is_empty() {
-                sys::set_times_fd(self.resolver.root(), mtime, mtime)
+                sys::set_times_fd(self.resolver.root(), mtime.0, mtime.1)
                     .map_err(|e| Error::io("set times", ".", e))?;
                 continue;
             }
@@ -797,12 +818,57 @@ impl Applier<'_> {
                 }
                 Err(e) => return Err(Error::io("open parent directory", display(parent), e)),
             };
-            match sys::set_times_at(dir, &name, mtime, mtime) {
+            match sys::set_times_at(dir, &name, mtime.0, mtime.1) {
                 Ok(()) => {}
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
                 Err(e) => return Err(Error::io("set times", &rel, e)),
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Parsing of PAX times and id mapping.
+    use super::*;
+
+    #[track_caller]
+    fn check(text: &str, expected: Option<(i64, i64)>) {
+        assert_eq!(parse_pax_time(text.as_bytes()), expected, "{text:?}");
+    }
+
+    #[test]
+    fn pax_times_keep_their_fraction() {
+        for (text, expected) in [
+            ("1700000000", Some((1_700_000_000, 0))),
+            ("1700000000.5", Some((1_700_000_000, 500_000_000))),
+            (
+                "1700000000.123456789123",
+                Some((1_700_000_000, 123_456_789)),
+            ),
+            ("-1.25", Some((-2, 750_000_000))),
+            ("soon", None),
+            ("1.x", None),
+        ] {
+            check(text, expected);
+        }
+    }
+
+    #[test]
+    fn id_ranges_map_inside_and_refuse_outside() {
+        let ranges = [IdRange {
+            container: 0,
+            host: 1000,
+            size: 10,
+        }];
+        for (id, expected) in [
+            (0, Some(1000)),
+            (9, Some(1009)),
+            (10, None),
+            (u64::MAX, None),
+        ] {
+            assert_eq!(map_id(&ranges, id), expected, "id {id}");
+        }
     }
 }

@@ -21,6 +21,20 @@
 //! with no-follow calls. Hard links resolve their target inside the root the same way.
 //! Caps on entry count, stream bytes and name length stop archive bombs.
 //!
+//! Deliberate choices and known limits:
+//!
+//! - A symlink used as a parent is followed inside the root; when its in-root target does
+//!   not exist the entry fails (`ErrorKind::Io`) instead of creating directories along it.
+//! - Parent directories a layer does not list are created `0755 root:root`; in overlay mode
+//!   such a made-up directory hides the lower one's owner and mode (image builders list
+//!   every parent, so real layers are not affected).
+//! - Extended attributes in overlay's own namespaces (`trusted.overlay.*`, `user.overlay.*`)
+//!   are dropped from layers: whiteouts must come as `.wh.` entries.
+//! - Old GNU sparse entries are applied sparse; PAX sparse formats (`GNU.sparse.*`) are not
+//!   understood by the `tar` crate and come out with their sparse map as data.
+//! - PAX and GNU long-name headers are buffered by the `tar` crate; their size is bounded
+//!   only by [`Limits::max_total_bytes`].
+//!
 //! # Snapshot store layout
 //!
 //! A snapshotter owns one directory: `catalogue.json` (every snapshot's key, kind, parent

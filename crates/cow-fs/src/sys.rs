@@ -271,9 +271,10 @@ fn timespec(seconds: i64, nanos: i64) -> libc::timespec {
     }
 }
 
-/// Sets access and modification times of the entry itself (never a symlink's target).
-pub fn set_times_at(dir: BorrowedFd<'_>, name: &CStr, atime: i64, mtime: i64) -> io::Result<()> {
-    let times = [timespec(atime, 0), timespec(mtime, 0)];
+/// Sets access and modification times of the entry itself (never a symlink's target) to
+/// `seconds.nanos`.
+pub fn set_times_at(dir: BorrowedFd<'_>, name: &CStr, seconds: i64, nanos: i64) -> io::Result<()> {
+    let times = [timespec(seconds, nanos), timespec(seconds, nanos)];
     // SAFETY: valid fd, NUL-terminated name, two timespecs; result checked.
     check(unsafe {
         libc::utimensat(
@@ -286,9 +287,9 @@ pub fn set_times_at(dir: BorrowedFd<'_>, name: &CStr, atime: i64, mtime: i64) ->
     Ok(())
 }
 
-/// Sets access and modification times through a descriptor.
-pub fn set_times_fd(fd: BorrowedFd<'_>, atime: i64, mtime: i64) -> io::Result<()> {
-    let times = [timespec(atime, 0), timespec(mtime, 0)];
+/// Sets access and modification times through a descriptor to `seconds.nanos`.
+pub fn set_times_fd(fd: BorrowedFd<'_>, seconds: i64, nanos: i64) -> io::Result<()> {
+    let times = [timespec(seconds, nanos), timespec(seconds, nanos)];
     // SAFETY: valid fd and two timespecs; result checked.
     check(unsafe { libc::futimens(fd.as_raw_fd(), times.as_ptr()) })?;
     Ok(())

@@ -51,6 +51,12 @@ fn every_type() -> Layer {
         .file("short", b"pax long name")
         .mtime(1_234_567_890)
         .file("old", b"dated")
+        .pax("mtime", b"1500000000.25")
+        .dir("dated-dir")
+        .file(
+            "dated-dir/child",
+            b"written after the directory's time was read",
+        )
 }
 
 fn gzip(data: &[u8]) -> Vec<u8> {
@@ -117,6 +123,12 @@ fn every_entry_type_and_its_metadata_apply() {
     assert_eq!(
         fs::metadata(dir.path().join("old")).expect("old").mtime(),
         1_234_567_890
+    );
+    // Directory times are set last, so a child written later does not disturb them.
+    let dated = fs::metadata(dir.path().join("dated-dir")).expect("dated-dir");
+    assert_eq!(
+        (dated.mtime(), dated.mtime_nsec()),
+        (1_500_000_000, 250_000_000)
     );
 }
 

@@ -372,7 +372,31 @@ impl Store {
         catalogue.snapshots.remove(key);
         self.save(catalogue)?;
         let dir = self.dir(entry.id);
-        fs::remove_dir_all(&dir).map_err(|e| Error::io("remove snapshot", &dir, e))
+        fs::remove_dir_all(&dir).map_err(|e| Error::io("remove snapshot", &dir, e))?;
+        self.remove_orphans(catalogue);
+        Ok(())
+    }
+
+    /// Removes snapshot directories the catalogue no longer names, left by a crash between
+    /// creating a directory and saving the catalogue, or by a removal that failed half way.
+    /// Runs under the lock, so no other process is between those two steps. Failures are
+    /// left for the next removal (a directory may still be mounted).
+    fn remove_orphans(&self, catalogue: &Catalogue) {
+        let known: std::collections::HashSet<u64> =
+            catalogue.snapshots.values().map(|e| e.id).collect();
+        let Ok(entries) = fs::read_dir(self.root.join("snapshots")) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let orphan = entry
+                .file_name()
+                .to_str()
+                .and_then(|name| name.parse::<u64>().ok())
+                .is_some_and(|id| !known.contains(&id));
+            if orphan {
+                let _ = fs::remove_dir_all(entry.path());
+            }
+        }
     }
 
     fn info(key: &str, entry: &Entry) -> Info {
