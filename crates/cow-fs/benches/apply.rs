@@ -72,7 +72,7 @@ fn bench(c: &mut Criterion) {
     for (name, stream) in [("tar", &tar), ("gzip", &gzip), ("zstd", &zstd)] {
         group.bench_function(name, |b| {
             b.iter_batched(
-                || scratch_dir(),
+                scratch_dir,
                 |dir| {
                     apply_layer(stream.as_slice(), dir.path(), &options).expect("apply");
                     dir
