@@ -95,6 +95,11 @@
 //!      use sha256 or sha512"
 //! );
 //! ```
+//!
+//! # Features
+//!
+//! - `serde` (default): [`Reference`], [`Digest`] and [`Tag`] serialize as their canonical
+//!   strings and are validated again when deserialized.
 #![deny(missing_docs)]
 
 mod digest;

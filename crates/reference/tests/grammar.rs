@@ -825,6 +825,7 @@ fn tag_parse_on_its_own() {
     );
 }
 
+#[cfg(feature = "serde")]
 #[test]
 fn serde_uses_the_canonical_strings_and_validates_on_the_way_in() {
     let round_trip = |json: &str| -> Result<String, String> {
