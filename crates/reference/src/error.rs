@@ -11,7 +11,8 @@
 //! assert_eq!(err.kind(), ErrorKind::UppercaseRepository);
 //! assert_eq!(
 //!     err.to_string(),
-//!     "invalid reference \"Ubuntu\": repository name \"Ubuntu\" must be lowercase"
+//!     "invalid reference \"Ubuntu\": repository name \"Ubuntu\" must be lowercase; \
+//!      did you mean \"ubuntu\"?"
 //! );
 //! ```
 
@@ -40,12 +41,17 @@ pub enum Error {
     },
 
     /// The repository path contains uppercase letters, which registries never accept.
-    #[error("invalid reference {input:?}: repository name {repository:?} must be lowercase")]
+    #[error(
+        "invalid reference {input:?}: repository name {repository:?} must be lowercase{}",
+        did_you_mean(.suggestion)
+    )]
     UppercaseRepository {
         /// The whole string given to the parser.
         input: String,
         /// The repository path as written, uppercase letters included.
         repository: String,
+        /// The input with the repository name lowercased, when that is a valid reference.
+        suggestion: Option<String>,
     },
 
     /// The string is a 64-character hexadecimal image ID, which cannot be a repository name.
@@ -232,6 +238,14 @@ impl Error {
         }
         self
     }
+}
+
+/// The remedy part of an uppercase message, if there is a valid lowercase spelling.
+fn did_you_mean(suggestion: &Option<String>) -> String {
+    suggestion
+        .as_ref()
+        .map(|suggestion| format!("; did you mean {suggestion:?}?"))
+        .unwrap_or_default()
 }
 
 /// Opening words of a tag or digest message. A tag or digest parsed on its own is the whole

@@ -116,10 +116,7 @@ impl Reference {
             return Err(if split.domain_by_uppercase {
                 // Only the uppercase letter made this look like a domain; the user most
                 // likely meant a Docker Hub repository.
-                Error::UppercaseRepository {
-                    input: s.to_owned(),
-                    repository: name.to_owned(),
-                }
+                uppercase_error(s, name, name)
             } else {
                 Error::InvalidFormat {
                     input: s.to_owned(),
@@ -128,11 +125,11 @@ impl Reference {
             });
         }
         if let Err(reason) = check_path(split.path) {
-            return Err(if split.path.bytes().any(|b| b.is_ascii_uppercase()) {
-                Error::UppercaseRepository {
-                    input: s.to_owned(),
-                    repository: split.path.to_owned(),
-                }
+            return Err(if split.domain_by_uppercase {
+                // `Foo/Bar`: the whole name is in the wrong case, not just the path.
+                uppercase_error(s, name, name)
+            } else if split.path.bytes().any(|b| b.is_ascii_uppercase()) {
+                uppercase_error(s, name, split.path)
             } else {
                 Error::InvalidFormat {
                     input: s.to_owned(),
@@ -334,6 +331,27 @@ impl FromStr for Reference {
 
     fn from_str(s: &str) -> Result<Reference, Error> {
         Reference::parse(s)
+    }
+}
+
+/// The error for a repository name with uppercase letters. `repository` ends where `name`
+/// ends, and `name` starts `input`; when lowercasing just the repository gives a valid
+/// reference (tags may keep their case), the error suggests it.
+fn uppercase_error(input: &str, name: &str, repository: &str) -> Error {
+    let start = name.len() - repository.len();
+    let candidate = format!(
+        "{}{}{}",
+        &input[..start],
+        repository.to_ascii_lowercase(),
+        &input[name.len()..]
+    );
+    // The candidate's repository is lowercase, and when its first component was a domain
+    // only by being uppercase it is lowercase too, so this parse cannot come back here.
+    let suggestion = Reference::parse(&candidate).is_ok().then_some(candidate);
+    Error::UppercaseRepository {
+        input: input.to_owned(),
+        repository: repository.to_owned(),
+        suggestion,
     }
 }
 

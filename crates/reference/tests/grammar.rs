@@ -660,7 +660,26 @@ fn error_messages_name_the_input_and_the_problem() {
             ),
             (
                 "Ubuntu",
-                Err("invalid reference \"Ubuntu\": repository name \"Ubuntu\" must be lowercase".to_owned()),
+                Err("invalid reference \"Ubuntu\": repository name \"Ubuntu\" must be lowercase; did you mean \"ubuntu\"?".to_owned()),
+            ),
+            // The suggestion keeps the tag's case, which tags may have.
+            (
+                "ubuntU:TAG",
+                Err("invalid reference \"ubuntU:TAG\": repository name \"ubuntU\" must be lowercase; did you mean \"ubuntu:TAG\"?".to_owned()),
+            ),
+            // An uppercase first component is a domain only if the rest is valid too.
+            (
+                "Foo/Bar",
+                Err("invalid reference \"Foo/Bar\": repository name \"Foo/Bar\" must be lowercase; did you mean \"foo/bar\"?".to_owned()),
+            ),
+            (
+                "localhost:5000/App",
+                Err("invalid reference \"localhost:5000/App\": repository name \"App\" must be lowercase; did you mean \"localhost:5000/app\"?".to_owned()),
+            ),
+            // No suggestion when lowercase alone would not make the reference valid.
+            (
+                "Ubuntu!",
+                Err("invalid reference \"Ubuntu!\": repository name \"Ubuntu!\" must be lowercase".to_owned()),
             ),
             (
                 "a..b",
@@ -838,7 +857,7 @@ fn serde_uses_the_canonical_strings_and_validates_on_the_way_in() {
             ("\"localhost:5000/a:b\"", Ok("\"localhost:5000/a:b\"".to_owned())),
             (
                 "\"Ubuntu\"",
-                Err("invalid reference \"Ubuntu\": repository name \"Ubuntu\" must be lowercase at line 1 column 8".to_owned()),
+                Err("invalid reference \"Ubuntu\": repository name \"Ubuntu\" must be lowercase; did you mean \"ubuntu\"? at line 1 column 8".to_owned()),
             ),
             (
                 "7",
