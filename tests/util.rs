@@ -8,6 +8,8 @@
 //! missing the test skips with a printed reason, except under `CI=true`, where that is a
 //! failure (CI installs them through `cargo xtask test`).
 
+pub mod peers;
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -20,5 +20,6 @@
 #![deny(missing_docs)]
 
 pub mod cmd;
+pub mod engine;
 pub mod options;
 pub mod render;

@@ -8,8 +8,11 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use stencil::cmd;
 use stencil::cmd::reference::{Described, RefOutcome, describe};
+use stencil::engine::Engine;
 use stencil::options::{Environment, LogLevel, resolve_root};
 
 /// Exit status for an error of stencil itself, as docker uses it.
@@ -51,6 +54,20 @@ enum Command {
     },
     /// Show the stencil version.
     Version,
+    /// Download an image from a registry and unpack it.
+    Pull(cmd::pull::PullArgs),
+    /// List images.
+    Images(cmd::images::ImagesArgs),
+    /// Manage images (`stencil image ls`, …).
+    #[command(subcommand)]
+    Image(ImageCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ImageCommand {
+    /// List images (same as `stencil images`).
+    #[command(alias = "list")]
+    Ls(cmd::images::ImagesArgs),
 }
 
 fn main() -> ExitCode {
@@ -68,14 +85,50 @@ fn main() -> ExitCode {
         }
     };
     init_logging(cli.log_level);
-    tracing::debug!(root = ?resolve_root(cli.root.clone(), &Environment::from_process()), "store root");
-    match cli.command {
-        Command::Ref { json, references } => run_ref(json, &references),
+    let root = cli.root.clone();
+    let result = match cli.command {
+        Command::Ref { json, references } => return run_ref(json, &references),
         Command::Version => {
             println!("stencil version {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
+            Ok(())
+        }
+        Command::Pull(args) => with_engine(root, |engine| {
+            runtime()?.block_on(cmd::pull::run(engine, &args))
+        }),
+        Command::Images(args) | Command::Image(ImageCommand::Ls(args)) => {
+            with_engine(root, |engine| print(cmd::images::run(engine, &args)?))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("Error: {error:#}");
+            ExitCode::from(EXIT_STENCIL_ERROR)
         }
     }
+}
+
+/// Opens the store chosen by `--root` and the environment, and runs `body` on it.
+fn with_engine(flag: Option<PathBuf>, body: impl FnOnce(&Engine) -> Result<()>) -> Result<()> {
+    let root = resolve_root(flag, &Environment::from_process())
+        .context("no store root: pass --root DIR or set STENCIL_ROOT")?;
+    tracing::debug!(root = %root.display(), "store root");
+    let engine = Engine::open(&root)?;
+    body(&engine)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn print(text: String) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    // A closed pipe (`| head`) ends the output quietly, as with other tools.
+    let _ = out.write_all(text.as_bytes());
+    Ok(())
 }
 
 fn init_logging(level: LogLevel) {

@@ -1,6 +1,8 @@
 //! One module per verb group of the command line; each turns parsed arguments into output.
 //!
-//! Modules here render for people (text) and for programs (JSON); the parsing of the
-//! arguments themselves lives in `main.rs`.
+//! Each module defines its clap arguments and a `run` function; `main.rs` only lists the
+//! verbs and maps results to exit codes.
 
+pub mod images;
+pub mod pull;
 pub mod reference;

@@ -1,0 +1,251 @@
+//! `stencil images` (= `stencil image ls`): docker's listing, filters and formats.
+
+use anyhow::{Result, bail};
+use stencil_reference::Reference;
+
+use crate::engine::{Engine, ImageRow, image_rows};
+use crate::render::{Column, Format};
+
+/// Arguments of `stencil images`.
+#[derive(Debug, clap::Args)]
+pub struct ImagesArgs {
+    /// Show all images (stencil keeps no intermediate images, so this changes nothing yet).
+    #[arg(short, long)]
+    pub all: bool,
+    /// Only print image IDs.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Show digests.
+    #[arg(long)]
+    pub digests: bool,
+    /// Do not truncate IDs.
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Filter: dangling=true|false, reference=PATTERN, before=IMAGE, since=IMAGE.
+    #[arg(short, long, value_name = "FILTER")]
+    pub filter: Vec<String>,
+    /// `table`, `json`, or a template such as `{{.Repository}}:{{.Tag}}`.
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
+    /// Only images of this repository (and tag).
+    #[arg(value_name = "REPOSITORY[:TAG]")]
+    pub repository: Option<String>,
+}
+
+const COLUMNS: [Column; 5] = [
+    Column {
+        field: "Repository",
+        header: "REPOSITORY",
+    },
+    Column {
+        field: "Tag",
+        header: "TAG",
+    },
+    Column {
+        field: "ID",
+        header: "IMAGE ID",
+    },
+    Column {
+        field: "CreatedSince",
+        header: "CREATED",
+    },
+    Column {
+        field: "Size",
+        header: "SIZE",
+    },
+];
+
+const COLUMNS_WITH_DIGESTS: [Column; 6] = [
+    Column {
+        field: "Repository",
+        header: "REPOSITORY",
+    },
+    Column {
+        field: "Tag",
+        header: "TAG",
+    },
+    Column {
+        field: "Digest",
+        header: "DIGEST",
+    },
+    Column {
+        field: "ID",
+        header: "IMAGE ID",
+    },
+    Column {
+        field: "CreatedSince",
+        header: "CREATED",
+    },
+    Column {
+        field: "Size",
+        header: "SIZE",
+    },
+];
+
+/// One `--filter` of `images`.
+#[derive(Debug, Clone, PartialEq)]
+enum Filter {
+    Dangling(bool),
+    Reference(String),
+    Before(String),
+    Since(String),
+}
+
+fn parse_filter(text: &str) -> Result<Filter> {
+    let Some((key, value)) = text.split_once('=') else {
+        bail!("invalid filter {text:?}: expected KEY=VALUE (dangling, reference, before, since)");
+    };
+    Ok(match key {
+        "dangling" => match value {
+            "true" | "1" => Filter::Dangling(true),
+            "false" | "0" => Filter::Dangling(false),
+            _ => bail!("invalid filter {text:?}: dangling takes true or false"),
+        },
+        "reference" => Filter::Reference(value.to_owned()),
+        "before" => Filter::Before(value.to_owned()),
+        "since" => Filter::Since(value.to_owned()),
+        _ => bail!(
+            "invalid filter {text:?}: unknown key {key:?} (dangling, reference, before, since)"
+        ),
+    })
+}
+
+/// Runs `stencil images`, returning the text to print.
+pub fn run(engine: &Engine, args: &ImagesArgs) -> Result<String> {
+    let filters = args
+        .filter
+        .iter()
+        .map(|f| parse_filter(f))
+        .collect::<Result<Vec<_>>>()?;
+    let format = match &args.format {
+        Some(text) => Format::parse(text)?,
+        None => Format::Table,
+    };
+    let all = image_rows(engine, args.no_trunc)?;
+    let mut rows: Vec<ImageRow> = Vec::new();
+    for row in &all {
+        if let Some(wanted) = &args.repository
+            && !matches_repository(row, wanted)
+        {
+            continue;
+        }
+        if filters.iter().all(|f| keep(row, f, &all)) {
+            rows.push(row.clone());
+        }
+    }
+    if args.quiet {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut out = String::new();
+        for row in &rows {
+            if seen.insert(row.id.clone()) {
+                out.push_str(&row.id);
+                out.push('\n');
+            }
+        }
+        return Ok(out);
+    }
+    let columns: &[Column] = if args.digests {
+        &COLUMNS_WITH_DIGESTS
+    } else {
+        &COLUMNS
+    };
+    let values: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| serde_json::to_value(r).unwrap_or_default())
+        .collect();
+    Ok(format.render(columns, &values)?)
+}
+
+fn matches_repository(row: &ImageRow, wanted: &str) -> bool {
+    let Some(reference) = &row.reference else {
+        return false;
+    };
+    // `busybox` matches every tag of busybox; `busybox:1` only that tag.
+    let (name, tag) = match wanted.rsplit_once(':') {
+        Some((name, tag)) if !tag.contains('/') => (name, Some(tag)),
+        _ => (wanted, None),
+    };
+    let Ok(parsed) = Reference::parse(name) else {
+        return false;
+    };
+    parsed.name() == reference.name()
+        && tag.is_none_or(|t| reference.tag().is_some_and(|rt| rt.as_str() == t))
+}
+
+fn keep(row: &ImageRow, filter: &Filter, all: &[ImageRow]) -> bool {
+    let created_of = |image: &str| {
+        all.iter()
+            .find(|r| {
+                r.id.starts_with(image)
+                    || r.reference.as_ref().is_some_and(|reference| {
+                        Reference::parse(image).is_ok_and(|p| p == *reference)
+                    })
+            })
+            .map(|r| r.created_unix)
+    };
+    match filter {
+        Filter::Dangling(wanted) => row.dangling == *wanted,
+        Filter::Reference(pattern) => row.reference.as_ref().is_some_and(|r| {
+            let familiar = r.familiar();
+            glob_match(pattern, &familiar)
+                || glob_match(pattern, &r.familiar_name())
+                || glob_match(pattern, &r.canonical())
+        }),
+        Filter::Before(image) => created_of(image).is_some_and(|t| row.created_unix < t),
+        Filter::Since(image) => created_of(image).is_some_and(|t| row.created_unix > t),
+    }
+}
+
+/// Shell-style matching with `*` (not crossing `/`) and `?`, as docker's reference filter.
+fn glob_match(pattern: &str, text: &str) -> bool {
+    fn go(p: &[char], t: &[char]) -> bool {
+        match (p.first(), t.first()) {
+            (None, None) => true,
+            (Some('*'), _) => {
+                go(&p[1..], t) || (t.first().is_some_and(|c| *c != '/') && go(p, &t[1..]))
+            }
+            (Some('?'), Some(c)) if *c != '/' => go(&p[1..], &t[1..]),
+            (Some(a), Some(b)) if a == b => go(&p[1..], &t[1..]),
+            _ => false,
+        }
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    go(&p, &t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_parse_or_name_the_problem() {
+        assert_eq!(
+            parse_filter("dangling=true").ok(),
+            Some(Filter::Dangling(true))
+        );
+        assert_eq!(
+            parse_filter("reference=busy*").ok(),
+            Some(Filter::Reference("busy*".into()))
+        );
+        for bad in ["dangling=maybe", "color=red", "dangling"] {
+            let error = parse_filter(bad).map(|_| ()).unwrap_err().to_string();
+            assert!(error.contains(bad), "{error}");
+        }
+    }
+
+    #[test]
+    fn reference_patterns_match_like_dockers() {
+        let table = [
+            ("busy*", "busybox:latest", false),
+            ("busy*", "busybox", true),
+            ("busybox:*", "busybox:latest", true),
+            ("*/clock", "jpetazzo/clock", true),
+            ("*", "jpetazzo/clock", false),
+            ("localhost:5000/*", "localhost:5000/wordpress", true),
+        ];
+        for (pattern, text, expected) in table {
+            assert_eq!(glob_match(pattern, text), expected, "{pattern} vs {text}");
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! The `Engine`: one store root, composed from the layerstore, the snapshotter and the
+//! registry client.
+//!
+//! Commands go through an `Engine` and never open the crates' pieces themselves, so the
+//! rules that tie them together live in one place: a layer is unpacked once per chain ID,
+//! an image is recorded only when every blob and snapshot it needs is complete, tags move
+//! in one transaction.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use stencil::engine::{Engine, PullOptions};
+//! use stencil_reference::Reference;
+//!
+//! let engine = Engine::open("/var/lib/stencil".as_ref())?;
+//! let reference = Reference::parse("localhost:5000/busybox")?;
+//! let report = engine.pull(&reference, &PullOptions::default(), &|event| eprintln!("{event:?}")).await?;
+//! println!("{}", report.image.manifest_digest);
+//! # Ok(()) }
+//! ```
+
+mod images;
+mod pull;
+mod unpack;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use stencil_cow_fs::OverlaySnapshotter;
+use stencil_layerstore::Store;
+use stencil_layerstore::content::LocalContent;
+use stencil_registry::{Client, DockerConfig, RegistriesConfig};
+
+pub use images::{ImageRow, image_rows};
+pub use pull::{PullEvent, PullOptions, PullReport, PullStatus};
+
+/// The snapshotter's directory under the store root.
+const SNAPSHOTS_DIR: &str = "snapshots";
+/// Registry settings (mirrors, insecure hosts, concurrency) under the store root.
+const REGISTRIES_FILE: &str = "registries.toml";
+
+/// A stencil store root and everything that works on it.
+pub struct Engine {
+    root: PathBuf,
+    store: Store,
+    content: Arc<LocalContent>,
+    snapshots: OverlaySnapshotter,
+}
+
+impl Engine {
+    /// Opens (creating when needed, mode 0700) the store at `root`.
+    pub fn open(root: &Path) -> Result<Engine> {
+        create_private_dir(root)?;
+        let store = Store::open(root)
+            .with_context(|| format!("cannot open the stencil store at {}", root.display()))?;
+        let content = Arc::new(
+            LocalContent::open(root)
+                .with_context(|| format!("cannot open the content store at {}", root.display()))?,
+        );
+        let snapshots = OverlaySnapshotter::new(&root.join(SNAPSHOTS_DIR))
+            .with_context(|| format!("cannot open the snapshots under {}", root.display()))?;
+        Ok(Engine {
+            root: root.to_path_buf(),
+            store,
+            content,
+            snapshots,
+        })
+    }
+
+    /// The store root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The metadata and content store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The snapshotter holding unpacked layers.
+    pub fn snapshots(&self) -> &OverlaySnapshotter {
+        &self.snapshots
+    }
+
+    /// A registry client with the user's docker credentials and the store's registry
+    /// settings (`ROOT/registries.toml`, when present).
+    pub fn registry_client(&self) -> Result<Client> {
+        let settings = self.root.join(REGISTRIES_FILE);
+        let config = if settings.exists() {
+            RegistriesConfig::load(&settings)
+                .with_context(|| format!("cannot read {}", settings.display()))?
+        } else {
+            RegistriesConfig::default()
+        };
+        Ok(Client::builder()
+            .config(config)
+            .credentials(DockerConfig::new(docker_config_path()))
+            .user_agent(concat!("stencil/", env!("CARGO_PKG_VERSION")))
+            .build()?)
+    }
+}
+
+/// `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`, as docker reads it.
+pub fn docker_config_path() -> PathBuf {
+    if let Some(dir) = std::env::var_os("DOCKER_CONFIG").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir).join("config.json");
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    home.join(".docker").join("config.json")
+}
+
+fn create_private_dir(root: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if root.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(root)
+        .with_context(|| format!("cannot create the store root {}", root.display()))
+}

@@ -1,0 +1,126 @@
+//! End-to-end tests of `stencil pull` and `stencil images` against a real registry.
+
+use std::os::unix::fs::MetadataExt;
+
+use stencil_e2e::Stencil;
+use stencil_e2e::peers::{DockerRegistry, LayoutBuilder, skopeo_copy};
+
+/// A two-layer image: the second layer changes a file, deletes one and adds a hardlink.
+fn push_test_image(stencil: &Stencil, registry: &DockerRegistry, name: &str) -> Option<String> {
+    let layout = LayoutBuilder::new(stencil.scratch(), "v1")?
+        .layer(|rootfs| {
+            std::fs::create_dir_all(rootfs.join("etc")).unwrap_or_else(|e| panic!("{e}"));
+            std::fs::write(rootfs.join("etc/motd"), "first\n").unwrap_or_else(|e| panic!("{e}"));
+            std::fs::write(rootfs.join("etc/gone"), "bye\n").unwrap_or_else(|e| panic!("{e}"));
+        })
+        .layer(|rootfs| {
+            std::fs::write(rootfs.join("etc/motd"), "second\n").unwrap_or_else(|e| panic!("{e}"));
+            std::fs::remove_file(rootfs.join("etc/gone")).unwrap_or_else(|e| panic!("{e}"));
+            std::fs::hard_link(rootfs.join("etc/motd"), rootfs.join("etc/motd.link"))
+                .unwrap_or_else(|e| panic!("{e}"));
+        })
+        .cmd("/bin/sh");
+    let target = format!("{}/{name}:v1", registry.host());
+    skopeo_copy(&layout.skopeo_name(), &format!("docker://{target}"))?;
+    Some(target)
+}
+
+#[test]
+fn pull_fetches_unpacks_and_lists_an_image() {
+    let Some(registry) = DockerRegistry::start() else {
+        return;
+    };
+    let stencil = Stencil::new();
+    let Some(image) = push_test_image(&stencil, &registry, "e2e/two-layers") else {
+        return;
+    };
+    let first = stencil.run(&["pull", &image]);
+    first.success();
+    assert!(
+        first
+            .stdout
+            .starts_with("v1: Pulling from e2e/two-layers\n"),
+        "{first}"
+    );
+    assert!(first.stdout.contains("Pull complete"), "{first}");
+    assert!(
+        first
+            .stdout
+            .contains(&format!("Status: Downloaded newer image for {image}\n")),
+        "{first}"
+    );
+    assert!(first.stdout.ends_with(&format!("{image}\n")), "{first}");
+
+    let second = stencil.run(&["pull", &image]);
+    second.success();
+    assert!(
+        second.stdout.contains("Status: Image is up to date for"),
+        "{second}"
+    );
+    assert!(
+        !second.stdout.contains("Pulling fs layer"),
+        "nothing re-downloaded\n{second}"
+    );
+
+    let listed = stencil.run(&["images", "--format", "{{.Repository}} {{.Tag}}"]);
+    listed
+        .success()
+        .stdout_is(&format!("{}/e2e/two-layers v1\n", registry.host()));
+    let table = stencil.run(&["images"]);
+    table.success();
+    assert_eq!(
+        table.lines()[0].split_whitespace().collect::<Vec<_>>(),
+        ["REPOSITORY", "TAG", "IMAGE", "ID", "CREATED", "SIZE"]
+    );
+
+    // The top snapshot holds the second layer: the change, the overlay whiteout for the
+    // deleted file, and the hardlink sharing an inode with its target.
+    let snapshots = stencil.root().join("snapshots/snapshots");
+    let mut found_whiteout = false;
+    let mut found_link = false;
+    for entry in std::fs::read_dir(&snapshots)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .flatten()
+    {
+        let etc = entry.path().join("fs/etc");
+        if let Ok(meta) = std::fs::symlink_metadata(etc.join("gone")) {
+            found_whiteout |= meta.rdev() == 0 && !meta.is_file();
+        }
+        if let (Ok(a), Ok(b)) = (
+            std::fs::metadata(etc.join("motd")),
+            std::fs::metadata(etc.join("motd.link")),
+        ) {
+            found_link |= a.ino() == b.ino();
+            assert_eq!(
+                std::fs::read_to_string(etc.join("motd")).unwrap_or_default(),
+                "second\n"
+            );
+        }
+    }
+    assert!(
+        found_whiteout,
+        "no overlay whiteout for etc/gone\n{}",
+        table
+    );
+    assert!(found_link, "hardlink not preserved\n{}", table);
+}
+
+#[test]
+fn pull_of_a_missing_image_fails_with_125_naming_it() {
+    let Some(registry) = DockerRegistry::start() else {
+        return;
+    };
+    let stencil = Stencil::new();
+    let image = format!("{}/no/such-image:v9", registry.host());
+    let run = stencil.run(&["pull", &image]);
+    run.expect_code(125).stderr_contains("no/such-image");
+    stencil.run(&["images", "-q"]).success().stdout_is("");
+}
+
+#[test]
+fn pull_of_a_malformed_reference_fails_with_125() {
+    Stencil::new()
+        .run(&["pull", "Not/Valid"])
+        .expect_code(125)
+        .stderr_contains("\"Not/Valid\"");
+}
