@@ -35,6 +35,7 @@ use tar::EntryType;
 
 use crate::compression::{Compression, decompress_threaded, detect};
 use crate::error::{Error, Result};
+use crate::header_guard::HeaderGuard;
 use crate::resolve::{Resolver, clean, remove_all_at, remove_children};
 use crate::sys;
 use crate::whiteout::{
@@ -51,15 +52,19 @@ pub struct Limits {
     pub max_total_bytes: u64,
     /// Longest entry or link name, in bytes.
     pub max_path_len: usize,
+    /// Largest PAX or GNU long-name extension entry, which is read into memory whole.
+    pub max_extension_bytes: u64,
 }
 
 impl Default for Limits {
-    /// One million entries, 64 GiB and 4096-byte names: far above any real image.
+    /// One million entries, 64 GiB, 4096-byte names and 1 MiB extension entries: far
+    /// above any real image.
     fn default() -> Limits {
         Limits {
             max_entries: 1_000_000,
             max_total_bytes: 64 << 30,
             max_path_len: 4096,
+            max_extension_bytes: 1 << 20,
         }
     }
 }
@@ -255,9 +260,11 @@ fn display(rel: &Path) -> PathBuf {
 impl Applier<'_> {
     fn run(&mut self, stream: &mut dyn Read) -> Result<(u64, u64)> {
         let exceeded = Cell::new(false);
+        let oversized = Cell::new(false);
         let limits = self.options.limits;
+        let guarded = HeaderGuard::new(stream, limits.max_extension_bytes, &oversized);
         let mut counting = Counting {
-            inner: stream,
+            inner: guarded,
             count: 0,
             max: limits.max_total_bytes,
             exceeded: &exceeded,
@@ -265,10 +272,20 @@ impl Applier<'_> {
         let mut archive = tar::Archive::new(&mut counting);
         let mut last = String::new();
         let mut entries_seen = 0u64;
-        let over = |last: &str| Error::LimitExceeded {
-            limit: "total bytes",
-            max: limits.max_total_bytes,
-            entry: last.to_owned(),
+        let over = |last: &str| {
+            if oversized.get() {
+                Error::LimitExceeded {
+                    limit: "extension header size",
+                    max: limits.max_extension_bytes,
+                    entry: last.to_owned(),
+                }
+            } else {
+                Error::LimitExceeded {
+                    limit: "total bytes",
+                    max: limits.max_total_bytes,
+                    entry: last.to_owned(),
+                }
+            }
         };
         let corrupt = |last: &str, e: io::Error| Error::CorruptArchive {
             entry: last.to_owned(),
@@ -278,7 +295,7 @@ impl Applier<'_> {
         for entry in iter {
             let mut entry = match entry {
                 Ok(entry) => entry,
-                Err(_) if exceeded.get() => return Err(over(&last)),
+                Err(_) if exceeded.get() || oversized.get() => return Err(over(&last)),
                 Err(e) => return Err(corrupt(&last, e)),
             };
             last = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
@@ -292,7 +309,7 @@ impl Applier<'_> {
             }
             match self.apply_entry(&mut entry, &last) {
                 Ok(()) => {}
-                Err(_) if exceeded.get() => return Err(over(&last)),
+                Err(_) if exceeded.get() || oversized.get() => return Err(over(&last)),
                 Err(e) => return Err(e),
             }
             if self.needs_invalidate {
@@ -300,7 +317,7 @@ impl Applier<'_> {
                 self.needs_invalidate = false;
             }
         }
-        if exceeded.get() {
+        if exceeded.get() || oversized.get() {
             return Err(over(&last));
         }
         // Drain trailing blocks so the decompressor sees the whole stream (and a digest
@@ -310,7 +327,7 @@ impl Applier<'_> {
             match counting.read(&mut sink) {
                 Ok(0) => break,
                 Ok(_) => {}
-                Err(_) if exceeded.get() => return Err(over(&last)),
+                Err(_) if exceeded.get() || oversized.get() => return Err(over(&last)),
                 Err(e) => return Err(corrupt(&last, e)),
             }
         }

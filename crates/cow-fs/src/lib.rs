@@ -32,8 +32,9 @@
 //!   are dropped from layers: whiteouts must come as `.wh.` entries.
 //! - Old GNU sparse entries are applied sparse; PAX sparse formats (`GNU.sparse.*`) are not
 //!   understood by the `tar` crate and come out with their sparse map as data.
-//! - PAX and GNU long-name headers are buffered by the `tar` crate; their size is bounded
-//!   only by [`Limits::max_total_bytes`].
+//! - PAX and GNU long-name headers are read whole by the `tar` crate; a guard following
+//!   the block structure refuses any above [`Limits::max_extension_bytes`] before the
+//!   `tar` crate buffers it.
 //!
 //! # Snapshot store layout
 //!
@@ -100,6 +101,7 @@ pub mod apply;
 pub mod compression;
 pub mod diff;
 mod error;
+mod header_guard;
 pub mod mount;
 mod resolve;
 pub mod snapshot;

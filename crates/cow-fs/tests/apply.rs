@@ -293,6 +293,10 @@ fn limits_stop_bombs() {
         }
     }
     let defaults = Limits::default();
+    let huge_pax = Layer::new()
+        .pax("comment", &vec![b'a'; 2 << 20])
+        .file("f", b"");
+    let huge_name = Layer::new().file(&"n".repeat(3 << 20), b"");
     for (layer, limits, expected) in [
         (
             big.clone_layer(),
@@ -327,6 +331,8 @@ fn limits_stop_bombs() {
             },
             Some(ErrorKind::LimitExceeded),
         ),
+        (huge_pax, defaults, Some(ErrorKind::LimitExceeded)),
+        (huge_name, defaults, Some(ErrorKind::LimitExceeded)),
     ] {
         check(layer, limits, expected);
     }
