@@ -35,6 +35,7 @@
 mod client;
 mod config;
 mod error;
+pub mod server;
 
 pub use client::credentials::{
     Anonymous, CredentialSource, Credentials, DOCKER_HUB_AUTH_KEY, DockerConfig,

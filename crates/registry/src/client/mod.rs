@@ -7,7 +7,7 @@
 //!
 //! Sub-modules, one idea each: `transport` (retries, redirects, status mapping), `auth`
 //! (challenges and tokens), `pull`, `push`, `discovery` (tags, catalog, search),
-//! `manifest` (the minimal image model), `credentials` (docker `config.json`), `store`
+//! `manifest` (the minimal image model), `ingest` (network-to-store pipeline), `credentials` (docker `config.json`), `store`
 //! (what the client needs from a content store), `progress`.
 //!
 //! ```no_run
@@ -25,6 +25,7 @@
 pub(crate) mod auth;
 pub(crate) mod credentials;
 pub(crate) mod discovery;
+pub(crate) mod ingest;
 pub(crate) mod manifest;
 pub(crate) mod progress;
 pub(crate) mod pull;

@@ -23,7 +23,6 @@
 //! # Ok(()) }
 //! ```
 
-use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,6 +32,7 @@ use reqwest::{Method, StatusCode, Url};
 use stencil_layerstore::content::{ContentWriter, Digester};
 use stencil_reference::{Algorithm, Digest, Reference};
 
+use super::ingest::{IngestPipeline, WorkerFailure};
 use super::manifest::{self, Descriptor, ImageManifest, Manifest, Platform};
 use super::progress::{Progress, ProgressEvent};
 use super::store::{ContentStore, pull_ingest_ref, put_small, store_error};
@@ -474,9 +474,88 @@ impl Client {
             size,
             offset,
         });
+        let pipeline = IngestPipeline::start(writer);
+        let transferred = self
+            .transfer(&url, host, &scopes, descriptor, offset, &pipeline, progress)
+            .await;
+        let worker_error = |failure| match failure {
+            WorkerFailure::Io(e) => io_err(e),
+            WorkerFailure::Store(e) => store_error(&url_text, digest, e),
+            WorkerFailure::Lost(reason) => Error::Store {
+                digest: digest.clone(),
+                reason,
+            },
+        };
+        let (writer, written) = pipeline.finish().await.map_err(worker_error)?;
+        written.map_err(worker_error)?;
+        if let Err(err) = transferred {
+            // An interrupted transfer keeps its ingest for a later resume; wrong content
+            // does not.
+            if matches!(err.kind(), ErrorKind::SizeMismatch) {
+                let _ = writer.abort();
+            }
+            return Err(err);
+        }
+        // The writer hashes everything (including bytes from before a resume) with sha256;
+        // checking here gives the precise error and removes the bad ingest. Other
+        // algorithms are checked by the commit itself.
+        if digest.algorithm() == Algorithm::Sha256 {
+            let actual = writer.digest();
+            if &actual != digest {
+                let _ = writer.abort();
+                return Err(Error::DigestMismatch {
+                    url: url_text,
+                    expected: digest.clone(),
+                    actual,
+                });
+            }
+            progress.event(ProgressEvent::Verified {
+                digest: digest.clone(),
+            });
+        }
+        let commit = {
+            let digest = digest.clone();
+            tokio::task::spawn_blocking(move || writer.commit(size, &digest))
+        };
+        commit
+            .await
+            .map_err(|e| Error::Store {
+                digest: digest.clone(),
+                reason: e.to_string(),
+            })?
+            .map_err(store_err)?;
+        if digest.algorithm() != Algorithm::Sha256 {
+            progress.event(ProgressEvent::Verified {
+                digest: digest.clone(),
+            });
+        }
+        progress.event(ProgressEvent::Done {
+            digest: digest.clone(),
+        });
+        Ok(BlobOutcome::Fetched)
+    }
+
+    /// Moves the bytes of one blob from `offset` on into `pipeline`, resuming with `Range`
+    /// after interruptions. Returns once `descriptor.size` bytes were queued.
+    #[allow(clippy::too_many_arguments)]
+    async fn transfer<W: ContentWriter + Send + 'static>(
+        &self,
+        url: &Url,
+        host: &str,
+        scopes: &[String],
+        descriptor: &Descriptor,
+        mut offset: u64,
+        pipeline: &IngestPipeline<W>,
+        progress: &dyn Progress,
+    ) -> Result<()> {
+        let (digest, size) = (&descriptor.digest, descriptor.size);
+        let stopped = || Error::Store {
+            digest: digest.clone(),
+            reason: "the ingest writer stopped".into(),
+        };
         let mut failures = 0;
         while offset < size {
-            let mut call = Call::new(Method::GET, url.clone(), host, scopes.clone());
+            let mut call = Call::new(Method::GET, url.clone(), host, scopes.to_vec());
             if offset > 0 {
                 call = call.header(RANGE, &format!("bytes={offset}-"));
             }
@@ -487,7 +566,7 @@ impl Client {
             };
             if resumed_at != Some(offset) {
                 // The server ignored the range (or answered another one): start over.
-                writer.truncate(0).map_err(store_err)?;
+                pipeline.truncate().await.map_err(|_| stopped())?;
                 offset = 0;
                 if resumed_at != Some(0) {
                     continue;
@@ -499,15 +578,14 @@ impl Client {
                     Ok(Some(chunk)) => {
                         let next = offset + chunk.len() as u64;
                         if next > size {
-                            let _ = writer.abort();
                             return Err(Error::SizeMismatch {
-                                url: url_text,
+                                url: url.to_string(),
                                 digest: digest.clone(),
                                 expected: size,
                                 actual: next,
                             });
                         }
-                        writer.write_all(&chunk).map_err(io_err)?;
+                        pipeline.write(chunk).await.map_err(|_| stopped())?;
                         offset = next;
                         progress.event(ProgressEvent::Bytes {
                             digest: digest.clone(),
@@ -526,18 +604,16 @@ impl Client {
             if failures >= self.inner.retry.attempts {
                 return Err(match interruption {
                     Some(source) => Error::Transport {
-                        url: url_text,
+                        url: url.to_string(),
                         source,
                     },
-                    None => Error::SizeMismatch {
-                        url: url_text,
-                        digest: digest.clone(),
-                        expected: size,
-                        actual: offset,
+                    None => Error::Protocol {
+                        url: url.to_string(),
+                        reason: format!("the body of {digest} ended at {offset} of {size} bytes"),
                     },
                 });
             }
-            tracing::debug!(url = %url_text, offset, "blob transfer interrupted; resuming");
+            tracing::debug!(%url, offset, "blob transfer interrupted; resuming");
             progress.event(ProgressEvent::Resuming {
                 digest: digest.clone(),
                 offset,
@@ -547,34 +623,7 @@ impl Client {
                 .sleep(self.inner.retry.backoff(failures))
                 .await;
         }
-        writer.flush().map_err(io_err)?;
-        // The writer hashes everything (including bytes from before a resume) with sha256;
-        // checking here gives the precise error and removes the bad ingest. Other
-        // algorithms are checked by the commit itself.
-        if digest.algorithm() == Algorithm::Sha256 {
-            let actual = writer.digest();
-            if &actual != digest {
-                let _ = writer.abort();
-                return Err(Error::DigestMismatch {
-                    url: url_text,
-                    expected: digest.clone(),
-                    actual,
-                });
-            }
-            progress.event(ProgressEvent::Verified {
-                digest: digest.clone(),
-            });
-        }
-        writer.commit(size, digest).map_err(store_err)?;
-        if digest.algorithm() != Algorithm::Sha256 {
-            progress.event(ProgressEvent::Verified {
-                digest: digest.clone(),
-            });
-        }
-        progress.event(ProgressEvent::Done {
-            digest: digest.clone(),
-        });
-        Ok(BlobOutcome::Fetched)
+        Ok(())
     }
 }
 

@@ -24,12 +24,12 @@ use crate::error::Error;
 /// A content store the client can pull into and push from: the layerstore's
 /// [`Provider`] and [`Ingester`], usable from concurrent tasks.
 pub trait ContentStore:
-    Provider<Reader: Send> + Ingester<Writer: Send> + Send + Sync + 'static
+    Provider<Reader: Send> + Ingester<Writer: Send + 'static> + Send + Sync + 'static
 {
 }
 
 impl<T> ContentStore for T where
-    T: Provider<Reader: Send> + Ingester<Writer: Send> + Send + Sync + 'static
+    T: Provider<Reader: Send> + Ingester<Writer: Send + 'static> + Send + Sync + 'static
 {
 }
 

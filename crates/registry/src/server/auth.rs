@@ -29,7 +29,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -322,7 +322,11 @@ fn scope_text(repository: &str, actions: &[Action]) -> String {
 }
 
 impl Authenticator {
-    pub(crate) fn new(mode: AuthMode, policy: AccessPolicy, clock: Arc<dyn Clock>) -> Authenticator {
+    pub(crate) fn new(
+        mode: AuthMode,
+        policy: AccessPolicy,
+        clock: Arc<dyn Clock>,
+    ) -> Authenticator {
         Authenticator {
             mode,
             policy,
@@ -332,16 +336,19 @@ impl Authenticator {
         }
     }
 
-    pub(crate) fn mode(&self) -> &AuthMode {
-        &self.mode
-    }
-
     /// The user named by a `Basic` Authorization header, `Ok(None)` without one.
-    async fn basic_user(&self, headers: &HeaderMap, users: &Htpasswd) -> std::result::Result<Option<String>, ()> {
+    async fn basic_user(
+        &self,
+        headers: &HeaderMap,
+        users: &Htpasswd,
+    ) -> std::result::Result<Option<String>, ()> {
         let Some(value) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
             return Ok(None);
         };
-        let Some(encoded) = value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic ")) else {
+        let Some(encoded) = value
+            .strip_prefix("Basic ")
+            .or_else(|| value.strip_prefix("basic "))
+        else {
             return Err(());
         };
         if let Some(user) = lock(&self.verified).get(value) {
@@ -368,7 +375,13 @@ impl Authenticator {
         Ok(Some(user))
     }
 
-    fn challenge(&self, host: &str, tls: bool, scope: Option<String>, insufficient: bool) -> String {
+    fn challenge(
+        &self,
+        host: &str,
+        tls: bool,
+        scope: Option<String>,
+        insufficient: bool,
+    ) -> String {
         match &self.mode {
             AuthMode::None => String::new(),
             AuthMode::Basic { realm, .. } => format!("Basic realm=\"{realm}\""),
@@ -388,7 +401,14 @@ impl Authenticator {
         }
     }
 
-    fn unauthorized(&self, host: &str, tls: bool, scope: Option<String>, insufficient: bool, message: &str) -> ApiError {
+    fn unauthorized(
+        &self,
+        host: &str,
+        tls: bool,
+        scope: Option<String>,
+        insufficient: bool,
+        message: &str,
+    ) -> ApiError {
         ApiError::new(Code::Unauthorized, message).with_header(
             "www-authenticate",
             self.challenge(host, tls, scope, insufficient),
@@ -420,15 +440,27 @@ impl Authenticator {
                 })?;
                 if user.is_none()
                     && (needs.is_empty()
-                        || !needs.iter().all(|(repo, action)| self.policy.allows(None, repo.as_str(), *action)))
+                        || !needs
+                            .iter()
+                            .all(|(repo, action)| self.policy.allows(None, repo.as_str(), *action)))
                 {
-                    return Err(self.unauthorized(host, tls, None, false, "authentication required"));
+                    return Err(self.unauthorized(
+                        host,
+                        tls,
+                        None,
+                        false,
+                        "authentication required",
+                    ));
                 }
                 for (repo, action) in needs {
                     if !self.policy.allows(user.as_deref(), repo.as_str(), *action) {
                         return Err(ApiError::new(
                             Code::Denied,
-                            format!("{} may not {} repository {repo}", user.as_deref().unwrap_or("anonymous"), action.as_str()),
+                            format!(
+                                "{} may not {} repository {repo}",
+                                user.as_deref().unwrap_or("anonymous"),
+                                action.as_str()
+                            ),
                         ));
                     }
                 }
@@ -438,7 +470,10 @@ impl Authenticator {
                 let token = headers
                     .get(AUTHORIZATION)
                     .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+                    .and_then(|v| {
+                        v.strip_prefix("Bearer ")
+                            .or_else(|| v.strip_prefix("bearer "))
+                    });
                 let now = self.clock.now();
                 let grant = token.and_then(|token| {
                     lock(&self.tokens)
@@ -447,7 +482,13 @@ impl Authenticator {
                         .cloned()
                 });
                 let Some(grant) = grant else {
-                    return Err(self.unauthorized(host, tls, scope, false, "authentication required: fetch a token from the token endpoint"));
+                    return Err(self.unauthorized(
+                        host,
+                        tls,
+                        scope,
+                        false,
+                        "authentication required: fetch a token from the token endpoint",
+                    ));
                 };
                 for (repo, action) in needs {
                     let granted = grant
@@ -460,7 +501,10 @@ impl Authenticator {
                             tls,
                             scope,
                             true,
-                            &format!("token does not grant {} on repository {repo}", action.as_str()),
+                            &format!(
+                                "token does not grant {} on repository {repo}",
+                                action.as_str()
+                            ),
                         ));
                     }
                 }
@@ -473,7 +517,9 @@ impl Authenticator {
     pub(crate) fn may_list(&self, identity: &Identity, repository: &str) -> bool {
         match self.mode {
             AuthMode::None => true,
-            _ => self.policy.allows(identity.user.as_deref(), repository, Action::Pull),
+            _ => self
+                .policy
+                .allows(identity.user.as_deref(), repository, Action::Pull),
         }
     }
 
@@ -487,9 +533,14 @@ impl Authenticator {
         domain: &str,
         scopes: &[String],
     ) -> std::result::Result<String, ApiError> {
-        let AuthMode::Token { users, lifetime, .. } = &self.mode else {
-            return Err(ApiError::new(Code::Unsupported, "this registry does not issue tokens")
-                .with_status(hyper::StatusCode::NOT_FOUND));
+        let AuthMode::Token {
+            users, lifetime, ..
+        } = &self.mode
+        else {
+            return Err(
+                ApiError::new(Code::Unsupported, "this registry does not issue tokens")
+                    .with_status(hyper::StatusCode::NOT_FOUND),
+            );
         };
         let user = self.basic_user(headers, users).await.map_err(|()| {
             ApiError::new(Code::Unauthorized, "invalid username or password")
@@ -535,12 +586,12 @@ impl Authenticator {
                 },
             );
         }
-        let issued_at = httpdate::fmt_http_date(std::time::SystemTime::now());
+        // `issued_at` is optional and clients parse it as RFC 3339; leaving it out lets
+        // them count the lifetime from when they received the token.
         Ok(serde_json::json!({
             "token": token,
             "access_token": token,
             "expires_in": lifetime.as_secs(),
-            "issued_at": issued_at,
         })
         .to_string())
     }
@@ -548,10 +599,7 @@ impl Authenticator {
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // The maps stay consistent across a panic (single inserts and removals).
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// A path for error messages when htpasswd text did not come from a file.
-pub(crate) fn inline_source() -> PathBuf {
-    PathBuf::from("(inline)")
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -250,7 +250,10 @@ impl ApiError {
     /// A server-side failure; the detail goes to the log, not to the client.
     pub(crate) fn internal(what: impl std::fmt::Display) -> ApiError {
         tracing::error!(error = %what, "registry request failed");
-        ApiError::new(Code::Internal, "internal server error; see the registry log")
+        ApiError::new(
+            Code::Internal,
+            "internal server error; see the registry log",
+        )
     }
 
     /// The OCI error JSON body.

@@ -45,7 +45,11 @@ pub struct ManifestRecord {
     /// Its size in bytes.
     pub size: u64,
     /// The artifact type (its `artifactType`, else its config's media type), for referrers.
-    #[serde(rename = "artifactType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "artifactType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub artifact_type: Option<String>,
     /// The manifest it refers to (`subject`), when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -303,10 +307,12 @@ impl RepositoryIndex for FileIndex {
             return Ok(None);
         };
         let text = String::from_utf8_lossy(&bytes);
-        Digest::parse(text.trim()).map(Some).map_err(|error| Error::Index {
-            path,
-            source: io::Error::new(io::ErrorKind::InvalidData, error),
-        })
+        Digest::parse(text.trim())
+            .map(Some)
+            .map_err(|error| Error::Index {
+                path,
+                source: io::Error::new(io::ErrorKind::InvalidData, error),
+            })
     }
 
     fn delete_manifest(&self, repo: &RepositoryName, digest: &Digest) -> Result<bool> {

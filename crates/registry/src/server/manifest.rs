@@ -186,7 +186,10 @@ pub(crate) fn check_manifest(
                 .and_then(Value::as_array)
                 .ok_or_else(|| invalid("index has no manifests array"))?;
             for (position, manifest) in manifests.iter().enumerate() {
-                children.push(descriptor_digest(manifest, &format!("manifest {position}"))?);
+                children.push(descriptor_digest(
+                    manifest,
+                    &format!("manifest {position}"),
+                )?);
             }
         }
     }
@@ -236,27 +239,49 @@ mod tests {
         match (result, expected) {
             (Ok(checked), Some(expected)) => assert_eq!(checked.media_type, expected, "{document}"),
             (Err(error), None) => assert_eq!(error.code, Code::ManifestInvalid, "{document}"),
-            (result, expected) => panic!("{document} with {content_type:?}: got {result:?}, expected {expected:?}"),
+            (result, expected) => {
+                panic!("{document} with {content_type:?}: got {result:?}, expected {expected:?}")
+            }
         }
     }
 
     #[test]
     fn media_types_are_negotiated_and_mismatches_refused() {
         let cases: Vec<(String, Option<&str>, Option<&str>)> = vec![
-            (manifest(Some(OCI_MANIFEST)), Some(OCI_MANIFEST), Some(OCI_MANIFEST)),
+            (
+                manifest(Some(OCI_MANIFEST)),
+                Some(OCI_MANIFEST),
+                Some(OCI_MANIFEST),
+            ),
             (manifest(None), Some(OCI_MANIFEST), Some(OCI_MANIFEST)),
             (manifest(None), None, Some(OCI_MANIFEST)),
-            (manifest(Some(DOCKER_MANIFEST)), Some(DOCKER_MANIFEST), Some(DOCKER_MANIFEST)),
+            (
+                manifest(Some(DOCKER_MANIFEST)),
+                Some(DOCKER_MANIFEST),
+                Some(DOCKER_MANIFEST),
+            ),
             (manifest(Some(DOCKER_MANIFEST)), Some(OCI_MANIFEST), None),
             (manifest(None), Some(OCI_INDEX), None),
             (manifest(Some(OCI_INDEX)), None, None),
             (index(Some(OCI_INDEX)), Some(OCI_INDEX), Some(OCI_INDEX)),
             (index(None), None, Some(OCI_INDEX)),
-            (index(Some(DOCKER_MANIFEST_LIST)), Some(DOCKER_MANIFEST_LIST), Some(DOCKER_MANIFEST_LIST)),
+            (
+                index(Some(DOCKER_MANIFEST_LIST)),
+                Some(DOCKER_MANIFEST_LIST),
+                Some(DOCKER_MANIFEST_LIST),
+            ),
             (index(None), Some(OCI_MANIFEST), None),
             (index(Some(OCI_MANIFEST)), None, None),
-            (manifest(None).replace("\"layers\"", "\"manifests\":[],\"layers\""), None, None),
-            (manifest(None).replace("schemaVersion\":2", "schemaVersion\":1"), None, None),
+            (
+                manifest(None).replace("\"layers\"", "\"manifests\":[],\"layers\""),
+                None,
+                None,
+            ),
+            (
+                manifest(None).replace("schemaVersion\":2", "schemaVersion\":1"),
+                None,
+                None,
+            ),
             (manifest(None), Some("application/vnd.example+json"), None),
             ("not json".to_owned(), Some(OCI_MANIFEST), None),
             (manifest(None).replace(DIGEST, "sha256:abc"), None, None),

@@ -1,0 +1,184 @@
+//! Streaming bodies: blob bytes flow between the store and the socket in bounded chunks.
+//!
+//! A download reads the blob file on a blocking thread and hands 64 KiB chunks to the
+//! connection through a channel of a few slots; an upload does the reverse into an ingest
+//! writer. Memory per transfer is therefore a few chunks, whatever the blob's size, and a
+//! slow peer slows the file side instead of filling memory. Nothing here knows about
+//! digests or routes.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::{Body, Frame, Incoming};
+use stencil_layerstore::content::LocalWriter;
+use tokio::sync::mpsc;
+
+/// The body type of every response.
+pub(crate) type ResponseBody = BoxBody<Bytes, io::Error>;
+
+/// Bytes per chunk moved between a file and a connection.
+const CHUNK: usize = 64 * 1024;
+/// Chunks buffered between the file side and the connection side.
+const SLOTS: usize = 4;
+
+/// A response body fed by a channel.
+struct ChannelBody {
+    receiver: mpsc::Receiver<io::Result<Bytes>>,
+}
+
+impl Body for ChannelBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        self.receiver
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|chunk| chunk.map(Frame::data)))
+    }
+}
+
+/// An empty body.
+pub(crate) fn empty() -> ResponseBody {
+    Empty::new().map_err(|never| match never {}).boxed()
+}
+
+/// A body holding `bytes`.
+pub(crate) fn full(bytes: impl Into<Bytes>) -> ResponseBody {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// A body streaming `length` bytes of `file` from `start`.
+pub(crate) fn file_range(mut file: File, start: u64, length: u64) -> ResponseBody {
+    let (sender, receiver) = mpsc::channel(SLOTS);
+    tokio::task::spawn_blocking(move || {
+        if let Err(error) = file.seek(SeekFrom::Start(start)) {
+            let _ = sender.blocking_send(Err(error));
+            return;
+        }
+        let mut remaining = length;
+        let mut reader = file.take(length);
+        while remaining > 0 {
+            let mut chunk = vec![0; CHUNK.min(remaining as usize)];
+            match reader.read(&mut chunk) {
+                Ok(0) => {
+                    let _ = sender.blocking_send(Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "blob file is shorter than its recorded size",
+                    )));
+                    return;
+                }
+                Ok(read) => {
+                    chunk.truncate(read);
+                    remaining -= read as u64;
+                    // The receiver is gone when the client hung up: stop reading.
+                    if sender.blocking_send(Ok(Bytes::from(chunk))).is_err() {
+                        return;
+                    }
+                }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => {
+                    let _ = sender.blocking_send(Err(error));
+                    return;
+                }
+            }
+        }
+    });
+    ChannelBody { receiver }.boxed()
+}
+
+/// Why streaming a request body into a writer stopped early.
+#[derive(Debug)]
+pub(crate) enum StreamError {
+    /// The client's body failed (disconnect, bad chunked encoding).
+    Body(hyper::Error),
+    /// Writing to the ingest failed.
+    Write(io::Error),
+    /// The upload would pass the size limit.
+    TooLarge { limit: u64 },
+    /// The blocking writer thread panicked; the writer is lost.
+    Lost,
+}
+
+/// Streams `body` into `writer`, refusing to let the ingest grow past `limit` bytes.
+/// Returns the writer (unless it was lost) and the bytes taken from this body.
+pub(crate) async fn write_body(
+    writer: LocalWriter,
+    mut body: Incoming,
+    limit: Option<u64>,
+) -> (Option<LocalWriter>, Result<u64, StreamError>) {
+    use stencil_layerstore::content::ContentWriter as _;
+    let start = writer.offset();
+    let (sender, mut receiver) = mpsc::channel::<Bytes>(SLOTS);
+    let task = tokio::task::spawn_blocking(move || {
+        let mut writer = writer;
+        let mut result = Ok(());
+        while let Some(chunk) = receiver.blocking_recv() {
+            if let Err(error) = writer.write_all(&chunk) {
+                result = Err(error);
+                break;
+            }
+        }
+        (writer, result)
+    });
+    let mut taken = 0u64;
+    let mut failure = None;
+    while let Some(frame) = body.frame().await {
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(error) => {
+                failure = Some(StreamError::Body(error));
+                break;
+            }
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        taken += data.len() as u64;
+        if let Some(limit) = limit
+            && start + taken > limit
+        {
+            failure = Some(StreamError::TooLarge { limit });
+            break;
+        }
+        if sender.send(data).await.is_err() {
+            // The writer stopped on an error, reported below.
+            break;
+        }
+    }
+    drop(sender);
+    match task.await {
+        Ok((writer, Err(error))) => (Some(writer), Err(StreamError::Write(error))),
+        Ok((writer, Ok(()))) => match failure {
+            Some(failure) => (Some(writer), Err(failure)),
+            None => (Some(writer), Ok(taken)),
+        },
+        Err(_) => (None, Err(StreamError::Lost)),
+    }
+}
+
+/// Reads a small body (a manifest) into memory, refusing more than `limit` bytes.
+pub(crate) async fn read_limited(mut body: Incoming, limit: usize) -> Result<Vec<u8>, StreamError> {
+    let mut bytes = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(StreamError::Body)?;
+        if let Ok(data) = frame.into_data() {
+            if bytes.len() + data.len() > limit {
+                return Err(StreamError::TooLarge {
+                    limit: limit as u64,
+                });
+            }
+            bytes.extend_from_slice(&data);
+        }
+    }
+    Ok(bytes)
+}
