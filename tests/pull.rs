@@ -124,3 +124,88 @@ fn pull_of_a_malformed_reference_fails_with_125() {
         .expect_code(125)
         .stderr_contains("\"Not/Valid\"");
 }
+
+#[test]
+fn tag_inspect_history_and_rmi_work_on_a_pulled_image() {
+    let Some(registry) = DockerRegistry::start() else {
+        return;
+    };
+    let stencil = Stencil::new();
+    let Some(image) = push_test_image(&stencil, &registry, "e2e/tagged") else {
+        return;
+    };
+    stencil
+        .run(&["pull", "-q", &image])
+        .success()
+        .stdout_is(&format!("{image}\n"));
+    let id = stencil.run(&["images", "-q"]);
+    id.success();
+    let id = id.stdout.trim().to_owned();
+    assert_eq!(id.len(), 12, "short image id expected: {id:?}");
+
+    stencil.run(&["tag", &image, "mine:1"]).success();
+    stencil.run(&["tag", &id, "localhost:5000/mine"]).success();
+    stencil
+        .run(&["images", "--format", "{{.Repository}}:{{.Tag}}", "mine"])
+        .success()
+        .stdout_is("mine:1\n");
+
+    let inspected = stencil.run(&["inspect", "mine:1"]);
+    inspected.success();
+    let value: serde_json::Value = serde_json::from_str(&inspected.stdout)
+        .unwrap_or_else(|e| panic!("inspect is not JSON: {e}\n{inspected}"));
+    let object = &value[0];
+    assert!(
+        object["Id"]
+            .as_str()
+            .is_some_and(|s| s.starts_with(&format!("sha256:{id}"))),
+        "{inspected}"
+    );
+    assert_eq!(
+        object["RepoTags"].as_array().map(Vec::len),
+        Some(3),
+        "{inspected}"
+    );
+    assert_eq!(
+        object["RootFS"]["Layers"].as_array().map(Vec::len),
+        Some(2),
+        "{inspected}"
+    );
+    assert_eq!(object["Config"]["Cmd"][0], "/bin/sh", "{inspected}");
+    stencil
+        .run(&["inspect", "--format", "{{.Os}}/{{.Architecture}}", "mine:1"])
+        .success();
+
+    let history = stencil.run(&["history", "mine:1"]);
+    history.success();
+    let lines = history.lines();
+    assert_eq!(
+        lines.len(),
+        4,
+        "header, config step and two layers\n{history}"
+    );
+    assert!(lines[1].starts_with(&id), "{history}");
+    assert!(lines[2].starts_with("<missing>"), "{history}");
+
+    // By ID with several tags: refused without -f, and nothing is removed.
+    stencil
+        .run(&["rmi", &id])
+        .expect_code(125)
+        .stderr_contains("-f");
+    stencil
+        .run(&["rmi", "mine:1"])
+        .success()
+        .stdout_is("Untagged: mine:1\n");
+    let removed = stencil.run(&["rmi", "-f", &id]);
+    removed.success();
+    assert!(removed.stdout.contains("Deleted: sha256:"), "{removed}");
+    stencil.run(&["images", "-q"]).success().stdout_is("");
+    let blobs = std::fs::read_dir(stencil.root().join("blobs/sha256"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(blobs, 0, "every blob of the only image is collected");
+    stencil
+        .run(&["rmi", "mine:1"])
+        .expect_code(125)
+        .stderr_contains("mine:1");
+}

@@ -58,6 +58,14 @@ enum Command {
     Pull(cmd::pull::PullArgs),
     /// List images.
     Images(cmd::images::ImagesArgs),
+    /// Give an image another name.
+    Tag(cmd::tag::TagArgs),
+    /// Remove images (untag; delete when no tag is left).
+    Rmi(cmd::tag::RmiArgs),
+    /// Show images as docker-compatible JSON.
+    Inspect(cmd::inspect::InspectArgs),
+    /// Show the history of an image.
+    History(cmd::inspect::HistoryArgs),
     /// Manage images (`stencil image ls`, …).
     #[command(subcommand)]
     Image(ImageCommand),
@@ -68,6 +76,16 @@ enum ImageCommand {
     /// List images (same as `stencil images`).
     #[command(alias = "list")]
     Ls(cmd::images::ImagesArgs),
+    /// Remove images (same as `stencil rmi`).
+    Rm(cmd::tag::RmiArgs),
+    /// Tag an image (same as `stencil tag`).
+    Tag(cmd::tag::TagArgs),
+    /// Show images as JSON (same as `stencil inspect`).
+    Inspect(cmd::inspect::InspectArgs),
+    /// Show the history of an image (same as `stencil history`).
+    History(cmd::inspect::HistoryArgs),
+    /// Pull an image (same as `stencil pull`).
+    Pull(cmd::pull::PullArgs),
 }
 
 fn main() -> ExitCode {
@@ -92,9 +110,23 @@ fn main() -> ExitCode {
             println!("stencil version {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
-        Command::Pull(args) => with_engine(root, |engine| {
-            runtime()?.block_on(cmd::pull::run(engine, &args))
-        }),
+        Command::Tag(args) | Command::Image(ImageCommand::Tag(args)) => {
+            with_engine(root, |engine| cmd::tag::tag(engine, &args))
+        }
+        Command::Rmi(args) | Command::Image(ImageCommand::Rm(args)) => {
+            with_engine(root, |engine| cmd::tag::rmi(engine, &args))
+        }
+        Command::Inspect(args) | Command::Image(ImageCommand::Inspect(args)) => {
+            with_engine(root, |engine| print(cmd::inspect::inspect(engine, &args)?))
+        }
+        Command::History(args) | Command::Image(ImageCommand::History(args)) => {
+            with_engine(root, |engine| print(cmd::inspect::history(engine, &args)?))
+        }
+        Command::Pull(args) | Command::Image(ImageCommand::Pull(args)) => {
+            with_engine(root, |engine| {
+                runtime()?.block_on(cmd::pull::run(engine, &args))
+            })
+        }
         Command::Images(args) | Command::Image(ImageCommand::Ls(args)) => {
             with_engine(root, |engine| print(cmd::images::run(engine, &args)?))
         }

@@ -1,10 +1,13 @@
-//! Rows of `stencil images`: one per tag, and one per untagged image, as docker lists them.
+//! Local images: finding one by name or ID, removing one, and the rows of `stencil images`
+//! (one per tag, and one per untagged image, as docker lists them).
 
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use stencil_layerstore::ImageRecord;
 use stencil_reference::Reference;
+
+use stencil_cow_fs::Snapshotter;
 
 use super::Engine;
 use crate::render::units::{human_duration, human_size};
@@ -105,5 +108,127 @@ fn row(
         dangling: name.is_none(),
         created_unix: created.map_or(0, |c| c.timestamp()),
         reference: name,
+    }
+}
+
+impl Engine {
+    /// Finds a local image the way docker does: by reference (`busybox`, `name@digest`),
+    /// else by a unique prefix of its ID (the config digest, with or without `sha256:`).
+    pub fn find_image(&self, text: &str) -> Result<ImageRecord> {
+        let parse_error = match Reference::parse(text) {
+            Ok(reference) => match self.store.resolve(&reference) {
+                Ok(image) => return Ok(image),
+                Err(error) if error.kind() == stencil_layerstore::ErrorKind::ImageNotFound => None,
+                Err(error) => return Err(error.into()),
+            },
+            Err(error) => Some(error),
+        };
+        let prefix = text.strip_prefix("sha256:").unwrap_or(text);
+        let is_id_prefix = !prefix.is_empty() && prefix.bytes().all(|b| b.is_ascii_hexdigit());
+        if is_id_prefix {
+            let matches: Vec<ImageRecord> = self
+                .store
+                .images()?
+                .into_iter()
+                .filter(|image| {
+                    image.config_digest.hex().starts_with(prefix)
+                        || image.manifest_digest.hex().starts_with(prefix)
+                })
+                .collect();
+            match matches.as_slice() {
+                [] => {}
+                [only] => return Ok(only.clone()),
+                _ => anyhow::bail!("image ID prefix {text:?} is ambiguous: give more digits"),
+            }
+        }
+        match parse_error {
+            Some(error) if !is_id_prefix => Err(error.into()),
+            _ => anyhow::bail!("no such image: {text} (see `stencil images`)"),
+        }
+    }
+
+    /// The familiar tags and digest references of an image, as docker's RepoTags and
+    /// RepoDigests.
+    pub fn repo_tags_and_digests(&self, image: &ImageRecord) -> Result<(Vec<String>, Vec<String>)> {
+        let mut tags = Vec::new();
+        let mut digests = Vec::new();
+        let top = image
+            .index_digest
+            .as_ref()
+            .unwrap_or(&image.manifest_digest);
+        for name in self.store.tags_of(&image.manifest_digest)? {
+            if let Ok(reference) = Reference::parse(&name) {
+                tags.push(reference.familiar());
+                let pinned = format!("{}@{top}", reference.familiar_name());
+                if !digests.contains(&pinned) {
+                    digests.push(pinned);
+                }
+            }
+        }
+        Ok((tags, digests))
+    }
+}
+
+/// What `rmi` did to one argument, in docker's words.
+#[derive(Debug, Clone, Default)]
+pub struct Removed {
+    /// `Untagged: NAME` lines.
+    pub untagged: Vec<String>,
+    /// `Deleted: DIGEST` lines (the image and the layers whose snapshots went).
+    pub deleted: Vec<String>,
+}
+
+impl Engine {
+    /// Removes an image by name or ID: untags it, and deletes it with its no longer shared
+    /// blobs and snapshots when no tag is left. By ID, every tag goes (docker refuses that
+    /// for an image with several tags unless `force`).
+    pub fn remove_image(&self, text: &str, force: bool) -> Result<Removed> {
+        let image = self.find_image(text)?;
+        let by_name = Reference::parse(text)
+            .ok()
+            .filter(|r| self.store.resolve(r).is_ok_and(|i| i.id == image.id));
+        let tags = self.store.tags_of(&image.manifest_digest)?;
+        let reference = match by_name {
+            Some(reference) => reference,
+            None => {
+                if tags.len() > 1 && !force {
+                    anyhow::bail!(
+                        "image {text} is referenced by {} tags ({}): remove them by name, or use -f",
+                        tags.len(),
+                        tags.join(", ")
+                    );
+                }
+                // By digest, the store removes every tag and the image in one transaction.
+                let name = tags.first().map_or("untagged", String::as_str);
+                Reference::parse(name)?.with_digest(image.manifest_digest.clone())
+            }
+        };
+        let removal = self.store.remove_image(&reference)?;
+        let mut removed = Removed {
+            untagged: removal
+                .untagged
+                .iter()
+                .map(|name| Reference::parse(name).map_or_else(|_| name.clone(), |r| r.familiar()))
+                .collect(),
+            deleted: Vec::new(),
+        };
+        if let Some(digest) = &removal.deleted {
+            removed.deleted.push(digest.to_string());
+        }
+        // Children before parents: the snapshotter refuses to remove a parent first.
+        let released: Vec<&str> = removal
+            .snapshots_released
+            .iter()
+            .map(|s| s.chain_id.as_str())
+            .collect();
+        for layer in image.layers.iter().rev() {
+            if released.contains(&layer.chain_id.as_str()) {
+                match self.snapshots.remove(layer.chain_id.as_str()) {
+                    Ok(()) => removed.deleted.push(layer.chain_id.to_string()),
+                    Err(error) => tracing::warn!(chain = %layer.chain_id, "snapshot kept: {error}"),
+                }
+            }
+        }
+        Ok(removed)
     }
 }

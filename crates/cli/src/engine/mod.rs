@@ -31,7 +31,7 @@ use stencil_layerstore::Store;
 use stencil_layerstore::content::LocalContent;
 use stencil_registry::{Client, DockerConfig, RegistriesConfig};
 
-pub use images::{ImageRow, image_rows};
+pub use images::{ImageRow, Removed, image_rows};
 pub use pull::{PullEvent, PullOptions, PullReport, PullStatus};
 
 /// The snapshotter's directory under the store root.
