@@ -988,9 +988,11 @@ async fn run_suite(target: &Target) -> Checks {
         sorted == ["docker", "multi", "v1", "v2", "v3", "v4"],
         || format!("{tags:?}"),
     );
-    c.expect("discovery: tags list is in lexical order", tags == sorted, || {
-        format!("{tags:?}")
-    });
+    c.expect(
+        "discovery: tags list is in lexical order",
+        tags == sorted,
+        || format!("{tags:?}"),
+    );
     let reply = target.get(&format!("/v2/{repo}/tags/list?n=2")).await;
     c.expect(
         "discovery: n=2 gives the first two tags",
