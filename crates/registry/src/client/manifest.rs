@@ -1,9 +1,10 @@
 //! The minimal image model the client needs: media types, descriptors, manifests, indexes
 //! and platform selection.
 //!
-//! This is deliberately small and kept in one module: the full image model (configs, diff
-//! IDs, chain IDs) belongs to `stencil-layerstore`, and this module is where the client
-//! would switch to it. Raw manifest bytes are always kept beside the parsed value, because
+//! This is deliberately small and kept in one module: the image model belongs to
+//! `stencil-layerstore`, and this module leans on it for media type names, document
+//! checks ([`stencil_layerstore::image::parse_document`]) and platform rules, keeping only
+//! the typed descriptors (digests parsed once) that the client's API hands out. Raw manifest bytes are always kept beside the parsed value, because
 //! a digest is of the bytes, never of a re-serialisation.
 //!
 //! ```
@@ -26,22 +27,23 @@ use stencil_reference::Digest;
 
 use crate::error::{Error, Result};
 
-/// OCI image manifest.
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-/// OCI image index.
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-/// Docker image manifest v2 schema 2.
-pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-/// Docker manifest list.
-pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-/// Docker foreign (non-distributable) layer.
-pub const DOCKER_FOREIGN_LAYER: &str = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
-/// OCI non-distributable layer (deprecated by OCI, still seen).
-pub const OCI_NONDISTRIBUTABLE_LAYER: &str =
-    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip";
+use stencil_layerstore::image::media_type as layerstore_media_type;
 
-/// Manifests larger than this are refused unread.
-pub const MANIFEST_SIZE_LIMIT: u64 = 4 * 1024 * 1024;
+/// OCI image manifest.
+pub const OCI_MANIFEST: &str = layerstore_media_type::OCI_MANIFEST;
+/// OCI image index.
+pub const OCI_INDEX: &str = layerstore_media_type::OCI_INDEX;
+/// Docker image manifest v2 schema 2.
+pub const DOCKER_MANIFEST: &str = layerstore_media_type::DOCKER_MANIFEST;
+/// Docker manifest list.
+pub const DOCKER_MANIFEST_LIST: &str = layerstore_media_type::DOCKER_MANIFEST_LIST;
+/// Docker foreign (non-distributable) layer.
+pub const DOCKER_FOREIGN_LAYER: &str = layerstore_media_type::DOCKER_FOREIGN_LAYER_GZIP;
+/// OCI non-distributable layer (deprecated by OCI, still seen).
+pub const OCI_NONDISTRIBUTABLE_LAYER: &str = layerstore_media_type::OCI_LAYER_NONDISTRIBUTABLE_GZIP;
+
+/// Manifests larger than this (4 MiB, the layerstore's document limit) are refused unread.
+pub const MANIFEST_SIZE_LIMIT: u64 = stencil_layerstore::image::MAX_DOCUMENT_SIZE;
 
 /// The `Accept` header for manifest requests: every manifest and index type stencil reads.
 pub(crate) fn manifest_accept() -> String {
@@ -135,39 +137,37 @@ pub struct Platform {
 impl Platform {
     /// The platform of this machine, in Go/OCI spelling (`linux/amd64`, `linux/arm64/v8`).
     pub fn host() -> Platform {
-        let architecture = match std::env::consts::ARCH {
-            "x86_64" => "amd64",
-            "aarch64" => "arm64",
-            "x86" => "386",
-            "powerpc64" => "ppc64le",
-            "riscv64" => "riscv64",
-            "s390x" => "s390x",
-            other => other,
-        };
-        let variant = (architecture == "arm64").then(|| "v8".to_owned());
-        Platform {
-            architecture: architecture.to_owned(),
-            os: std::env::consts::OS.to_owned(),
-            variant,
-            os_version: None,
+        Platform::from_layerstore(stencil_layerstore::image::Platform::host())
+    }
+
+    /// Whether an index entry for `candidate` can run where `self` is wanted, by the
+    /// layerstore's rules: both are normalised (`aarch64` is `arm64/v8`), OS and
+    /// architecture must be equal, an ARM CPU runs older ARM revisions, and a missing
+    /// variant on either side is the architecture's baseline.
+    pub fn matches(&self, candidate: &Platform) -> bool {
+        self.to_layerstore().matches(&candidate.to_layerstore())
+    }
+
+    /// Whether `candidate` is exactly this platform once both are normalised.
+    fn is_exactly(&self, candidate: &Platform) -> bool {
+        self.to_layerstore().normalized() == candidate.to_layerstore().normalized()
+    }
+
+    fn to_layerstore(&self) -> stencil_layerstore::image::Platform {
+        stencil_layerstore::image::Platform {
+            os: self.os.clone(),
+            architecture: self.architecture.clone(),
+            variant: self.variant.clone(),
         }
     }
 
-    /// Whether an index entry for `candidate` can run where `self` is wanted. OS and
-    /// architecture must be equal; a missing variant is treated as the architecture's
-    /// default (`v8` for arm64, `v7` for arm); a wanted variant must match.
-    pub fn matches(&self, candidate: &Platform) -> bool {
-        if self.os != candidate.os || self.architecture != candidate.architecture {
-            return false;
+    fn from_layerstore(platform: stencil_layerstore::image::Platform) -> Platform {
+        Platform {
+            architecture: platform.architecture,
+            os: platform.os,
+            variant: platform.variant,
+            os_version: None,
         }
-        let default = match self.architecture.as_str() {
-            "arm64" => Some("v8"),
-            "arm" => Some("v7"),
-            _ => None,
-        };
-        let wanted = self.variant.as_deref().or(default);
-        let offered = candidate.variant.as_deref().or(default);
-        wanted.is_none() || wanted == offered
     }
 }
 
@@ -184,25 +184,14 @@ impl fmt::Display for Platform {
 impl FromStr for Platform {
     type Err = Error;
 
-    /// Parses `os/arch[/variant]`, as `--platform` takes it.
+    /// Parses `os/arch[/variant]`, as `--platform` takes it, and normalises it.
     fn from_str(text: &str) -> Result<Platform> {
-        let parts: Vec<&str> = text.split('/').collect();
-        let bad = || Error::InvalidName {
-            name: text.to_owned(),
-            reason: "a platform is os/arch or os/arch/variant, for example linux/arm64".into(),
-        };
-        if parts.iter().any(|p| p.is_empty()) {
-            return Err(bad());
-        }
-        match parts.as_slice() {
-            [os, arch] | [os, arch, _] => Ok(Platform {
-                os: os.to_ascii_lowercase(),
-                architecture: arch.to_ascii_lowercase(),
-                variant: parts.get(2).map(|v| v.to_ascii_lowercase()),
-                os_version: None,
-            }),
-            _ => Err(bad()),
-        }
+        stencil_layerstore::image::Platform::parse(text)
+            .map(Platform::from_layerstore)
+            .map_err(|_| Error::InvalidName {
+                name: text.to_owned(),
+                reason: "a platform is os/arch or os/arch/variant, for example linux/arm64".into(),
+            })
     }
 }
 
@@ -240,12 +229,19 @@ pub struct ImageIndex {
 }
 
 impl ImageIndex {
-    /// The first image manifest whose platform matches `wanted`.
+    /// The image manifest for `wanted`: an exact platform match if there is one, else the
+    /// first compatible one (see [`Platform::matches`]).
     pub fn select(&self, wanted: &Platform) -> Option<&Descriptor> {
-        self.manifests.iter().find(|d| {
-            is_image_manifest(&d.media_type)
-                && d.platform.as_ref().is_some_and(|p| wanted.matches(p))
-        })
+        let images = || {
+            self.manifests
+                .iter()
+                .filter(|d| is_image_manifest(&d.media_type))
+                .filter_map(|d| d.platform.as_ref().map(|p| (d, p)))
+        };
+        images()
+            .find(|(_, p)| wanted.is_exactly(p))
+            .or_else(|| images().find(|(_, p)| wanted.matches(p)))
+            .map(|(d, _)| d)
     }
 
     /// The platforms offered, for error messages.
@@ -277,8 +273,6 @@ pub enum Manifest {
 struct Probe {
     schema_version: Option<u32>,
     media_type: Option<String>,
-    manifests: Option<serde_json::Value>,
-    config: Option<serde_json::Value>,
 }
 
 impl Manifest {
@@ -305,13 +299,34 @@ impl Manifest {
         let header = content_type
             .map(|c| c.split(';').next().unwrap_or(c).trim())
             .filter(|c| is_index(c) || is_image_manifest(c));
-        let media_type = match (probe.media_type, header) {
-            (Some(m), _) => m,
-            (None, Some(h)) => h.to_owned(),
-            (None, None) if probe.manifests.is_some() => OCI_INDEX.to_owned(),
-            (None, None) if probe.config.is_some() => OCI_MANIFEST.to_owned(),
-            (None, None) => return Err(invalid("no mediaType, config or manifests".into())),
-        };
+        if let Some(media_type) = probe
+            .media_type
+            .filter(|m| !is_index(m) && !is_image_manifest(m))
+        {
+            return Err(Error::UnsupportedMediaType {
+                url: origin.to_owned(),
+                media_type,
+            });
+        }
+        // The layerstore's model makes the checks that matter for safety: content and
+        // media type agree, no document is both an index and a manifest
+        // (CVE-2021-41190), the size limit. Its answer decides the media type.
+        let parsed =
+            stencil_layerstore::image::parse_document(bytes, header, None).map_err(|err| {
+                use stencil_layerstore::ErrorKind as Kind;
+                match err.kind() {
+                    Kind::UnsupportedMediaType => Error::UnsupportedMediaType {
+                        url: origin.to_owned(),
+                        media_type: err.to_string(),
+                    },
+                    Kind::DocumentTooLarge => Error::ManifestTooLarge {
+                        url: origin.to_owned(),
+                        limit: MANIFEST_SIZE_LIMIT,
+                    },
+                    _ => invalid(err.to_string()),
+                }
+            })?;
+        let media_type = parsed.media_type;
         if is_index(&media_type) {
             let mut index: ImageIndex =
                 serde_json::from_slice(bytes).map_err(|e| invalid(e.to_string()))?;
@@ -377,6 +392,11 @@ mod tests {
             assert_eq!(err.kind(), kind, "{}", String::from_utf8_lossy(bytes));
         };
         check(b"not json", crate::ErrorKind::InvalidManifest);
+        // Both an index and a manifest (CVE-2021-41190): refused by the layerstore's checks.
+        check(
+            br#"{"schemaVersion":2,"manifests":[],"layers":[]}"#,
+            crate::ErrorKind::InvalidManifest,
+        );
         check(
             br#"{"schemaVersion":1}"#,
             crate::ErrorKind::UnsupportedMediaType,
