@@ -12,9 +12,19 @@
 //!   lock                     flock for cross-process critical sections
 //! ```
 //!
-//! The content store ([`content`]) follows containerd's split into a [`content::Provider`]
-//! (read by digest), an [`content::Ingester`] (resumable, exclusive, verified writes) and a
-//! [`content::Manager`] (walk, delete).
+//! The parts:
+//!
+//! - [`content`]: the content store, containerd's split into a [`content::Provider`] (read
+//!   by digest), an [`content::Ingester`] (resumable, exclusive, verified writes) and a
+//!   [`content::Manager`] (walk, delete), with a shared conformance suite;
+//! - [`Store`] and [`meta`]: the SQLite metadata (images, tags keyed by canonical
+//!   `name:tag`, layers with diff and chain IDs, snapshot reference counts, containers),
+//!   kept in step with `index.json`;
+//! - [`image`]: manifests, indexes and configs (OCI and Docker schema 2), platforms, chain
+//!   IDs;
+//! - [`archive`]: save and load of OCI layouts, oci-archives and docker-archives;
+//! - [`fsck`] and [`Store::remove_image`] / [`Store::collect_garbage`]: checking, repair and
+//!   crash-safe garbage collection.
 //!
 //! This crate deliberately knows nothing about HTTP, mounting or processes: a registry
 //! client streams into an ingester, and the engine asks the snapshotter to unpack layers

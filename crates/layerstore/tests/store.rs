@@ -479,3 +479,71 @@ fn load_refuses_what_is_not_an_image_archive() {
         assert_eq!(got, Some(kind), "{name}");
     }
 }
+
+#[test]
+fn load_picks_the_platform_from_a_multi_platform_index() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(work.path().join("store")).expect("open");
+    let amd64 = make_image(&store, "multi:amd64", "amd64", &[&[("arch", b"amd64")]]);
+    let arm64 = make_image(&store, "multi:arm64", "arm64", &[&[("arch", b"arm64")]]);
+    let layout = work.path().join("layout");
+    export_oci_layout(
+        &store,
+        &[reference("multi:amd64"), reference("multi:arm64")],
+        &layout,
+    )
+    .expect("export");
+    // Replace the layout's index with one nested multi-platform index.
+    let entry = |digest: &stencil_layerstore::Digest, architecture: &str| {
+        let size = store.content().info(digest).expect("info").size;
+        serde_json::json!({"mediaType": stencil_layerstore::image::media_type::OCI_MANIFEST, "digest": digest.as_str(), "size": size,
+            "platform": {"os": "linux", "architecture": architecture}})
+    };
+    let nested = serde_json::json!({"schemaVersion": 2, "mediaType": stencil_layerstore::image::media_type::OCI_INDEX,
+        "manifests": [entry(&amd64, "amd64"), entry(&arm64, "arm64")]});
+    let nested = serde_json::to_vec(&nested).expect("json");
+    let nested_digest = stencil_layerstore::content::sha256_digest(&nested);
+    std::fs::write(
+        layout.join("blobs/sha256").join(nested_digest.hex()),
+        &nested,
+    )
+    .expect("nested index blob");
+    let top = serde_json::json!({"schemaVersion": 2, "manifests": [{"mediaType": stencil_layerstore::image::media_type::OCI_INDEX,
+        "digest": nested_digest.as_str(), "size": nested.len(), "annotations": {"org.opencontainers.image.ref.name": "1.0"}}]});
+    std::fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&top).expect("json"),
+    )
+    .expect("index.json");
+
+    let cases = [
+        ("linux/arm64", Some(&arm64)),
+        ("linux/amd64", Some(&amd64)),
+        ("linux/s390x", None),
+    ];
+    for (platform, expected) in cases {
+        let fresh = Store::open(work.path().join(platform.replace('/', "-"))).expect("fresh");
+        let options = LoadOptions {
+            name: Some(reference("example.com/multi")),
+            platform: stencil_layerstore::image::Platform::parse(platform).expect("platform"),
+        };
+        let result = load(&fresh, &layout, &options);
+        match (result, expected) {
+            (Ok(loaded), Some(expected)) => {
+                assert_eq!(&loaded[0].image.manifest_digest, expected, "{platform}");
+                assert_eq!(
+                    loaded[0].image.index_digest.as_ref(),
+                    Some(&nested_digest),
+                    "{platform}"
+                );
+                assert_eq!(loaded[0].tags, ["example.com/multi:1.0"], "{platform}");
+            }
+            (Err(error), None) => assert_eq!(
+                error.kind(),
+                ErrorKind::NoMatchingPlatform,
+                "{platform}: {error}"
+            ),
+            (result, _) => panic!("{platform}: unexpected {result:?}"),
+        }
+    }
+}
