@@ -143,13 +143,34 @@ impl DockerConfig {
         serde_json::from_value(self.read_value()?).map_err(|e| self.config_error(e.to_string()))
     }
 
-    /// Stores `username:password` for `registry` in `auths` (what `login` does when no
-    /// helper is configured), keeping every other field of the file. The file is replaced
-    /// atomically and is readable by its owner only.
+    /// Stores credentials for `registry` (what `login` does): through the registry's
+    /// credential helper (`credHelpers`, else `credsStore`) when one is configured, else as
+    /// base64 `user:password` in `auths`. Every other field of the file is kept; the file
+    /// is replaced atomically and is readable by its owner only.
     pub fn store(&self, registry: &str, username: &str, password: &str) -> Result<()> {
         let mut value = self.read_value()?;
-        let encoded =
-            base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
+        let helper = Self::helper_for(&self.read()?, registry);
+        let entry = match &helper {
+            // With a helper, the secret goes to the helper and `auths` only records the
+            // registry, as docker does.
+            Some(helper) => {
+                let input = serde_json::json!({
+                    "ServerURL": auth_key(registry), "Username": username, "Secret": password,
+                });
+                self.run_helper(helper, "store", registry, input.to_string().as_bytes())?
+                    .ok_or_else(|| Error::CredentialHelper {
+                        helper: helper.clone(),
+                        registry: registry.to_owned(),
+                        reason: "it refused to store the credentials".into(),
+                    })?;
+                serde_json::json!({})
+            }
+            None => {
+                let encoded = base64::engine::general_purpose::STANDARD
+                    .encode(format!("{username}:{password}"));
+                serde_json::json!({ "auth": encoded })
+            }
+        };
         let root = value
             .as_object_mut()
             .ok_or_else(|| self.config_error("the top level is not a JSON object"))?;
@@ -158,13 +179,19 @@ impl DockerConfig {
             .or_insert_with(|| serde_json::json!({}))
             .as_object_mut()
             .ok_or_else(|| self.config_error("`auths` is not a JSON object"))?;
-        auths.insert(auth_key(registry), serde_json::json!({ "auth": encoded }));
+        auths.insert(auth_key(registry), entry);
         self.write_value(&value)
     }
 
-    /// Removes the `auths` entry for `registry` (what `logout` does). Returns whether there
-    /// was one.
+    /// Removes the credentials of `registry` (what `logout` does): from its helper when
+    /// one is configured, and its `auths` entry. Returns whether there were any.
     pub fn erase(&self, registry: &str) -> Result<bool> {
+        let mut erased = false;
+        if let Some(helper) = Self::helper_for(&self.read()?, registry) {
+            erased = self
+                .run_helper(&helper, "erase", registry, auth_key(registry).as_bytes())?
+                .is_some();
+        }
         let mut value = self.read_value()?;
         let removed = value
             .get_mut("auths")
@@ -174,7 +201,7 @@ impl DockerConfig {
         if removed {
             self.write_value(&value)?;
         }
-        Ok(removed)
+        Ok(erased || removed)
     }
 
     fn write_value(&self, value: &serde_json::Value) -> Result<()> {
@@ -201,7 +228,15 @@ impl DockerConfig {
         })
     }
 
-    fn run_helper(&self, helper: &str, registry: &str) -> Result<Option<Credentials>> {
+    /// Runs `docker-credential-HELPER ACTION` with `input` on stdin. `Ok(None)` when the
+    /// helper says it has no such credentials.
+    fn run_helper(
+        &self,
+        helper: &str,
+        action: &str,
+        registry: &str,
+        input: &[u8],
+    ) -> Result<Option<String>> {
         let program = format!("docker-credential-{helper}");
         let program = match &self.helper_dir {
             Some(dir) => dir.join(program),
@@ -213,19 +248,17 @@ impl DockerConfig {
             reason,
         };
         let mut child = Command::new(&program)
-            .arg("get")
+            .arg(action)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| fail(format!("cannot run {}: {e}", program.display())))?;
+            .map_err(|e| fail(format!("cannot run {} {action}: {e}", program.display())))?;
         if let Some(mut stdin) = child.stdin.take() {
-            stdin
-                .write_all(auth_key(registry).as_bytes())
-                .map_err(|e| fail(e.to_string()))?;
+            stdin.write_all(input).map_err(|e| fail(e.to_string()))?;
         }
         let output = child.wait_with_output().map_err(|e| fail(e.to_string()))?;
-        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         if !output.status.success() {
             // Helpers report a missing entry on stdout with a failing status.
             if stdout.contains("credentials not found") {
@@ -238,12 +271,37 @@ impl DockerConfig {
                     .to_owned(),
             ));
         }
+        Ok(Some(stdout))
+    }
+
+    fn helper_get(&self, helper: &str, registry: &str) -> Result<Option<Credentials>> {
+        let Some(stdout) =
+            self.run_helper(helper, "get", registry, auth_key(registry).as_bytes())?
+        else {
+            return Ok(None);
+        };
         let answer: HelperAnswer =
-            serde_json::from_str(&stdout).map_err(|e| fail(format!("unreadable answer: {e}")))?;
+            serde_json::from_str(&stdout).map_err(|e| Error::CredentialHelper {
+                helper: helper.to_owned(),
+                registry: registry.to_owned(),
+                reason: format!("unreadable answer: {e}"),
+            })?;
         Ok(Some(Credentials {
             username: answer.username,
             password: answer.secret,
         }))
+    }
+
+    /// The helper configured for `registry` (`credHelpers`, else `credsStore`), if any.
+    fn helper_for(file: &ConfigFile, registry: &str) -> Option<String> {
+        let key = auth_key(registry);
+        let wanted_host = key_host(&key);
+        file.cred_helpers
+            .iter()
+            .find(|(k, _)| key_host(k) == wanted_host)
+            .map(|(_, v)| v.clone())
+            .or_else(|| file.creds_store.clone())
+            .filter(|helper| !helper.is_empty())
     }
 }
 
@@ -275,10 +333,10 @@ impl CredentialSource for DockerConfig {
             .find(|(k, _)| key_host(k) == wanted_host)
             .map(|(_, v)| v)
         {
-            return self.run_helper(helper, registry);
+            return self.helper_get(helper, registry);
         }
-        if let Some(store) = &file.creds_store
-            && let Some(found) = self.run_helper(store, registry)?
+        if let Some(store) = file.creds_store.as_deref().filter(|s| !s.is_empty())
+            && let Some(found) = self.helper_get(store, registry)?
         {
             return Ok(Some(found));
         }
@@ -325,7 +383,7 @@ mod tests {
         let helper = dir.path().join("docker-credential-fake");
         std::fs::write(
             &helper,
-            "#!/bin/sh\nread server\ncase \"$server\" in\n  helped.example) echo '{\"ServerURL\":\"x\",\"Username\":\"h\",\"Secret\":\"hs\"}' ;;\n  broken.example) echo boom >&2; exit 1 ;;\n  *) echo 'credentials not found in native keychain'; exit 1 ;;\nesac\n",
+            "#!/bin/sh\ncase \"$1\" in store) cat > \"$(dirname \"$0\")/stored\"; exit 0 ;; erase) touch \"$(dirname \"$0\")/erased\"; exit 0 ;; esac\nread server\ncase \"$server\" in\n  helped.example) echo '{\"ServerURL\":\"x\",\"Username\":\"h\",\"Secret\":\"hs\"}' ;;\n  broken.example) echo boom >&2; exit 1 ;;\n  *) echo 'credentials not found in native keychain'; exit 1 ;;\nesac\n",
         )
         .unwrap();
         std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -368,6 +426,16 @@ mod tests {
         check("broken.example", Err(crate::ErrorKind::CredentialHelper));
         check("missing.example", Err(crate::ErrorKind::CredentialHelper));
         check("bad.example", Err(crate::ErrorKind::Config));
+
+        // A registry with a helper: login stores through it, logout erases through it.
+        config.store("helped.example", "h", "hs").unwrap();
+        let stored = std::fs::read_to_string(dir.path().join("stored")).unwrap();
+        assert!(
+            stored.contains(r#""Username":"h""#) && stored.contains(r#""Secret":"hs""#),
+            "{stored}"
+        );
+        assert!(config.erase("helped.example").unwrap());
+        assert!(dir.path().join("erased").exists());
 
         config.store("docker.io", "new", "newpw").unwrap();
         check("docker.io", Ok(Some(("new", "newpw"))));
