@@ -535,6 +535,26 @@ impl Applier<'_> {
         Ok(false)
     }
 
+    /// Runs `create`; if something is in the way, removes it (never following a symlink)
+    /// and runs `create` again. Trying first saves a lookup per entry on fresh targets.
+    fn create_or_replace<T>(
+        dir: BorrowedFd<'_>,
+        rel: &Path,
+        name: &CStr,
+        needs_invalidate: &mut bool,
+        op: &'static str,
+        create: impl Fn() -> io::Result<T>,
+    ) -> Result<T> {
+        match create() {
+            Ok(made) => Ok(made),
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                Self::clear(dir, rel, name, false, needs_invalidate)?;
+                create().map_err(|e| Error::io(op, rel, e))
+            }
+            Err(e) => Err(Error::io(op, rel, e)),
+        }
+    }
+
     fn owners_and_xattrs_fd(&self, fd: BorrowedFd<'_>, rel: &Path, meta: &Meta) -> Result<()> {
         if self.options.preserve_ownership {
             sys::chown_fd(fd, meta.uid, meta.gid).map_err(|e| Error::io("chown", rel, e))?;
@@ -551,9 +571,16 @@ impl Applier<'_> {
             .resolver
             .dir(parent, true)
             .map_err(|e| Error::io("open parent directory", display(parent), e))?;
-        let exists = Self::clear(dir, rel, name, true, &mut self.needs_invalidate)?;
-        if !exists {
-            sys::mkdir_at(dir, name, 0o700).map_err(|e| Error::io("create directory", rel, e))?;
+        match sys::mkdir_at(dir, name, 0o700) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                let exists = Self::clear(dir, rel, name, true, &mut self.needs_invalidate)?;
+                if !exists {
+                    sys::mkdir_at(dir, name, 0o700)
+                        .map_err(|e| Error::io("create directory", rel, e))?;
+                }
+            }
+            Err(e) => return Err(Error::io("create directory", rel, e)),
         }
         let fd = sys::open_dir_at(dir, name).map_err(|e| Error::io("open directory", rel, e))?;
         self.owners_and_xattrs_fd(fd.as_fd(), rel, meta)?;
@@ -597,9 +624,14 @@ impl Applier<'_> {
             .resolver
             .dir(parent, true)
             .map_err(|e| Error::io("open parent directory", display(parent), e))?;
-        Self::clear(dir, rel, name, false, &mut self.needs_invalidate)?;
-        let mut file =
-            sys::create_file_at(dir, name, 0o600).map_err(|e| Error::io("create file", rel, e))?;
+        let mut file = Self::create_or_replace(
+            dir,
+            rel,
+            name,
+            &mut self.needs_invalidate,
+            "create file",
+            || sys::create_file_at(dir, name, 0o600),
+        )?;
         let buffer = &mut self.buffer;
         let mut length = 0u64;
         let mut pending_hole = false;
@@ -654,9 +686,14 @@ impl Applier<'_> {
             .resolver
             .dir(parent, true)
             .map_err(|e| Error::io("open parent directory", display(parent), e))?;
-        Self::clear(dir, rel, name, false, &mut self.needs_invalidate)?;
-        sys::symlink_at(&link_target, dir, name)
-            .map_err(|e| Error::io("create symlink", rel, e))?;
+        Self::create_or_replace(
+            dir,
+            rel,
+            name,
+            &mut self.needs_invalidate,
+            "create symlink",
+            || sys::symlink_at(&link_target, dir, name),
+        )?;
         if preserve {
             sys::chown_at(dir, name, meta.uid, meta.gid).map_err(|e| Error::io("chown", rel, e))?;
         }
@@ -738,9 +775,14 @@ impl Applier<'_> {
             .resolver
             .dir(parent, true)
             .map_err(|e| Error::io("open parent directory", display(parent), e))?;
-        Self::clear(dir, rel, name, false, &mut self.needs_invalidate)?;
-        sys::mknod_at(dir, name, type_bits | 0o600, major, minor)
-            .map_err(|e| Error::io("create device node", rel, e))?;
+        Self::create_or_replace(
+            dir,
+            rel,
+            name,
+            &mut self.needs_invalidate,
+            "create device node",
+            || sys::mknod_at(dir, name, type_bits | 0o600, major, minor),
+        )?;
         if preserve {
             sys::chown_at(dir, name, meta.uid, meta.gid).map_err(|e| Error::io("chown", rel, e))?;
         }
