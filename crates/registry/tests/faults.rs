@@ -665,3 +665,38 @@ async fn mirrors_are_tried_first_and_the_origin_is_the_fallback() {
         );
     }
 }
+
+#[tokio::test]
+async fn docker_hub_style_search() {
+    let server = FakeServer::start("127.0.0.1", |seen| {
+        if seen.path() != "/v1/search" {
+            return Reply::new(404, "");
+        }
+        Reply::new(
+            200,
+            serde_json::json!({"num_results": 3, "query": "x", "results": [
+                {"name": "library/busybox", "description": "Busybox base image.", "star_count": 3000, "is_official": true, "is_automated": false},
+                {"name": "someone/busybox-tools", "description": null, "star_count": 2},
+                {"name": "other/busybox", "description": "", "star_count": 1, "is_official": false, "is_automated": true},
+            ]})
+            .to_string(),
+        )
+    })
+    .await;
+    let client = Client::builder().build().unwrap();
+    let hits = client.search(&server.host(), "busy box", 2).await.unwrap();
+    let got: Vec<(&str, u64, bool)> = hits
+        .iter()
+        .map(|h| (h.name.as_str(), h.star_count, h.is_official))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("library/busybox", 3000, true),
+            ("someone/busybox-tools", 2, false)
+        ]
+    );
+    let seen = server.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].target, "/v1/search?q=busy+box&n=2");
+}

@@ -40,8 +40,8 @@ const MAX_PAGES: usize = 10_000;
 pub struct SearchResult {
     /// The repository name (`library/ubuntu` or `ubuntu` on Docker Hub).
     pub name: String,
-    /// Its description, empty when none.
-    #[serde(default)]
+    /// Its description, empty when none (Docker Hub sends `null` for some).
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub description: String,
     /// Stars on Docker Hub (0 elsewhere).
     #[serde(default)]
@@ -204,6 +204,10 @@ impl Client {
         }
         Ok(all)
     }
+}
+
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 fn parse_json<T: for<'de> Deserialize<'de>>(body: &[u8], url: &Url) -> Result<T> {
