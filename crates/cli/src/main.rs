@@ -58,6 +58,14 @@ enum Command {
     Pull(cmd::pull::PullArgs),
     /// List images.
     Images(cmd::images::ImagesArgs),
+    /// Upload an image to a registry.
+    Push(cmd::push::PushArgs),
+    /// Write images to a docker-archive.
+    Save(cmd::archive::SaveArgs),
+    /// Load images from a docker-archive or oci-archive.
+    Load(cmd::archive::LoadArgs),
+    /// Check the store (and repair it).
+    Fsck(cmd::fsck::FsckArgs),
     /// Give an image another name.
     Tag(cmd::tag::TagArgs),
     /// Remove images (untag; delete when no tag is left).
@@ -86,6 +94,17 @@ enum ImageCommand {
     History(cmd::inspect::HistoryArgs),
     /// Pull an image (same as `stencil pull`).
     Pull(cmd::pull::PullArgs),
+    /// Push an image (same as `stencil push`).
+    Push(cmd::push::PushArgs),
+    /// Save images (same as `stencil save`).
+    Save(cmd::archive::SaveArgs),
+    /// Load images (same as `stencil load`).
+    Load(cmd::archive::LoadArgs),
+    /// Mount an image's root filesystem read-only and print its path.
+    Mount(cmd::mount::MountArgs),
+    /// Unmount what `image mount` mounted.
+    #[command(alias = "umount")]
+    Unmount(cmd::mount::MountArgs),
 }
 
 fn main() -> ExitCode {
@@ -109,6 +128,24 @@ fn main() -> ExitCode {
         Command::Version => {
             println!("stencil version {}", env!("CARGO_PKG_VERSION"));
             Ok(())
+        }
+        Command::Push(args) | Command::Image(ImageCommand::Push(args)) => {
+            with_engine(root, |engine| {
+                runtime()?.block_on(cmd::push::run(engine, &args))
+            })
+        }
+        Command::Save(args) | Command::Image(ImageCommand::Save(args)) => {
+            with_engine(root, |engine| cmd::archive::save(engine, &args))
+        }
+        Command::Load(args) | Command::Image(ImageCommand::Load(args)) => {
+            with_engine(root, |engine| cmd::archive::load(engine, &args))
+        }
+        Command::Fsck(args) => with_engine(root, |engine| cmd::fsck::run(engine, &args)),
+        Command::Image(ImageCommand::Mount(args)) => {
+            with_engine(root, |engine| cmd::mount::mount(engine, &args))
+        }
+        Command::Image(ImageCommand::Unmount(args)) => {
+            with_engine(root, |engine| cmd::mount::unmount(engine, &args))
         }
         Command::Tag(args) | Command::Image(ImageCommand::Tag(args)) => {
             with_engine(root, |engine| cmd::tag::tag(engine, &args))

@@ -3,8 +3,12 @@
 //! Each module defines its clap arguments and a `run`-style function; `main.rs` only lists
 //! the verbs and maps results to exit codes.
 
+pub mod archive;
+pub mod fsck;
 pub mod images;
 pub mod inspect;
+pub mod mount;
 pub mod pull;
+pub mod push;
 pub mod reference;
 pub mod tag;

@@ -18,8 +18,12 @@
 //! # Ok(()) }
 //! ```
 
+mod archive;
+mod fsck;
 mod images;
+mod mount;
 mod pull;
+mod push;
 mod unpack;
 
 use std::path::{Path, PathBuf};
@@ -31,8 +35,10 @@ use stencil_layerstore::Store;
 use stencil_layerstore::content::LocalContent;
 use stencil_registry::{Client, DockerConfig, RegistriesConfig};
 
+pub use fsck::Checked;
 pub use images::{ImageRow, Removed, image_rows};
 pub use pull::{PullEvent, PullOptions, PullReport, PullStatus};
+pub use push::PushReport;
 
 /// The snapshotter's directory under the store root.
 const SNAPSHOTS_DIR: &str = "snapshots";

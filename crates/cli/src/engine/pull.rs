@@ -107,24 +107,8 @@ impl Engine {
             .store
             .record_image(&pulled.manifest.digest, index)
             .with_context(|| format!("cannot record {}", reference.familiar()))?;
-        let mut unpacked_any = false;
-        let mut parent: Option<Digest> = None;
-        for layer in &image.layers {
-            if !self.has_snapshot(&layer.chain_id) {
-                progress(PullEvent::Extracting {
-                    digest: layer.blob_digest.clone(),
-                });
-            }
-            // Unpacking is blocking file-system work; keep the runtime's other tasks going.
-            let extracted =
-                tokio::task::block_in_place(|| self.unpack_layer(layer, parent.as_ref()))?;
-            unpacked_any |= extracted;
-            progress(PullEvent::Extracted {
-                digest: layer.blob_digest.clone(),
-                existed: !extracted,
-            });
-            parent = Some(layer.chain_id.clone());
-        }
+        // Unpacking is blocking file-system work; keep the runtime's other tasks going.
+        let unpacked_any = tokio::task::block_in_place(|| self.unpack_image(&image, progress))?;
         if reference.tag().is_some() {
             self.store.tag(reference, &image.manifest_digest)?;
         }

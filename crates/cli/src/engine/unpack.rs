@@ -13,16 +13,42 @@ use stencil_cow_fs::compression::{decompress, detect};
 use stencil_cow_fs::{
     ApplyOptions, ErrorKind as SnapshotErrorKind, Kind, Snapshotter, apply_layer,
 };
-use stencil_layerstore::LayerRecord;
 use stencil_layerstore::content::{Digester, Provider};
+use stencil_layerstore::{ImageRecord, LayerRecord};
 use stencil_reference::Digest;
 
-use super::Engine;
+use super::{Engine, PullEvent};
 
 /// Read size between the decompressor and the pipe.
 const CHUNK: usize = 256 * 1024;
 
 impl Engine {
+    /// Unpacks every layer of `image` that is not unpacked yet, bottom first; returns
+    /// whether any layer needed work.
+    pub fn unpack_image(
+        &self,
+        image: &ImageRecord,
+        progress: &(dyn Fn(PullEvent) + Send + Sync),
+    ) -> Result<bool> {
+        let mut unpacked_any = false;
+        let mut parent: Option<&Digest> = None;
+        for layer in &image.layers {
+            if !self.has_snapshot(&layer.chain_id) {
+                progress(PullEvent::Extracting {
+                    digest: layer.blob_digest.clone(),
+                });
+            }
+            let extracted = self.unpack_layer(layer, parent)?;
+            unpacked_any |= extracted;
+            progress(PullEvent::Extracted {
+                digest: layer.blob_digest.clone(),
+                existed: !extracted,
+            });
+            parent = Some(&layer.chain_id);
+        }
+        Ok(unpacked_any)
+    }
+
     /// Whether the snapshot of `chain_id` is committed.
     pub fn has_snapshot(&self, chain_id: &Digest) -> bool {
         self.snapshots
@@ -39,7 +65,7 @@ impl Engine {
     ) -> Result<bool> {
         let name = layer.chain_id.as_str();
         if self.has_snapshot(&layer.chain_id) {
-            self.store.record_snapshot(&layer.chain_id, name, None)?;
+            self.record_snapshot(&layer.chain_id)?;
             return Ok(false);
         }
         let key = format!(
@@ -66,13 +92,26 @@ impl Engine {
         if let Err(error) = committed {
             let _ = self.snapshots.remove(&key);
             if self.has_snapshot(&layer.chain_id) {
-                self.store.record_snapshot(&layer.chain_id, name, None)?;
+                self.record_snapshot(&layer.chain_id)?;
                 return Ok(false);
             }
             return Err(error);
         }
-        self.store.record_snapshot(&layer.chain_id, name, None)?;
+        self.record_snapshot(&layer.chain_id)?;
         Ok(true)
+    }
+
+    /// Records the committed snapshot of `chain_id` in the metadata database, with the
+    /// snapshotter's directory id.
+    fn record_snapshot(&self, chain_id: &Digest) -> Result<()> {
+        let id = self
+            .snapshots
+            .stat(chain_id.as_str())
+            .ok()
+            .map(|info| info.id);
+        self.store
+            .record_snapshot(chain_id, chain_id.as_str(), id)?;
+        Ok(())
     }
 
     fn apply_verified(&self, layer: &LayerRecord, key: &str) -> Result<()> {

@@ -1,0 +1,93 @@
+//! `stencil save [-o FILE] IMAGE...` and `stencil load [-i FILE] [-q]`.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+
+use crate::engine::Engine;
+
+/// Arguments of `stencil save`.
+#[derive(Debug, clap::Args)]
+pub struct SaveArgs {
+    /// Write to this file instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Images to save: names or IDs.
+    #[arg(required = true, value_name = "IMAGE")]
+    pub images: Vec<String>,
+}
+
+/// Runs `stencil save`: the file appears only complete (written beside it, then renamed).
+pub fn save(engine: &Engine, args: &SaveArgs) -> Result<()> {
+    match &args.output {
+        Some(path) => {
+            let dir = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
+            let mut file = tempfile::NamedTempFile::new_in(dir)
+                .with_context(|| format!("cannot write in {}", dir.display()))?;
+            {
+                let mut out = std::io::BufWriter::with_capacity(1 << 20, file.as_file_mut());
+                engine.save(&args.images, &mut out)?;
+                out.flush()
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            file.persist(path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            Ok(())
+        }
+        None => {
+            let stdout = std::io::stdout();
+            anyhow::ensure!(
+                !std::io::IsTerminal::is_terminal(&stdout),
+                "refusing to write an archive to a terminal: use -o FILE or a redirection"
+            );
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+            engine.save(&args.images, &mut out)?;
+            out.flush().context("cannot write to standard output")
+        }
+    }
+}
+
+/// Arguments of `stencil load`.
+#[derive(Debug, clap::Args)]
+pub struct LoadArgs {
+    /// Read from this file instead of standard input.
+    #[arg(short, long, value_name = "FILE")]
+    pub input: Option<PathBuf>,
+    /// Print nothing.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// Runs `stencil load`.
+pub fn load(engine: &Engine, args: &LoadArgs) -> Result<()> {
+    // Archives are read twice (index, then blobs), so standard input is spooled to a file.
+    let spooled;
+    let path = match &args.input {
+        Some(path) => path.clone(),
+        None => {
+            let mut file = tempfile::NamedTempFile::new_in(engine.root())
+                .context("cannot spool standard input")?;
+            std::io::copy(&mut std::io::stdin().lock(), file.as_file_mut())
+                .context("cannot read standard input")?;
+            spooled = file.into_temp_path();
+            spooled.to_path_buf()
+        }
+    };
+    let loaded = engine.load(&path)?;
+    if !args.quiet {
+        for item in loaded {
+            if item.tags.is_empty() {
+                println!("Loaded image ID: {}", item.image.config_digest);
+            }
+            for tag in item.tags {
+                let shown = stencil_reference::Reference::parse(&tag).map_or(tag, |r| r.familiar());
+                println!("Loaded image: {shown}");
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,50 @@
+//! `save` and `load`: docker-archive and oci-archive files in and out of the store.
+//!
+//! Loading verifies every blob as it is stored (the layerstore's ingest), records the
+//! images, then unpacks their layers so a loaded image is as ready as a pulled one.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use stencil_layerstore::archive::{LoadOptions, Loaded, SaveFormat, load, save};
+use stencil_reference::Reference;
+
+use super::{Engine, PullEvent};
+
+impl Engine {
+    /// Writes the images named by `names` (names or IDs) as one docker-archive to `out`.
+    pub fn save(&self, names: &[String], out: &mut dyn Write) -> Result<()> {
+        let mut references = Vec::new();
+        for name in names {
+            let image = self.find_image(name)?;
+            // A name given by the user is kept; an ID saves every tag of the image.
+            match Reference::parse(name)
+                .ok()
+                .filter(|r| self.store.resolve(r).is_ok())
+            {
+                Some(reference) => references.push(reference),
+                None => {
+                    let tags = self.store.tags_of(&image.manifest_digest)?;
+                    anyhow::ensure!(!tags.is_empty(), "image {name} has no tag to save it under");
+                    for tag in tags {
+                        references.push(Reference::parse(&tag)?);
+                    }
+                }
+            }
+        }
+        save(&self.store, &references, SaveFormat::DockerArchive, out)
+            .context("cannot write the archive")
+    }
+
+    /// Loads a docker-archive or oci-archive (detected from its content) and unpacks the
+    /// images it holds.
+    pub fn load(&self, path: &Path) -> Result<Vec<Loaded>> {
+        let loaded = load(&self.store, path, &LoadOptions::default())
+            .with_context(|| format!("cannot load {}", path.display()))?;
+        for item in &loaded {
+            self.unpack_image(&item.image, &|_: PullEvent| {})?;
+        }
+        Ok(loaded)
+    }
+}

@@ -1,0 +1,144 @@
+//! End-to-end tests of `push`, `save`, `load`, `image mount` and `fsck`, checked by skopeo.
+
+use std::process::Command;
+
+use stencil_e2e::Stencil;
+use stencil_e2e::peers::{DockerRegistry, LayoutBuilder, run_peer, skopeo_copy};
+
+fn build_layout(stencil: &Stencil) -> Option<LayoutBuilder> {
+    Some(
+        LayoutBuilder::new(stencil.scratch(), "v1")?
+            .layer(|rootfs| {
+                std::fs::create_dir_all(rootfs.join("srv")).unwrap_or_else(|e| panic!("{e}"));
+                std::fs::write(rootfs.join("srv/data"), "payload\n")
+                    .unwrap_or_else(|e| panic!("{e}"));
+            })
+            .cmd("/bin/true"),
+    )
+}
+
+fn manifest_digest_in_registry(host: &str, name: &str) -> String {
+    let Some(skopeo) = stencil_e2e::peer("skopeo") else {
+        return String::new();
+    };
+    run_peer(Command::new(skopeo).args([
+        "inspect",
+        "--tls-verify=false",
+        "--format",
+        "{{.Digest}}",
+        &format!("docker://{host}/{name}"),
+    ]))
+    .trim()
+    .to_owned()
+}
+
+#[test]
+fn push_keeps_the_digest_and_skopeo_reads_it_back() {
+    let Some(registry) = DockerRegistry::start() else {
+        return;
+    };
+    let stencil = Stencil::new();
+    let Some(layout) = build_layout(&stencil) else {
+        return;
+    };
+    let source = format!("{}/e2e/source:v1", registry.host());
+    let Some(()) = skopeo_copy(&layout.skopeo_name(), &format!("docker://{source}")) else {
+        return;
+    };
+    stencil.run(&["pull", "-q", &source]).success();
+    let target = format!("{}/e2e/pushed:v2", registry.host());
+    stencil.run(&["tag", &source, &target]).success();
+    let pushed = stencil.run(&["push", &target]);
+    pushed.success();
+    assert!(
+        pushed.stdout.contains(": Pushed") || pushed.stdout.contains("already exists"),
+        "{pushed}"
+    );
+    let source_digest = manifest_digest_in_registry(&registry.host(), "e2e/source:v1");
+    let pushed_digest = manifest_digest_in_registry(&registry.host(), "e2e/pushed:v2");
+    assert!(source_digest.starts_with("sha256:"), "{source_digest}");
+    assert_eq!(
+        source_digest, pushed_digest,
+        "push must not rewrite the manifest"
+    );
+    assert!(
+        pushed
+            .stdout
+            .contains(&format!("v2: digest: {pushed_digest} size: ")),
+        "{pushed}"
+    );
+    // Pushing again sends no layer.
+    let again = stencil.run(&["push", &target]);
+    again.success();
+    assert!(!again.stdout.contains(": Pushed"), "{again}");
+}
+
+#[test]
+fn save_load_and_mount_round_trip_through_skopeo() {
+    let stencil = Stencil::new();
+    let Some(layout) = build_layout(&stencil) else {
+        return;
+    };
+    // skopeo writes an oci-archive; stencil loads it under a name.
+    let oci_archive = stencil.scratch().join("in.oci.tar");
+    let Some(()) = skopeo_copy(
+        &layout.skopeo_name(),
+        &format!(
+            "oci-archive:{}:localhost:5000/e2e/app:v1",
+            oci_archive.display()
+        ),
+    ) else {
+        return;
+    };
+    let loaded = stencil.run(&["load", "-i", &oci_archive.display().to_string()]);
+    loaded.success();
+    assert!(loaded.stdout.contains("Loaded image"), "{loaded}");
+    let listed = stencil.run(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    listed.success();
+    let name = listed.stdout.trim().to_owned();
+    assert!(!name.is_empty(), "{listed}");
+
+    // stencil saves a docker-archive; skopeo reads it.
+    let saved = stencil.scratch().join("out.docker.tar");
+    stencil
+        .run(&["save", "-o", &saved.display().to_string(), &name])
+        .success();
+    let copied = stencil.scratch().join("copied");
+    let Some(()) = skopeo_copy(
+        &format!("docker-archive:{}", saved.display()),
+        &format!("oci:{}:x", copied.display()),
+    ) else {
+        return;
+    };
+
+    // A second store loads stencil's archive and mounts the image.
+    let other = Stencil::new();
+    other
+        .run(&["load", "-q", "-i", &saved.display().to_string()])
+        .success()
+        .stdout_is("");
+    let mounted = other.run(&["image", "mount", &name]);
+    mounted.success();
+    let path = std::path::PathBuf::from(mounted.stdout.trim());
+    let data = std::fs::read_to_string(path.join("srv/data"));
+    other.run(&["image", "unmount", &name]).success();
+    assert_eq!(data.ok().as_deref(), Some("payload\n"), "{mounted}");
+    assert!(!path.join("srv/data").exists(), "unmounted");
+    let checked = other.run(&["fsck"]);
+    checked.success();
+    assert!(checked.stdout.starts_with("checked 3 blobs ("), "{checked}");
+    assert!(checked.stdout.ends_with("store is consistent\n"), "{checked}");
+}
+
+#[test]
+fn load_of_a_corrupted_archive_fails_cleanly() {
+    let stencil = Stencil::new();
+    let bad = stencil.scratch().join("bad.tar");
+    std::fs::write(&bad, b"this is not a tar archive at all").unwrap_or_else(|e| panic!("{e}"));
+    stencil
+        .run(&["load", "-i", &bad.display().to_string()])
+        .expect_code(125)
+        .stderr_contains("bad.tar");
+    stencil.run(&["images", "-q"]).success().stdout_is("");
+    stencil.run(&["fsck"]).success();
+}
