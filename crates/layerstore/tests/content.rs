@@ -121,8 +121,17 @@ fn two_processes_writing_one_ref() {
         .writer("two-processes")
         .expect("writer after child exit");
     assert_eq!(writer.offset(), b"from the child".len() as u64);
-    writer.write_all(b", then the parent").expect("write");
     let bytes = b"from the child, then the parent";
+    writer
+        .set_expected(&sha256_digest(bytes), bytes.len() as u64)
+        .expect("set expected");
+    let listed = store.ingests().expect("ingests");
+    assert_eq!(
+        listed[0].expected,
+        Some((sha256_digest(bytes), bytes.len() as u64)),
+        "expected digest and size recorded"
+    );
+    writer.write_all(b", then the parent").expect("write");
     writer
         .commit(bytes.len() as u64, &sha256_digest(bytes))
         .expect("commit");

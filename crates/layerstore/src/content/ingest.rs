@@ -1,7 +1,8 @@
 //! Ingests: resumable, exclusive, verified writes that become blobs on commit.
 //!
 //! Each ingest ref gets a directory `ingest/ID/` where `ID` is the sha256 hex of the ref,
-//! holding `ref` (the ref itself, for listings), `data` (the bytes so far) and `lock`. A
+//! holding `ref` (the ref itself, for listings), `data` (the bytes so far), `expected`
+//! (digest and size, when the writer set them) and `lock`. A
 //! writer holds an exclusive, non-blocking `flock(2)` on `lock` for its whole life: flock
 //! locks belong to an open file description, so a second writer in another thread or in
 //! another process fails with [`crate::ErrorKind::InUse`] instead of interleaving bytes.
@@ -44,6 +45,8 @@ pub struct IngestStatus {
     pub in_use: bool,
     /// When `data` was last written.
     pub updated_at: Option<SystemTime>,
+    /// The digest and size the writer said to expect ([`LocalWriter::set_expected`]).
+    pub expected: Option<(Digest, u64)>,
 }
 
 impl IngestStatus {
@@ -175,6 +178,15 @@ impl LocalWriter {
         &self.ingest_ref
     }
 
+    /// Records what the finished blob is expected to be, in the ingest directory's
+    /// `expected` file, so that listings ([`IngestStatus::expected`]) can tell what a
+    /// partial ingest is for. [`ContentWriter::commit`] still takes (and checks) its own
+    /// arguments.
+    pub fn set_expected(&mut self, digest: &Digest, size: u64) -> Result<()> {
+        let path = self.dir.join("expected");
+        fs::write(&path, format!("{digest} {size}\n")).map_err(Error::io(&path))
+    }
+
     /// Flushes buffered bytes and fsyncs the data file.
     fn sync(&mut self) -> Result<()> {
         self.data.flush().map_err(Error::io(&self.data_path))?;
@@ -213,7 +225,7 @@ fn rehash_prefix(file: &mut File, limit: u64, path: &Path) -> Result<(Digester, 
 /// Removes an ingest directory's known files, then the directory itself.
 fn remove_ingest_dir(dir: &Path) -> Result<()> {
     // `lock` goes last so that a concurrent opener notices the directory is gone.
-    for name in ["data", "ref", "lock"] {
+    for name in ["data", "ref", "expected", "lock"] {
         let path = dir.join(name);
         match fs::remove_file(&path) {
             Ok(()) => {}
@@ -396,7 +408,14 @@ pub(super) fn list(content: &LocalContent) -> Result<Vec<IngestStatus>> {
             ),
             Err(_) => false,
         };
+        let expected = fs::read_to_string(dir.join("expected"))
+            .ok()
+            .and_then(|text| {
+                let (digest, size) = text.trim().split_once(' ')?;
+                Some((Digest::parse(digest).ok()?, size.parse().ok()?))
+            });
         statuses.push(IngestStatus {
+            expected,
             ingest_ref,
             offset: data.as_ref().map(|metadata| metadata.len()),
             updated_at: data.and_then(|metadata| metadata.modified().ok()),
