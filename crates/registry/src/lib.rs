@@ -37,6 +37,7 @@ mod config;
 mod error;
 pub mod server;
 
+pub use client::auth::IDENTITY_TOKEN_USER;
 pub use client::credentials::{
     Anonymous, CredentialSource, Credentials, DOCKER_HUB_AUTH_KEY, DockerConfig,
 };

@@ -700,3 +700,56 @@ async fn docker_hub_style_search() {
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].target, "/v1/search?q=busy+box&n=2");
 }
+
+#[tokio::test]
+async fn identity_tokens_are_exchanged_with_a_form_post() {
+    let manifest = serde_json::json!({
+        "schemaVersion": 2, "mediaType": stencil_registry::OCI_MANIFEST,
+        "config": descriptor(b"{}"), "layers": [],
+    })
+    .to_string();
+    let server = FakeServer::start("127.0.0.1", move |seen| {
+        if seen.path() == "/token" {
+            let body = String::from_utf8_lossy(&seen.body);
+            let ok = seen.method == "POST"
+                && seen.header("authorization").is_none()
+                && body.contains("grant_type=refresh_token")
+                && body.contains("refresh_token=refresh-abc")
+                && body.contains("scope=repository%3Ateam%2Fa%3Apull");
+            return if ok {
+                Reply::new(200, r#"{"access_token":"from-refresh","expires_in":60}"#)
+            } else {
+                Reply::new(
+                    400,
+                    format!("unexpected token request {} {body}", seen.method),
+                )
+            };
+        }
+        if seen.header("authorization") == Some("Bearer from-refresh") {
+            return Reply::new(200, manifest.clone())
+                .header("content-type", stencil_registry::OCI_MANIFEST);
+        }
+        let challenge = format!(
+            r#"Bearer realm="http://{}/token",service="fake""#,
+            seen.server
+        );
+        Reply::new(401, "").header("www-authenticate", &challenge)
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.json");
+    std::fs::write(
+        &path,
+        serde_json::json!({"auths": {server.host(): {"auth": "", "identitytoken": "refresh-abc"}}})
+            .to_string(),
+    )
+    .unwrap();
+    let client = Client::builder()
+        .credentials(stencil_registry::DockerConfig::new(&path))
+        .build()
+        .unwrap();
+    client
+        .resolve(&reference(&server.host(), "team/a:1"))
+        .await
+        .unwrap();
+}

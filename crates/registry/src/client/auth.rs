@@ -118,6 +118,10 @@ struct TokenAnswer {
     expires_in: Option<u64>,
 }
 
+/// The user name that marks a password as an OAuth2 identity (refresh) token, as docker's
+/// credential helpers spell it.
+pub const IDENTITY_TOKEN_USER: &str = "<token>";
+
 /// Tokens without `expires_in` live 60 seconds (the token specification's default).
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 
@@ -248,14 +252,46 @@ impl Client {
                 query.append_pair("scope", scope);
             }
         }
+        let credentials = self.lookup_credentials(host)?;
+        // An identity token (docker's `identitytoken`, or a helper's `<token>` user) is an
+        // OAuth2 refresh token: it is exchanged with a form POST, never sent as Basic.
+        let refresh_form = credentials
+            .as_ref()
+            .filter(|c| c.username == IDENTITY_TOKEN_USER)
+            .map(|c| {
+                let mut form = reqwest::Url::parse("form:").expect("a constant URL parses");
+                form.query_pairs_mut()
+                    .append_pair("grant_type", "refresh_token")
+                    .append_pair("refresh_token", &c.password)
+                    .append_pair("client_id", "stencil")
+                    .append_pair("service", service.unwrap_or_default())
+                    .append_pair("scope", &scopes.join(" "));
+                form.query().unwrap_or_default().to_owned()
+            });
         let mut attempt = 0;
         let response = loop {
             attempt += 1;
-            let mut request = self.inner.http.get(url.clone());
-            if let Some(credentials) = self.lookup_credentials(host)? {
-                request =
-                    request.header(reqwest::header::AUTHORIZATION, basic_header(&credentials));
-            }
+            let request = match (&refresh_form, &credentials) {
+                (Some(form), _) => {
+                    let mut post =
+                        reqwest::Url::parse(realm).map_err(|e| fail(format!("bad realm: {e}")))?;
+                    post.set_query(None);
+                    self.inner
+                        .http
+                        .post(post)
+                        .header(
+                            reqwest::header::CONTENT_TYPE,
+                            "application/x-www-form-urlencoded",
+                        )
+                        .body(form.clone())
+                }
+                (None, Some(credentials)) => self
+                    .inner
+                    .http
+                    .get(url.clone())
+                    .header(reqwest::header::AUTHORIZATION, basic_header(credentials)),
+                (None, None) => self.inner.http.get(url.clone()),
+            };
             let issued = self.inner.clock.now();
             let result = request.send().await;
             let retry = match &result {

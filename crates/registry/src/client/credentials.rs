@@ -30,7 +30,9 @@ use crate::error::{Error, Result};
 /// The key docker uses for Docker Hub in `auths` and for credential helpers.
 pub const DOCKER_HUB_AUTH_KEY: &str = "https://index.docker.io/v1/";
 
-/// A user name and password (or token) for one registry.
+/// A user name and password for one registry. A user name of `<token>`
+/// ([`IDENTITY_TOKEN_USER`](crate::IDENTITY_TOKEN_USER)) marks the password as an OAuth2
+/// identity token, as docker's credential helpers and `identitytoken` entries do.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
     /// The user name.
@@ -93,6 +95,8 @@ struct AuthEntry {
     username: Option<String>,
     #[serde(default)]
     password: Option<String>,
+    #[serde(default)]
+    identitytoken: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -348,6 +352,12 @@ impl CredentialSource for DockerConfig {
         else {
             return Ok(None);
         };
+        if let Some(token) = entry.identitytoken.as_deref().filter(|t| !t.is_empty()) {
+            return Ok(Some(Credentials {
+                username: super::auth::IDENTITY_TOKEN_USER.to_owned(),
+                password: token.to_owned(),
+            }));
+        }
         if let Some(auth) = entry.auth.as_deref().filter(|a| !a.is_empty()) {
             let decoded = base64::engine::general_purpose::STANDARD
                 .decode(auth.trim())
