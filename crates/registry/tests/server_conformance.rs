@@ -879,12 +879,7 @@ async fn run_suite(target: &Target) -> Checks {
         Some("MANIFEST_UNKNOWN"),
     );
     let reply = target
-        .send(
-            "GET",
-            &format!("/v2/conformance/nosuch/manifests/v1"),
-            &[],
-            vec![],
-        )
+        .send("GET", "/v2/conformance/nosuch/manifests/v1", &[], vec![])
         .await;
     c.check(
         "pull: GET in an unknown repository is 404",

@@ -156,6 +156,9 @@ pub(crate) async fn write_body(
         }
     }
     drop(sender);
+    if matches!(failure, Some(StreamError::TooLarge { .. })) {
+        drain(body, DRAIN_LIMIT).await;
+    }
     match task.await {
         Ok((writer, Err(error))) => (Some(writer), Err(StreamError::Write(error))),
         Ok((writer, Ok(()))) => match failure {
@@ -173,6 +176,7 @@ pub(crate) async fn read_limited(mut body: Incoming, limit: usize) -> Result<Vec
         let frame = frame.map_err(StreamError::Body)?;
         if let Ok(data) = frame.into_data() {
             if bytes.len() + data.len() > limit {
+                drain(body, DRAIN_LIMIT).await;
                 return Err(StreamError::TooLarge {
                     limit: limit as u64,
                 });
@@ -181,4 +185,25 @@ pub(crate) async fn read_limited(mut body: Incoming, limit: usize) -> Result<Vec
         }
     }
     Ok(bytes)
+}
+
+/// How much of a refused body is read and thrown away before answering.
+pub(crate) const DRAIN_LIMIT: u64 = 16 * 1024 * 1024;
+
+/// Reads and discards up to `limit` bytes of a body that is refused. A server that answers
+/// while the client is still sending, then closes, makes the kernel reset the connection,
+/// and the client sees the reset instead of the answer; draining a bounded amount lets
+/// ordinary clients read the error. Memory stays one frame.
+pub(crate) async fn drain(mut body: Incoming, limit: u64) {
+    let mut seen = 0u64;
+    while seen <= limit {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    seen += data.len() as u64;
+                }
+            }
+            _ => return,
+        }
+    }
 }

@@ -586,8 +586,10 @@ async fn put_manifest(call: &Call<'_>, name: &str, reference: &str, incoming: In
         )
         .with_status(StatusCode::PAYLOAD_TOO_LARGE)
     };
-    if declared_length.is_some_and(|length| length > super::MAX_MANIFEST_SIZE as u64) {
-        return Err(too_large(declared_length.unwrap_or_default().to_string()));
+    if let Some(length) = declared_length.filter(|length| *length > super::MAX_MANIFEST_SIZE as u64)
+    {
+        body::drain(incoming, body::DRAIN_LIMIT).await;
+        return Err(too_large(length.to_string()));
     }
     let bytes = body::read_limited(incoming, super::MAX_MANIFEST_SIZE)
         .await
@@ -1231,7 +1233,8 @@ mod tests {
 
     #[test]
     fn byte_ranges() {
-        let cases: [(&str, u64, Result<Option<(u64, u64)>, ()>); 9] = [
+        type Expected = Result<Option<(u64, u64)>, ()>;
+        let cases: [(&str, u64, Expected); 9] = [
             ("bytes=0-9", 100, Ok(Some((0, 9)))),
             ("bytes=90-", 100, Ok(Some((90, 99)))),
             ("bytes=-10", 100, Ok(Some((90, 99)))),
