@@ -30,7 +30,9 @@ use crate::sys;
 /// One mount: a filesystem type, a source and options, as `mount -t KIND -o OPTIONS SOURCE`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mount {
-    /// Filesystem type: `overlay`, `bind`, `tmpfs`, ...
+    /// Filesystem type: `overlay`, `bind`, `tmpfs`, ... (`type` when serialized, as in
+    /// containerd's JSON).
+    #[serde(rename = "type")]
     pub kind: String,
     /// The source: a directory for `bind`, a free label for `overlay`.
     pub source: PathBuf,

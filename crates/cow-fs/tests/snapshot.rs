@@ -293,7 +293,39 @@ fn deep_stack(make: Make, root: &Path) {
 /// One conformance case: it gets the driver's constructor and a fresh store root.
 type Case = fn(Make, &Path);
 
+/// Two snapshotter instances on one root (as two `stencil` processes would have) prepare
+/// and commit at the same time; the catalogue's lock must keep every change.
+fn concurrent_changes(make: Make, root: &Path) {
+    std::thread::scope(|scope| {
+        for worker in 0..2 {
+            scope.spawn(move || {
+                let s = make(root);
+                for index in 0..15 {
+                    let key = format!("w{worker}-{index:02}");
+                    s.prepare(&key, None).expect("prepare");
+                    if index % 3 == 0 {
+                        s.commit(&format!("{key}-committed"), &key).expect("commit");
+                    }
+                }
+            });
+        }
+    });
+    let s = make(root);
+    let mut count = 0;
+    s.walk(&mut |_| {
+        count += 1;
+        Ok(())
+    })
+    .expect("walk");
+    assert_eq!(count, 30);
+    let dirs = fs::read_dir(root.join("snapshots"))
+        .expect("snapshots")
+        .count();
+    assert_eq!(dirs, 30, "every snapshot has its own directory");
+}
+
 const CASES: &[(&str, Case)] = &[
+    ("concurrent changes", concurrent_changes),
     ("life cycle", life_cycle),
     ("errors", errors),
     ("walk, remove and persist", walk_remove_and_persist),
