@@ -1,18 +1,32 @@
 //! `cargo xtask demo`: stencil's main job on embedded defaults, with no internet.
 //!
-//! It builds the CLI, then runs it as a new user would, printing each command before its
-//! output. Today that is naming images in all three namespaces with `stencil ref`; the
-//! demo grows with pull, run, commit and build as those land.
+//! It builds the CLI and runs it as a new user would, printing each command before its
+//! output, against a private store under `target/demo/`: names in the three namespaces,
+//! then the images chapter end to end: a busybox root filesystem (Debian's static busybox)
+//! imported as an image, tagged in the self-hosted namespace, pushed to a registry on
+//! loopback, removed, pulled back, listed, inspected, mounted and checked.
+//!
+//! The registry is Debian's `docker-registry` on a free loopback port until the built-in
+//! `stencil registry serve` takes its place.
 
-use std::path::PathBuf;
-use std::process::Command;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
 
-use crate::shell::{cargo, run, workspace_root};
+use crate::shell::{cargo, ensure_packages, run, workspace_root};
 
-/// Builds stencil and runs the demo script against a private, temporary store root.
+/// What the demo needs beyond the toolchain.
+const PACKAGES: &[(&str, &str)] = &[
+    ("busybox-static", "busybox"),
+    ("docker-registry", "docker-registry"),
+];
+
+/// Builds stencil and runs the demo script.
 pub fn run_demo() -> Result<()> {
+    ensure_packages(PACKAGES)?;
     run(cargo().args([
         "build",
         "--quiet",
@@ -24,37 +38,198 @@ pub fn run_demo() -> Result<()> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target"));
-    let stencil = target.join("debug").join("stencil");
-    let root = target.join("demo-root");
-    std::fs::create_dir_all(&root)?;
-
-    let stencil_cmd = |args: &[&str]| {
-        let mut command = Command::new(&stencil);
-        command.arg("--root").arg(&root).args(args);
-        command
+    let demo = target.join("demo");
+    reset(&demo)?;
+    let stencil = Stencil {
+        binary: target.join("debug").join("stencil"),
+        root: demo.join("root"),
     };
 
-    println!("# Image names in the three namespaces: official, user and self-hosted.");
-    run(&mut stencil_cmd(&[
+    section("Image names in the three namespaces: official, user and self-hosted.");
+    stencil.run(&[
         "ref",
         "ubuntu",
         "jpetazzo/clock",
         "localhost:5000/wordpress",
-    ]))?;
-    println!(
-        "\n# The same names, fully described (tags default to `latest`; digests pin content)."
+    ])?;
+
+    let registry = Registry::start(&demo)?;
+    let image = format!("localhost:{}/demo/busybox:1.0", registry.port);
+    let rootfs = busybox_rootfs(&demo)?;
+
+    section("A root filesystem tarball becomes a one-layer image in the self-hosted namespace.");
+    stencil.run(&[
+        "import",
+        "-c",
+        "CMD [\"/bin/sh\", \"-c\", \"cat /etc/motd\"]",
+        "-m",
+        "busybox from Debian",
+        &rootfs.display().to_string(),
+        &image,
+    ])?;
+    stencil.run(&["images"])?;
+
+    section("Push it to the registry, forget it locally, and pull it back.");
+    stencil.run(&["push", &image])?;
+    stencil.run(&["rmi", &image])?;
+    stencil.run(&["images"])?;
+    stencil.run(&["pull", &image])?;
+    stencil.run(&["pull", &image])?;
+
+    section("Understand the image: its layers, history and configuration.");
+    stencil.run(&["history", &image])?;
+    stencil.run(&[
+        "inspect",
+        "--format",
+        "ID {{.Id}}\nCmd {{json .Config.Cmd}}\nLayers {{json .RootFS.Layers}}",
+        &image,
+    ])?;
+    stencil.run(&["tag", &image, "busybox-demo:latest"])?;
+    stencil.run(&["images", "--digests"])?;
+
+    section("Mount its root filesystem read-only and read a file.");
+    let mounted = stencil.output(&["image", "mount", &image])?;
+    let motd = Path::new(mounted.trim()).join("etc/motd");
+    println!("$ cat {}", motd.display());
+    print!(
+        "{}",
+        std::fs::read_to_string(&motd)
+            .with_context(|| format!("cannot read {}", motd.display()))?
     );
-    run(&mut stencil_cmd(&[
-        "ref",
-        "--json",
-        "ubuntu:22.04",
-        "jpetazzo/clock",
-        "localhost:5000/wordpress@sha256:4c5f3b4c0c8c0bb8cf8cf5a6c6fb3b0e9b4b9f9c3f6d1c1fbd9a2b7c1e0e5d7a",
-    ]))?;
-    println!("\n# A name that is not valid is refused with a reason (exit status 1).");
-    let mut invalid = stencil_cmd(&["ref", "Ubuntu"]);
-    eprintln!("$ stencil ref Ubuntu");
-    let status = invalid.status()?;
-    println!("(exit status {})", status.code().unwrap_or(-1));
+    stencil.run(&["image", "unmount", &image])?;
+
+    section("The store is consistent, and is also an OCI layout other tools read.");
+    stencil.run(&["fsck"])?;
+    println!("\nThe store is at {}.", stencil.root.display());
+    drop(registry);
     Ok(())
+}
+
+fn section(title: &str) {
+    println!("\n# {title}");
+}
+
+struct Stencil {
+    binary: PathBuf,
+    root: PathBuf,
+}
+
+impl Stencil {
+    fn command(&self, args: &[&str]) -> Command {
+        println!("$ stencil {}", args.join(" "));
+        let mut command = Command::new(&self.binary);
+        command.arg("--root").arg(&self.root).args(args);
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Result<()> {
+        let status = self.command(args).status()?;
+        if !status.success() {
+            bail!("`stencil {}` failed with {status}", args.join(" "));
+        }
+        Ok(())
+    }
+
+    fn output(&self, args: &[&str]) -> Result<String> {
+        let output = self.command(args).stderr(Stdio::inherit()).output()?;
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        print!("{text}");
+        if !output.status.success() {
+            bail!("`stencil {}` failed with {}", args.join(" "), output.status);
+        }
+        Ok(text)
+    }
+}
+
+/// Removes what a previous demo left, unmounting its image mounts first.
+fn reset(demo: &Path) -> Result<()> {
+    let mounts = demo.join("root/mounts");
+    if let Ok(entries) = std::fs::read_dir(&mounts) {
+        for entry in entries.flatten() {
+            let _ = Command::new("umount").arg("-R").arg(entry.path()).status();
+        }
+    }
+    if demo.exists() {
+        std::fs::remove_dir_all(demo)
+            .with_context(|| format!("cannot clean {}", demo.display()))?;
+    }
+    std::fs::create_dir_all(demo).with_context(|| format!("cannot create {}", demo.display()))
+}
+
+/// A tiny root filesystem: Debian's static busybox with a few applets and a message.
+fn busybox_rootfs(demo: &Path) -> Result<PathBuf> {
+    let rootfs = demo.join("rootfs");
+    for dir in ["bin", "etc", "tmp"] {
+        std::fs::create_dir_all(rootfs.join(dir))?;
+    }
+    let busybox = ["/usr/bin/busybox", "/bin/busybox"]
+        .into_iter()
+        .map(Path::new)
+        .find(|p| p.is_file())
+        .context("busybox is not installed (apt-get install busybox-static)")?;
+    std::fs::copy(busybox, rootfs.join("bin/busybox"))?;
+    for applet in ["sh", "ls", "cat", "echo", "true"] {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet))?;
+    }
+    std::fs::write(
+        rootfs.join("etc/motd"),
+        "Hello from an image built, pushed and pulled by stencil.\n",
+    )?;
+    let tarball = demo.join("busybox-rootfs.tar");
+    let status = Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&tarball)
+        .arg(".")
+        .status()
+        .context("cannot run tar")?;
+    if !status.success() {
+        bail!("tar failed with {status}");
+    }
+    Ok(tarball)
+}
+
+/// A registry on a free loopback port, stopped when dropped.
+struct Registry {
+    child: Child,
+    port: u16,
+}
+
+impl Registry {
+    fn start(demo: &Path) -> Result<Registry> {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let config = demo.join("registry.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                demo.join("registry").display()
+            ),
+        )?;
+        println!("# (a registry for the self-hosted namespace listens on 127.0.0.1:{port})");
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("cannot start docker-registry")?;
+        let registry = Registry { child, port };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                bail!("the registry did not start listening on 127.0.0.1:{port}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(registry)
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

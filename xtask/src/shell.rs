@@ -47,3 +47,38 @@ fn render(command: &Command) -> String {
     }
     text
 }
+
+/// Installs the Debian packages of `wanted` (package, program that shows it) whose program
+/// is missing, with apt-get as root. Without root it warns, or fails under `CI=true`.
+pub fn ensure_packages(wanted: &[(&str, &str)]) -> Result<()> {
+    let missing: Vec<&str> = wanted
+        .iter()
+        .filter(|(_, program)| !on_path(program))
+        .map(|(package, _)| *package)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let in_ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let is_root = unsafe { libc::geteuid() } == 0;
+    if !is_root {
+        let message = format!(
+            "packages missing: {} (install them with `apt-get install -y {}` as root)",
+            missing.join(", "),
+            missing.join(" ")
+        );
+        if in_ci {
+            bail!(message);
+        }
+        eprintln!("xtask: warning: {message}; what needs them will say so");
+        return Ok(());
+    }
+    eprintln!("xtask: installing {}", missing.join(", "));
+    run(Command::new("apt-get").args(["update", "-qq"]))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    Ok(())
+}

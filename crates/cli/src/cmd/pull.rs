@@ -1,17 +1,16 @@
 //! `stencil pull [--platform P] [-q] REF`: docker's pull, with its output.
 //!
-//! Without a terminal (or with one; bars come later) progress is docker's plain form: one
-//! line per layer step (`Pulling fs layer`, `Download complete`, `Pull complete`,
-//! `Already exists`), then `Digest:`, `Status:` and the canonical name. `-q` prints the
-//! name only.
-
-use std::io::Write;
+//! On a terminal each layer has a live line with a download gauge; otherwise progress is
+//! docker's plain form, one line per layer step (`Pulling fs layer`, `Download complete`,
+//! `Pull complete`, `Already exists`). Then `Digest:`, `Status:` and the canonical name.
+//! `-q` prints the name only.
 
 use anyhow::{Context, Result};
-use stencil_reference::{Digest, Reference};
+use stencil_reference::Reference;
 use stencil_registry::{Platform, ProgressEvent};
 
 use crate::engine::{Engine, PullEvent, PullOptions, PullStatus};
+use crate::render::progress::{ProgressDisplay, Step};
 
 /// Arguments of `stencil pull`.
 #[derive(Debug, clap::Args)]
@@ -46,15 +45,13 @@ pub async fn run(engine: &Engine, args: &PullArgs) -> Result<()> {
         };
         println!("{what}: Pulling from {}", reference.path());
     }
-    let show = move |event: PullEvent| {
-        if !quiet && let Some(line) = progress_line(&event) {
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{line}");
-        }
-    };
+    let display = ProgressDisplay::for_stdout(quiet);
+    let show = |event: PullEvent| show_pull_event(&display, &event);
     let report = engine
         .pull(&reference, &PullOptions { platform }, &show)
         .await?;
+    // Finish the live display before the summary lines.
+    drop(display);
     if quiet {
         println!("{}", reference.canonical());
         return Ok(());
@@ -70,27 +67,44 @@ pub async fn run(engine: &Engine, args: &PullArgs) -> Result<()> {
 }
 
 /// docker's short layer id: the first 12 hex digits of the blob digest.
-pub fn short_id(digest: &Digest) -> &str {
-    &digest.hex()[..12.min(digest.hex().len())]
-}
+pub use crate::render::progress::short as short_id;
 
-fn progress_line(event: &PullEvent) -> Option<String> {
-    let (digest, text) = match event {
-        PullEvent::Layer(ProgressEvent::Started { digest, offset, .. }) if *offset > 0 => {
-            (digest, "Resuming download")
+fn show_pull_event(display: &ProgressDisplay, event: &PullEvent) {
+    match event {
+        PullEvent::Layer(ProgressEvent::Started { digest, offset, .. }) => {
+            let text = if *offset > 0 {
+                "Resuming download"
+            } else {
+                "Pulling fs layer"
+            };
+            display.step(digest, Step::Status(text));
         }
-        PullEvent::Layer(ProgressEvent::Started { digest, .. }) => (digest, "Pulling fs layer"),
-        PullEvent::Layer(ProgressEvent::Resuming { digest, .. }) => (digest, "Retrying"),
-        PullEvent::Layer(ProgressEvent::Done { digest }) => (digest, "Download complete"),
+        PullEvent::Layer(ProgressEvent::Bytes { digest, done, size }) => display.step(
+            digest,
+            Step::Bytes {
+                verb: "Downloading",
+                done: *done,
+                total: *size,
+            },
+        ),
+        PullEvent::Layer(ProgressEvent::Resuming { digest, .. }) => {
+            display.step(digest, Step::Status("Retrying"));
+        }
+        PullEvent::Layer(ProgressEvent::Verified { digest }) => {
+            display.step(digest, Step::Status("Verifying Checksum"));
+        }
+        PullEvent::Layer(ProgressEvent::Done { digest }) => {
+            display.step(digest, Step::Status("Download complete"));
+        }
+        PullEvent::Extracting { digest } => display.step(digest, Step::Status("Extracting")),
         PullEvent::Extracted {
             digest,
             existed: true,
-        } => (digest, "Already exists"),
+        } => display.step(digest, Step::Finished("Already exists")),
         PullEvent::Extracted {
             digest,
             existed: false,
-        } => (digest, "Pull complete"),
-        _ => return None,
-    };
-    Some(format!("{}: {text}", short_id(digest)))
+        } => display.step(digest, Step::Finished("Pull complete")),
+        _ => {}
+    }
 }

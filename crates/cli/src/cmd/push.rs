@@ -1,13 +1,11 @@
 //! `stencil push [-q] NAME[:TAG]`: docker's push and its output.
 
-use std::io::Write;
-
 use anyhow::Result;
 use stencil_reference::Reference;
 use stencil_registry::ProgressEvent;
 
-use crate::cmd::pull::short_id;
 use crate::engine::Engine;
+use crate::render::progress::{ProgressDisplay, Step};
 
 /// Arguments of `stencil push`.
 #[derive(Debug, clap::Args)]
@@ -27,23 +25,29 @@ pub async fn run(engine: &Engine, args: &PushArgs) -> Result<()> {
     if !quiet {
         println!("The push refers to repository [{}]", reference.name());
     }
-    let show = move |event: ProgressEvent| {
-        let line = match &event {
-            ProgressEvent::Started { digest, .. } => format!("{}: Preparing", short_id(digest)),
-            ProgressEvent::Done { digest } => format!("{}: Pushed", short_id(digest)),
-            ProgressEvent::AlreadyPresent { digest } => {
-                format!("{}: Layer already exists", short_id(digest))
-            }
-            ProgressEvent::Mounted { digest, from } => {
-                format!("{}: Mounted from {from}", short_id(digest))
-            }
-            _ => return,
-        };
-        if !quiet {
-            let _ = writeln!(std::io::stdout().lock(), "{line}");
+    let display = ProgressDisplay::for_stdout(quiet);
+    let show = |event: ProgressEvent| match &event {
+        ProgressEvent::Started { digest, .. } => display.step(digest, Step::Status("Preparing")),
+        ProgressEvent::Bytes { digest, done, size } => display.step(
+            digest,
+            Step::Bytes {
+                verb: "Pushing",
+                done: *done,
+                total: *size,
+            },
+        ),
+        ProgressEvent::Done { digest } => display.step(digest, Step::Finished("Pushed")),
+        ProgressEvent::AlreadyPresent { digest } => {
+            display.step(digest, Step::Finished("Layer already exists"))
         }
+        ProgressEvent::Mounted { digest, from } => {
+            display.step(digest, Step::Finished(&format!("Mounted from {from}")))
+        }
+        _ => {}
     };
     let report = engine.push(&reference, &show).await?;
+    // Finish the live display before the summary line.
+    drop(display);
     if quiet {
         println!("{}", report.digest);
     } else {

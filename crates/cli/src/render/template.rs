@@ -3,7 +3,7 @@
 //! Accepted forms, as with docker: `table` (the command's default columns), `json` (one
 //! JSON object per row), `table TEMPLATE` (a table whose columns come from the template)
 //! and a free `TEMPLATE`, one line per row. Templates are the subset of Go templates that
-//! people use with docker: literal text, `\t` and `\n` escapes, `{{.Field}}`, `{{.}}`,
+//! people use with docker: literal text, `\t` and `\n` escapes, `{{.Field}}`, `{{.Config.Cmd}}`, `{{.}}`,
 //! and the functions `json`, `upper`, `lower` (`{{json .Labels}}`, `{{.Tag | upper}}`).
 //!
 //! ```
@@ -185,8 +185,11 @@ fn parse_action(format: &str, action: &str) -> Result<Part, FormatError> {
     let field = match value {
         "." => None,
         v => {
+            // `.Config.Cmd` walks into nested objects, as Go templates do.
             let name = v.strip_prefix('.').ok_or_else(bad)?;
-            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            let valid_segment =
+                |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !name.split('.').all(valid_segment) {
                 return Err(bad());
             }
             Some(name.to_owned())
@@ -201,8 +204,9 @@ fn check_fields(parts: &[Part], columns: &[Column], rows: &[Value]) -> Result<()
             field: Some(field), ..
         } = part
         {
-            let in_rows = rows.first().is_some_and(|r| r.get(field).is_some());
-            let in_columns = columns.iter().any(|c| c.field == field);
+            let top = field.split('.').next().unwrap_or(field);
+            let in_rows = rows.first().is_some_and(|r| r.get(top).is_some());
+            let in_columns = columns.iter().any(|c| c.field == top);
             if !in_rows && !in_columns {
                 let known = match rows.first().and_then(Value::as_object) {
                     Some(object) => object.keys().cloned().collect::<Vec<_>>().join(", "),
@@ -229,7 +233,10 @@ fn expand(parts: &[Part], row: &Value) -> String {
             Part::Literal(text) => out.push_str(text),
             Part::Action { field, functions } => {
                 let value = match field {
-                    Some(name) => row.get(name).unwrap_or(&Value::Null),
+                    Some(path) => path
+                        .split('.')
+                        .try_fold(row, |value, key| value.get(key))
+                        .unwrap_or(&Value::Null),
                     None => row,
                 };
                 let mut text = if functions.first() == Some(&Function::Json) {
@@ -263,7 +270,7 @@ fn header_line(parts: &[Part], columns: &[Column]) -> String {
                 field: Some(name), ..
             } => match columns.iter().find(|c| c.field == name) {
                 Some(column) => out.push_str(column.header),
-                None => out.push_str(&name.to_uppercase()),
+                None => out.push_str(&name.rsplit('.').next().unwrap_or(name).to_uppercase()),
             },
         }
     }
@@ -301,7 +308,8 @@ mod tests {
 
     fn rows() -> Vec<Value> {
         vec![
-            json!({"Repository": "busybox", "Tag": "latest", "ID": "0123456789ab", "Labels": {"a": "b"}}),
+            json!({"Repository": "busybox", "Tag": "latest", "ID": "0123456789ab", "Labels": {"a": "b"},
+                   "Config": {"Cmd": ["/bin/sh"]}}),
             json!({"Repository": "localhost:5000/wordpress", "Tag": "6", "ID": "ba9876543210", "Labels": null}),
         ]
     }
@@ -337,6 +345,11 @@ mod tests {
             Ok("{\"a\":\"b\"} LATEST BUSYBOX\nnull 6 LOCALHOST:5000/WORDPRESS\n"),
         );
         check("json", Ok(&format!("{}\n{}\n", rows()[0], rows()[1])));
+        // Dotted fields walk into objects; a missing one prints nothing.
+        check(
+            "{{json .Config.Cmd}}|{{.Labels.a}}",
+            Ok("[\"/bin/sh\"]|b\nnull|\n"),
+        );
     }
 
     #[test]
