@@ -2,9 +2,9 @@
 //!
 //! This is the security boundary between untrusted image content and the host. The stream
 //! is parsed with the `tar` crate (never its `unpack`); every entry is created with `*at`
-//! system calls relative to a parent directory opened inside the target by
-//! [`crate::resolve`], so `..`, absolute names and symlinks planted by the layer cannot
-//! reach outside the target. The final component of an entry is never followed: an
+//! system calls relative to a parent directory opened inside the target by the private
+//! `resolve` module, so `..`, absolute names and symlinks planted by the layer cannot reach
+//! outside the target. The final component of an entry is never followed: an
 //! existing symlink, file or directory in the way is removed first (directories are kept
 //! when the entry is itself a directory), files are created with `O_EXCL | O_NOFOLLOW`,
 //! and owner, mode, times and extended attributes are set through the new file's
