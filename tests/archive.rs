@@ -127,7 +127,10 @@ fn save_load_and_mount_round_trip_through_skopeo() {
     let checked = other.run(&["fsck"]);
     checked.success();
     assert!(checked.stdout.starts_with("checked 3 blobs ("), "{checked}");
-    assert!(checked.stdout.ends_with("store is consistent\n"), "{checked}");
+    assert!(
+        checked.stdout.ends_with("store is consistent\n"),
+        "{checked}"
+    );
 }
 
 #[test]
