@@ -249,6 +249,18 @@ struct Meta {
     xattrs: Vec<(CString, Vec<u8>)>,
 }
 
+/// The error for a parent directory that could not be opened; a kernel without `openat2`
+/// (before 5.6) is told apart because no layer can be applied safely there.
+fn parent_error(parent: &Path, error: io::Error) -> Error {
+    if error.raw_os_error() == Some(libc::ENOSYS) {
+        return Error::Unsupported {
+            feature: "openat2",
+            source: error,
+        };
+    }
+    Error::io("open parent directory", display(parent), error)
+}
+
 fn display(rel: &Path) -> PathBuf {
     if rel.as_os_str().is_empty() {
         PathBuf::from(".")
@@ -570,7 +582,7 @@ impl Applier<'_> {
         let dir = self
             .resolver
             .dir(parent, true)
-            .map_err(|e| Error::io("open parent directory", display(parent), e))?;
+            .map_err(|e| parent_error(parent, e))?;
         match sys::mkdir_at(dir, name, 0o700) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
@@ -623,7 +635,7 @@ impl Applier<'_> {
         let dir = self
             .resolver
             .dir(parent, true)
-            .map_err(|e| Error::io("open parent directory", display(parent), e))?;
+            .map_err(|e| parent_error(parent, e))?;
         let mut file = Self::create_or_replace(
             dir,
             rel,
@@ -685,7 +697,7 @@ impl Applier<'_> {
         let dir = self
             .resolver
             .dir(parent, true)
-            .map_err(|e| Error::io("open parent directory", display(parent), e))?;
+            .map_err(|e| parent_error(parent, e))?;
         Self::create_or_replace(
             dir,
             rel,
@@ -746,7 +758,7 @@ impl Applier<'_> {
         let dir = self
             .resolver
             .dir(parent, true)
-            .map_err(|e| Error::io("open parent directory", display(parent), e))?;
+            .map_err(|e| parent_error(parent, e))?;
         if let Some(existing) = sys::stat_at(dir, name).map_err(|e| Error::io("inspect", rel, e))?
             && existing.st_dev == source.st_dev
             && existing.st_ino == source.st_ino
@@ -774,7 +786,7 @@ impl Applier<'_> {
         let dir = self
             .resolver
             .dir(parent, true)
-            .map_err(|e| Error::io("open parent directory", display(parent), e))?;
+            .map_err(|e| parent_error(parent, e))?;
         Self::create_or_replace(
             dir,
             rel,
@@ -804,7 +816,7 @@ impl Applier<'_> {
                     Ok(dir) => dir,
                     // Nothing below to delete.
                     Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT)) => return Ok(()),
-                    Err(e) => return Err(Error::io("open parent directory", display(parent), e)),
+                    Err(e) => return Err(parent_error(parent, e)),
                 };
                 Self::clear(dir, &rel, &name, false, &mut self.needs_invalidate)?;
                 Ok(())
@@ -813,7 +825,7 @@ impl Applier<'_> {
                 let dir = self
                     .resolver
                     .dir(parent, true)
-                    .map_err(|e| Error::io("open parent directory", display(parent), e))?;
+                    .map_err(|e| parent_error(parent, e))?;
                 Self::clear(dir, &rel, &name, false, &mut self.needs_invalidate)?;
                 sys::mknod_at(dir, &name, libc::S_IFCHR, 0, 0)
                     .map_err(|e| Error::io("create whiteout", &rel, e))?;
@@ -828,7 +840,7 @@ impl Applier<'_> {
                 let dir = match self.resolver.dir(parent, false) {
                     Ok(dir) => dir,
                     Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT)) => return Ok(()),
-                    Err(e) => return Err(Error::io("open parent directory", display(parent), e)),
+                    Err(e) => return Err(parent_error(parent, e)),
                 };
                 let unpacked = &self.unpacked;
                 remove_children(dir, |child| {
@@ -842,7 +854,7 @@ impl Applier<'_> {
                 let dir = self
                     .resolver
                     .dir(parent, true)
-                    .map_err(|e| Error::io("open parent directory", display(parent), e))?;
+                    .map_err(|e| parent_error(parent, e))?;
                 let key = sys::cstring(OVERLAY_OPAQUE_XATTR)
                     .map_err(|e| Error::io("mark opaque", display(parent), e))?;
                 sys::set_xattr_fd(dir, &key, b"y")
@@ -875,7 +887,7 @@ impl Applier<'_> {
                 Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) => {
                     continue;
                 }
-                Err(e) => return Err(Error::io("open parent directory", display(parent), e)),
+                Err(e) => return Err(parent_error(parent, e)),
             };
             match sys::set_times_at(dir, &name, mtime.0, mtime.1) {
                 Ok(()) => {}
