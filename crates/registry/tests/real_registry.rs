@@ -176,14 +176,25 @@ async fn chunked_upload_round_trip() {
 }
 
 #[tokio::test]
-async fn multi_platform_index_round_trip() {
+async fn oci_index_round_trip() {
+    check_index_round_trip(false).await;
+}
+
+#[tokio::test]
+async fn docker_manifest_list_round_trip() {
+    check_index_round_trip(true).await;
+}
+
+/// Pushes a two-platform index, then pulls each platform (and one it lacks) back.
+async fn check_index_round_trip(docker: bool) {
     let Some(registry) = real_registry(None) else {
         return;
     };
     let (_src_dir, source) = store();
-    let amd64 = craft_image(&source, false, "amd64", &[4000], 1);
-    let arm64 = craft_image(&source, false, "arm64", &[4000], 2);
-    let (index, index_bytes) = craft_index(&source, &[("amd64", &amd64), ("arm64", &arm64)]);
+    let amd64 = craft_image(&source, docker, "amd64", &[4000], 1);
+    let arm64 = craft_image(&source, docker, "arm64", &[4000], 2);
+    let (index, index_bytes) =
+        craft_index(&source, docker, &[("amd64", &amd64), ("arm64", &arm64)]);
     let target = reference(&registry.host, "multi/arch:latest");
     let client = client();
     let pushed = client

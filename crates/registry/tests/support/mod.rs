@@ -420,8 +420,18 @@ pub fn craft_image(
     }
 }
 
-/// An OCI index over `images`, each tagged with its architecture.
-pub fn craft_index(store: &LocalContent, images: &[(&str, &Crafted)]) -> (Descriptor, Vec<u8>) {
+/// An OCI index (or, with `docker`, a Docker manifest list) over `images`, each tagged
+/// with its architecture.
+pub fn craft_index(
+    store: &LocalContent,
+    docker: bool,
+    images: &[(&str, &Crafted)],
+) -> (Descriptor, Vec<u8>) {
+    let media_type = if docker {
+        stencil_registry::DOCKER_MANIFEST_LIST
+    } else {
+        stencil_registry::OCI_INDEX
+    };
     let manifests: Vec<serde_json::Value> = images
         .iter()
         .map(|(arch, image)| {
@@ -432,11 +442,11 @@ pub fn craft_index(store: &LocalContent, images: &[(&str, &Crafted)]) -> (Descri
         .collect();
     let index = serde_json::json!({
         "schemaVersion": 2,
-        "mediaType": stencil_registry::OCI_INDEX,
+        "mediaType": media_type,
         "manifests": manifests,
     });
     let bytes = serde_json::to_vec(&index).unwrap();
-    (put(store, stencil_registry::OCI_INDEX, &bytes), bytes)
+    (put(store, media_type, &bytes), bytes)
 }
 
 /// Deterministic bytes that do not compress.
