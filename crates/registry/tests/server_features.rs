@@ -413,3 +413,136 @@ async fn limits_deletes_search_and_routes() {
     let reply = target.get("/v1/search?q=nothing-like-it").await;
     assert_eq!(reply.json()["results"], serde_json::json!([]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_shares_images_with_the_store() {
+    let mut config = ServerConfig::loopback();
+    config.served_domain = Some("registry.test:5000".into());
+    let server = StencilServer::start(config).await;
+    let target = Target::new("stencil", &server.host);
+
+    // Pushed through the server: recorded and tagged in the store.
+    let layer = bytes(11, 2048);
+    let config_blob = config_json(&[digest_of(&layer)]);
+    for blob in [&layer, &config_blob] {
+        let path = format!("/v2/pushed/app/blobs/uploads/?digest={}", digest_of(blob));
+        assert_eq!(
+            target.send("POST", &path, &[], blob.to_vec()).await.status,
+            201
+        );
+    }
+    let manifest = manifest_json(
+        OCI_MANIFEST,
+        (OCI_CONFIG, &config_blob),
+        &[(OCI_LAYER, &layer)],
+        serde_json::json!({}),
+    );
+    let reply = target
+        .send(
+            "PUT",
+            "/v2/pushed/app/manifests/v1",
+            &[("content-type", OCI_MANIFEST)],
+            manifest.clone(),
+        )
+        .await;
+    assert_eq!(reply.status, 201, "{reply:?}");
+    let reference = stencil_reference::Reference::parse("registry.test:5000/pushed/app:v1")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let image = server
+        .store
+        .resolve(&reference)
+        .unwrap_or_else(|e| panic!("pushed image not in the store: {e}"));
+    assert_eq!(image.manifest_digest.to_string(), digest_of(&manifest));
+    assert_eq!(image.layers.len(), 1);
+
+    // Put in the store by stencil (as a pull or build would): served without a copy.
+    let local_layer = bytes(12, 3000);
+    let local_config = config_json(&[digest_of(&local_layer)]);
+    let local_manifest = manifest_json(
+        DOCKER_MANIFEST,
+        (DOCKER_CONFIG, &local_config),
+        &[(DOCKER_LAYER, &local_layer)],
+        serde_json::json!({}),
+    );
+    for blob in [&local_layer, &local_config, &local_manifest] {
+        server
+            .store
+            .put_blob(blob)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let manifest_digest =
+        Digest::parse(&digest_of(&local_manifest)).unwrap_or_else(|e| panic!("{e}"));
+    server
+        .store
+        .record_image(&manifest_digest, None)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let local = stencil_reference::Reference::parse("registry.test:5000/local/app:latest")
+        .unwrap_or_else(|e| panic!("{e}"));
+    server
+        .store
+        .tag(&local, &manifest_digest)
+        .unwrap_or_else(|e| panic!("{e}"));
+    // An image of another registry is not served.
+    let other = stencil_reference::Reference::parse("docker.io/library/app:latest")
+        .unwrap_or_else(|e| panic!("{e}"));
+    server
+        .store
+        .tag(&other, &manifest_digest)
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let reply = target
+        .send(
+            "GET",
+            "/v2/local/app/manifests/latest",
+            &[("accept", DOCKER_MANIFEST)],
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        (reply.status, reply.header("content-type")),
+        (200, Some(DOCKER_MANIFEST)),
+        "{reply:?}"
+    );
+    assert_eq!(reply.body, local_manifest);
+    let reply = target
+        .get(&format!("/v2/local/app/blobs/{}", digest_of(&local_layer)))
+        .await;
+    assert_eq!(
+        (reply.status, reply.body == local_layer),
+        (200, true),
+        "{reply:?}"
+    );
+    let reply = target
+        .get(&format!("/v2/pushed/app/blobs/{}", digest_of(&local_layer)))
+        .await;
+    assert_eq!(
+        reply.status, 404,
+        "a blob of local/app leaked into pushed/app"
+    );
+    assert_eq!(
+        target.get("/v2/local/app/tags/list").await.json()["tags"],
+        serde_json::json!(["latest"])
+    );
+    assert_eq!(
+        target.get("/v2/_catalog").await.json()["repositories"],
+        serde_json::json!(["local/app", "pushed/app"])
+    );
+    assert_eq!(target.get("/v2/library/app/tags/list").await.status, 404);
+
+    // Deleting the tag through the server untags it in the store.
+    assert_eq!(
+        target
+            .send("DELETE", "/v2/local/app/manifests/latest", &[], vec![])
+            .await
+            .status,
+        202
+    );
+    assert!(
+        server.store.resolve(&local).is_err(),
+        "the store still has the deleted tag"
+    );
+    assert!(
+        server.store.resolve(&other).is_ok(),
+        "the other registry's tag went too"
+    );
+}

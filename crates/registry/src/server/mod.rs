@@ -4,9 +4,12 @@
 //! Blobs and manifests pushed to the server land in the store's content store (streamed
 //! into an ingest, verified, committed atomically), and blobs already there are served
 //! without a copy. Repository `P` of a server whose served domain is `D` (by default
-//! `localhost:PORT`) is the image name `D/P` in the store; which repository holds which
-//! blob or manifest, and the tags, live in a [`RepositoryIndex`] ([`FileIndex`] under
-//! `ROOT/registry/`). Authentication is none (loopback only), htpasswd Basic, or Bearer
+//! `localhost:PORT`) is the image name `D/P` in the store: pushed images are recorded and
+//! tagged there (so `stencil images` lists them and garbage collection keeps them), and
+//! images stencil pulled or built under `D/P` are served as they are. Which repository
+//! holds which blob or manifest is kept by a [`RepositoryIndex`] ([`StoreIndex`]: the
+//! store's records plus a [`FileIndex`] under `ROOT/registry/` for what the store does not
+//! record, such as artifacts, indexes and blob links). Authentication is none (loopback only), htpasswd Basic, or Bearer
 //! tokens from the server's own token endpoint ([`AuthMode`]), with an [`AccessPolicy`].
 //!
 //! It deliberately does not unpack, run or garbage-collect anything: deleting a blob or a
@@ -33,6 +36,7 @@ mod index;
 mod manifest;
 mod name;
 mod routes;
+mod store_index;
 mod uploads;
 
 use std::convert::Infallible;
@@ -55,6 +59,7 @@ pub use auth::{AccessPolicy, AccessRule, Action, AuthMode, Htpasswd, Principal};
 pub use error::{Error, ErrorKind, Result};
 pub use index::{FileIndex, ManifestRecord, RepositoryIndex};
 pub use name::RepositoryName;
+pub use store_index::StoreIndex;
 
 use crate::{Clock, SystemClock};
 
@@ -141,10 +146,11 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds `config.listen` and prepares to serve `store`, with the repository index
-    /// under `ROOT/registry/`.
+    /// Binds `config.listen` and prepares to serve `store`, with a [`StoreIndex`]: pushed
+    /// images are recorded and tagged in the store, and images already there under the
+    /// served domain are served.
     pub async fn bind(config: ServerConfig, store: Arc<Store>) -> Result<Server> {
-        let index = Arc::new(FileIndex::new(store.root().join("registry")));
+        let index = Arc::new(StoreIndex::new(store.clone()));
         Server::bind_with_index(config, store, index).await
     }
 
