@@ -1,6 +1,6 @@
 //! Pulling: resolve a reference to a manifest, pick a platform, stream blobs into the store.
 //!
-//! Resolution sends `HEAD` for the tag (or digest) to learn the digest, then `GET`s the
+//! Resolution of a tag sends `HEAD` to learn the digest, then `GET`s the
 //! manifest by that digest, so that a tag moving in between cannot mix two images; the
 //! bytes are always checked against the digest they were fetched by. Blobs already in the
 //! store cost no request. The others are fetched a few at a time, each streamed through
@@ -126,15 +126,19 @@ impl Client {
     }
 
     async fn resolve_at(&self, repository: &Repository, reference: &Reference) -> Result<Resolved> {
-        let target = match (reference.digest(), reference.tag()) {
-            (Some(digest), _) => digest.to_string(),
-            (None, Some(tag)) => tag.to_string(),
-            (None, None) => "latest".to_owned(),
-        };
+        // A digest pins the content already: no HEAD is needed to learn it.
+        if let Some(digest) = reference.digest() {
+            return self
+                .fetch_manifest_at(repository, digest.as_str(), Some(digest))
+                .await;
+        }
+        let target = reference
+            .tag()
+            .map_or("latest".to_owned(), |tag| tag.to_string());
         let url = repository.url(self, &format!("manifests/{target}"))?;
         let head = Call::new(
             Method::HEAD,
-            url.clone(),
+            url,
             &repository.host,
             vec![repository.scope("pull")],
         )
@@ -148,8 +152,7 @@ impl Client {
         } else {
             None
         };
-        let expected = reference.digest().cloned().or(pinned);
-        self.fetch_manifest_at(repository, &target, expected.as_ref())
+        self.fetch_manifest_at(repository, &target, pinned.as_ref())
             .await
     }
 
