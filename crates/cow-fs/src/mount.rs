@@ -399,6 +399,17 @@ mod tests {
     }
 
     #[test]
+    fn mounts_serialize_as_containerd_spells_them() {
+        let json = serde_json::to_value(Mount::bind(Path::new("/s/1/fs"), true)).expect("json");
+        assert_eq!(
+            json,
+            serde_json::json!({"type": "bind", "source": "/s/1/fs", "options": ["rbind", "ro"]})
+        );
+        let back: Mount = serde_json::from_value(json).expect("parse");
+        assert_eq!(back, Mount::bind(Path::new("/s/1/fs"), true));
+    }
+
+    #[test]
     fn mounts_in_order_and_rolls_back_on_failure() {
         check(
             None,

@@ -201,6 +201,8 @@ fn diff_round_trip(make: Make, root: &Path) {
             .dir("refill/sub")
             .file("hard", b"linked")
             .link("hard2", "hard")
+            .dir("moveme")
+            .file("moveme/inside", b"m")
     };
     layer(&*s, "base", None, base());
     s.prepare("c", Some("base")).expect("prepare");
@@ -217,6 +219,13 @@ fn diff_round_trip(make: Make, root: &Path) {
         fs::create_dir(m.join("refill")).expect("refill");
         fs::write(m.join("refill/new"), b"n").expect("refill file");
         fs::hard_link(m.join("etc/added"), m.join("etc/added-link")).expect("link");
+        // Renaming a lower directory: `mv` copies when overlay answers EXDEV.
+        let moved = std::process::Command::new("mv")
+            .arg(m.join("moveme"))
+            .arg(m.join("moved"))
+            .status()
+            .expect("mv");
+        assert!(moved.success());
         fingerprint(m, false)
     });
     let mut tar = Vec::new();

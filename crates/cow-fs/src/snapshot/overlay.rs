@@ -2,7 +2,8 @@
 //!
 //! A snapshot's `fs` directory holds only its own layer (with overlay whiteouts); its
 //! `work` directory is overlay's scratch space. Active snapshots mount as an overlay with
-//! `fs` as upper directory over the parent chain; views mount read-only (a bind of the one
+//! `fs` as upper directory over the parent chain (with `redirect_dir=off`, so that every
+//! change can be written as a layer); views mount read-only (a bind of the one
 //! parent, or an overlay of several). It does not check that the kernel has overlayfs:
 //! the first mount says so.
 //!
@@ -51,7 +52,14 @@ impl Driver for OverlaySnapshotter {
         let lowers: Vec<&Path> = chain.iter().map(PathBuf::as_path).collect();
         match (kind, lowers.as_slice()) {
             (Kind::Active, []) => vec![Mount::bind(&fs_dir, false)],
-            (Kind::Active, _) => vec![Mount::overlay(&lowers, Some((&fs_dir, &dir.join("work"))))],
+            (Kind::Active, _) => {
+                let mut mount = Mount::overlay(&lowers, Some((&fs_dir, &dir.join("work"))));
+                // A renamed lower directory would otherwise become a redirect that a layer
+                // diff cannot express; with redirects off, rename(2) answers EXDEV and
+                // tools fall back to copying, which diffs as plain entries.
+                mount.options.push("redirect_dir=off".into());
+                vec![mount]
+            }
             (_, []) => vec![Mount::bind(&fs_dir, true)],
             (_, [only]) => vec![Mount::bind(only, true)],
             (_, _) => {
