@@ -58,9 +58,26 @@ impl Stencil {
 
     /// Runs `stencil --root ROOT ARGS…` and captures everything.
     pub fn run(&self, args: &[&str]) -> Run {
+        self.run_with(args, &[], None)
+    }
+
+    /// Like [`Stencil::run`], with extra environment variables and, when given, `stdin`
+    /// written to the command's standard input (else it reads nothing).
+    pub fn run_with(&self, args: &[&str], env: &[(&str, &Path)], stdin: Option<&[u8]>) -> Run {
         let mut command = Command::new(&self.binary);
         command.arg("--root").arg(self.root()).args(args);
         command.env_remove("STENCIL_ROOT").env_remove("STENCIL_LOG");
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        if let Some(input) = stdin {
+            let file = self.dir.path().join(".stdin");
+            std::fs::write(&file, input)
+                .unwrap_or_else(|e| panic!("cannot write {}: {e}", file.display()));
+            let opened = std::fs::File::open(&file)
+                .unwrap_or_else(|e| panic!("cannot open {}: {e}", file.display()));
+            command.stdin(opened);
+        }
         let rendered = format!(
             "stencil --root {} {}",
             self.root().display(),

@@ -74,6 +74,8 @@ enum Command {
     Inspect(cmd::inspect::InspectArgs),
     /// Show the history of an image.
     History(cmd::inspect::HistoryArgs),
+    /// Create a one-layer image from a root filesystem tarball.
+    Import(cmd::import::ImportArgs),
     /// Manage images (`stencil image ls`, …).
     #[command(subcommand)]
     Image(ImageCommand),
@@ -156,6 +158,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) | Command::Image(ImageCommand::Inspect(args)) => {
             with_engine(root, |engine| print(cmd::inspect::inspect(engine, &args)?))
         }
+        Command::Import(args) => with_engine(root, |engine| cmd::import::run(engine, &args)),
         Command::History(args) | Command::Image(ImageCommand::History(args)) => {
             with_engine(root, |engine| print(cmd::inspect::history(engine, &args)?))
         }

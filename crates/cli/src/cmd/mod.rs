@@ -6,6 +6,7 @@
 pub mod archive;
 pub mod fsck;
 pub mod images;
+pub mod import;
 pub mod inspect;
 pub mod mount;
 pub mod pull;

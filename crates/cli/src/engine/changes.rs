@@ -149,7 +149,11 @@ fn object_entry<'a>(
     config: &'a mut Map<String, Value>,
     key: &str,
 ) -> Result<&'a mut Map<String, Value>> {
-    match config.entry(key).or_insert_with(|| json!({})).as_object_mut() {
+    match config
+        .entry(key)
+        .or_insert_with(|| json!({}))
+        .as_object_mut()
+    {
         Some(map) => Ok(map),
         None => bail!("cannot apply the change: the config's {key} is not an object"),
     }
@@ -171,7 +175,10 @@ fn unquote_single(rest: &str, change: &str) -> Result<String> {
     let mut all = words(rest, change)?;
     match all.len() {
         1 => Ok(all.remove(0)),
-        _ => bail!("invalid --change {change:?}: expected one argument, got {}", all.len()),
+        _ => bail!(
+            "invalid --change {change:?}: expected one argument, got {}",
+            all.len()
+        ),
     }
 }
 
@@ -279,7 +286,11 @@ mod tests {
             Ok(json!({"Entrypoint": ["/bin/sh", "-c", "/run it"]})),
         );
         check(
-            &["ENV A=1 B=\"two words\" C='x y'", "ENV A=2", "ENV LEGACY some value"],
+            &[
+                "ENV A=1 B=\"two words\" C='x y'",
+                "ENV A=2",
+                "ENV LEGACY some value",
+            ],
             Ok(json!({"Env": ["B=two words", "C=x y", "A=2", "LEGACY=some value"]})),
         );
         check(
@@ -293,7 +304,9 @@ mod tests {
         );
         check(
             &["EXPOSE 80 53/udp 8000-8001/TCP"],
-            Ok(json!({"ExposedPorts": {"80/tcp": {}, "53/udp": {}, "8000/tcp": {}, "8001/tcp": {}}})),
+            Ok(
+                json!({"ExposedPorts": {"80/tcp": {}, "53/udp": {}, "8000/tcp": {}, "8001/tcp": {}}}),
+            ),
         );
         check(
             &["VOLUME [\"/data\"]", "VOLUME /a /b", "STOPSIGNAL SIGTERM"],

@@ -79,12 +79,23 @@ impl Engine {
             digester,
             size: 0,
             first_block: Vec::with_capacity(TAR_BLOCK),
+            not_tar: false,
+            read_error: None,
         };
         let mut gzip = flate2::read::GzEncoder::new(hashed, flate2::Compression::default());
-        let (blob_digest, blob_size) = self
-            .store
-            .ingest(&mut gzip, None)
-            .with_context(|| format!("cannot import {source}"))?;
+        let (blob_digest, blob_size) = match self.store.ingest(&mut gzip, None) {
+            Ok(stored) => stored,
+            Err(_) if gzip.get_ref().not_tar => bail!(
+                "cannot import {source}: it is not a tar archive (plain, gzip or zstd); give a root filesystem tarball"
+            ),
+            Err(_) if gzip.get_ref().read_error.is_some() => bail!(
+                "cannot import {source}: it is truncated or corrupt ({})",
+                gzip.get_ref().read_error.as_deref().unwrap_or_default()
+            ),
+            Err(error) => {
+                return Err(anyhow::Error::from(error).context(format!("cannot import {source}")));
+            }
+        };
         let hashed = gzip.into_inner();
         let diff_id = hashed.digester.finish();
 
@@ -164,20 +175,29 @@ struct PlainTarHasher<R> {
     digester: Digester,
     size: u64,
     first_block: Vec<u8>,
+    /// Set when the first block was refused, so the caller can say so plainly.
+    not_tar: bool,
+    /// The source's own read error (a truncated gzip stream), kept for the message.
+    read_error: Option<String>,
 }
 
 impl<R: Read> Read for PlainTarHasher<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
+        let n = self.inner.read(buf).inspect_err(|error| {
+            if error.kind() != std::io::ErrorKind::Interrupted {
+                self.read_error = Some(error.to_string());
+            }
+        })?;
         let checking = self.first_block.len() < TAR_BLOCK;
         if checking {
             let wanted = (TAR_BLOCK - self.first_block.len()).min(n);
             self.first_block.extend_from_slice(&buf[..wanted]);
             let complete = self.first_block.len() == TAR_BLOCK;
             if (complete || n == 0) && !is_tar_header(&self.first_block) {
+                self.not_tar = true;
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::InvalidData,
-                    "this is not a tar archive (plain, gzip or zstd); give a root filesystem tarball",
+                    "not a tar archive",
                 ));
             }
         }

@@ -19,8 +19,10 @@
 //! ```
 
 mod archive;
+pub mod changes;
 mod fsck;
 mod images;
+mod import;
 mod mount;
 mod pull;
 mod push;
@@ -37,6 +39,7 @@ use stencil_registry::{Client, DockerConfig, RegistriesConfig};
 
 pub use fsck::Checked;
 pub use images::{ImageRow, Removed, image_rows};
+pub use import::ImportOptions;
 pub use pull::{PullEvent, PullOptions, PullReport, PullStatus};
 pub use push::PushReport;
 
