@@ -11,7 +11,7 @@
 //!
 //! It deliberately knows nothing about mounting, unpacking or processes, and keeps no
 //! image database: the caller records what a pull returns. The registry *server* behind
-//! `stencil registry serve` will be a separate `server` module. See ARCHITECTURE.md.
+//! `stencil registry serve` is the separate [`server`] module. See ARCHITECTURE.md.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), stencil_registry::Error> {
