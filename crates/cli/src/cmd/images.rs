@@ -237,7 +237,9 @@ mod tests {
     #[test]
     fn reference_patterns_match_like_dockers() {
         let table = [
-            ("busy*", "busybox:latest", false),
+            // `*` stops only at `/`, as Go's path.Match: the tag is matched too.
+            ("busy*", "busybox:latest", true),
+            ("busy?", "busybox", false),
             ("busy*", "busybox", true),
             ("busybox:*", "busybox:latest", true),
             ("*/clock", "jpetazzo/clock", true),
