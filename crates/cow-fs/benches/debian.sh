@@ -79,8 +79,10 @@ median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR
 declare -A MEDIAN
 for name in "${!TIMES[@]}"; do
   MEDIAN[$name]=$(echo "${TIMES[$name]}" | median)
+done
+for name in $(printf '%s\n' "${!TIMES[@]}" | sort); do
   printf '%-13s median %6.3f s   runs: %s\n' "$name" "${MEDIAN[$name]}" "${TIMES[$name]}"
-done | sort
+done
 printf 'gzip: stencil / tar -xzf      = %.2f (issue: <= 1.3)\n' "$(echo "${MEDIAN[stencil-gzip]} / ${MEDIAN[tar-xzf]}" | bc -l)"
 printf 'gzip: stencil / umoci unpack  = %.2f (issue: <= 0.6)\n' "$(echo "${MEDIAN[stencil-gzip]} / ${MEDIAN[umoci]}" | bc -l)"
 printf 'zstd: stencil / tar --zstd -x = %.2f (issue: <= 1.1)\n' "$(echo "${MEDIAN[stencil-zstd]} / ${MEDIAN[tar-zstd]}" | bc -l)"
