@@ -546,3 +546,86 @@ async fn the_server_shares_images_with_the_store() {
         "the other registry's tag went too"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_serves_https_with_the_given_certificate() {
+    if !peer_available("openssl") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let output = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .args([
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap_or_else(|e| panic!("running openssl: {e}"));
+    assert!(
+        output.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let mut broken = ServerConfig::loopback();
+    broken.tls = Some(stencil_registry::server::TlsFiles {
+        cert: key.clone(),
+        key: key.clone(),
+    });
+    let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let store = Arc::new(Store::open(root.path()).unwrap_or_else(|e| panic!("{e}")));
+    let error = Server::bind(broken, store)
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("a key file was accepted as a certificate"));
+    assert_eq!(error.kind(), ErrorKind::Tls, "{error}");
+    assert!(error.to_string().contains("key.pem"), "{error}");
+
+    let mut config = ServerConfig::loopback();
+    config.tls = Some(stencil_registry::server::TlsFiles {
+        cert: cert.clone(),
+        key,
+    });
+    let server = StencilServer::start(config).await;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let pem = std::fs::read(&cert).unwrap_or_else(|e| panic!("{e}"));
+    let client = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(&pem).unwrap_or_else(|e| panic!("{e}")),
+        )
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let response = client
+        .get(format!("https://{}/v2/", server.host))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("https request: {e:?}"));
+    assert_eq!(response.status().as_u16(), 200);
+    let plain = reqwest::Client::new()
+        .get(format!("http://{}/v2/", server.host))
+        .send()
+        .await;
+    assert!(
+        plain.is_err() || plain.is_ok_and(|r| r.status().as_u16() != 200),
+        "plain http was served on the tls port"
+    );
+}

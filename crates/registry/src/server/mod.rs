@@ -37,6 +37,7 @@ mod manifest;
 mod name;
 mod routes;
 mod store_index;
+mod tls;
 mod uploads;
 
 use std::convert::Infallible;
@@ -60,6 +61,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use index::{FileIndex, ManifestRecord, RepositoryIndex};
 pub use name::RepositoryName;
 pub use store_index::StoreIndex;
+pub use tls::TlsFiles;
 
 use crate::{Clock, SystemClock};
 
@@ -92,6 +94,8 @@ pub struct ServerConfig {
     pub header_timeout: Duration,
     /// The clock (upload expiry, token lifetimes, sweeps).
     pub clock: Arc<dyn Clock>,
+    /// Serve HTTPS with this certificate and key instead of plain HTTP.
+    pub tls: Option<TlsFiles>,
 }
 
 impl ServerConfig {
@@ -109,6 +113,7 @@ impl ServerConfig {
             max_blob_size: None,
             header_timeout: Duration::from_secs(30),
             clock: Arc::new(SystemClock),
+            tls: None,
         }
     }
 
@@ -136,6 +141,7 @@ pub(crate) struct State {
 #[derive(Debug)]
 pub struct Server {
     listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     addr: SocketAddr,
     state: Arc<State>,
     header_timeout: Duration,
@@ -168,6 +174,7 @@ impl Server {
                 addr: config.listen,
             });
         }
+        let tls = config.tls.as_ref().map(tls::server_config).transpose()?;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| Error::Bind {
@@ -207,9 +214,10 @@ impl Server {
             domain,
             allow_delete: config.allow_delete,
             max_blob_size: config.max_blob_size,
-            tls: false,
+            tls: tls.is_some(),
         };
         Ok(Server {
+            tls,
             listener,
             addr,
             state: Arc::new(state),
@@ -255,13 +263,23 @@ impl Server {
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, peer)) => {
                         let _ = stream.set_nodelay(true);
-                        connections.spawn(serve_connection(
-                            self.state.clone(),
-                            stream,
-                            peer,
-                            self.header_timeout,
-                            stop_receiver.clone(),
-                        ));
+                        let (state, timeout, stop) = (self.state.clone(), self.header_timeout, stop_receiver.clone());
+                        match self.tls.clone() {
+                            None => {
+                                connections.spawn(serve_connection(state, stream, peer, timeout, stop));
+                            }
+                            Some(tls) => {
+                                let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+                                connections.spawn(async move {
+                                    // The handshake gets the same deadline as request headers.
+                                    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                                        Ok(Ok(stream)) => serve_connection(state, stream, peer, timeout, stop).await,
+                                        Ok(Err(error)) => tracing::debug!(%peer, %error, "tls handshake failed"),
+                                        Err(_) => tracing::debug!(%peer, "tls handshake timed out"),
+                                    }
+                                });
+                            }
+                        }
                     }
                     Err(error) => {
                         // Running out of file descriptors is transient: wait and go on.
@@ -297,13 +315,15 @@ pub async fn serve(
     Server::bind(config, store).await?.run(shutdown).await
 }
 
-async fn serve_connection(
+async fn serve_connection<S>(
     state: Arc<State>,
-    stream: tokio::net::TcpStream,
+    stream: S,
     peer: SocketAddr,
     header_timeout: Duration,
     mut stop: watch::Receiver<bool>,
-) {
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let service = service_fn(move |request| {
         let state = state.clone();
         async move { Ok::<_, Infallible>(routes::handle(state, request, peer).await) }
