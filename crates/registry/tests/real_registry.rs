@@ -520,3 +520,60 @@ async fn concurrency_is_bounded() {
         );
     }
 }
+
+/// Reads a `kB` field of `/proc/self/status`, in MiB.
+fn status_mib(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kib / 1024
+}
+
+#[tokio::test]
+async fn pull_memory_does_not_grow_with_blob_size() {
+    let Some(registry) = real_registry(None) else {
+        return;
+    };
+    let (_src_dir, source) = store();
+    let blob_mib = 64;
+    let image = craft_image(&source, false, "amd64", &[blob_mib << 20], 9);
+    let target = reference(&registry.host, "big/layer:1");
+    let client = client();
+    client
+        .push(
+            &target,
+            &source,
+            &image.manifest,
+            &PushOptions::default(),
+            Events::default().sink(),
+        )
+        .await
+        .unwrap();
+    let (_dir, destination) = store();
+    // Writing 5 to clear_refs resets the peak RSS to the current RSS (Linux >= 4.0), so the
+    // peak below is the pull's own.
+    std::fs::write("/proc/self/clear_refs", "5").unwrap();
+    let before = status_mib("VmRSS:");
+    client
+        .pull(
+            &target,
+            &destination,
+            &PullOptions::default(),
+            Events::default().sink(),
+        )
+        .await
+        .unwrap();
+    let growth = status_mib("VmHWM:").saturating_sub(before);
+    eprintln!("pulling a {blob_mib} MiB layer raised peak memory by {growth} MiB");
+    assert!(
+        growth < 32,
+        "pulling a {blob_mib} MiB layer raised peak memory by {growth} MiB"
+    );
+    assert_eq!(
+        blob(&destination, &image.layers[0].digest).len() as u64,
+        image.layers[0].size
+    );
+}
