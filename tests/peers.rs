@@ -22,19 +22,37 @@ impl DockerRegistry {
     /// Starts `docker-registry` with its own config and storage; `None` when the peer is
     /// missing outside CI (under `CI=true` a missing peer fails the test).
     pub fn start() -> Option<DockerRegistry> {
+        DockerRegistry::start_with(None)
+    }
+
+    /// Like [`DockerRegistry::start`], with Basic authentication: only `user` with
+    /// `password` may pull or push (an htpasswd file made by `htpasswd -Bbn`).
+    pub fn start_with_htpasswd(user: &str, password: &str) -> Option<DockerRegistry> {
+        DockerRegistry::start_with(Some((user, password)))
+    }
+
+    fn start_with(login: Option<(&str, &str)>) -> Option<DockerRegistry> {
         let binary = peer("docker-registry")?;
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let port = free_port();
         let config = dir.path().join("config.yml");
         let storage = dir.path().join("data");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                storage.display()
-            ),
-        )
-        .unwrap_or_else(|e| panic!("write {}: {e}", config.display()));
+        let mut yaml = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            storage.display()
+        );
+        if let Some((user, password)) = login {
+            let htpasswd = peer("htpasswd")?;
+            let line = run_peer(Command::new(htpasswd).args(["-Bbn", user, password]));
+            let file = dir.path().join("htpasswd");
+            std::fs::write(&file, line.trim_end())
+                .unwrap_or_else(|e| panic!("write {}: {e}", file.display()));
+            yaml.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: stencil-e2e\n    path: {}\n",
+                file.display()
+            ));
+        }
+        std::fs::write(&config, yaml).unwrap_or_else(|e| panic!("write {}: {e}", config.display()));
         let child = Command::new(binary)
             .arg("serve")
             .arg(&config)

@@ -76,6 +76,10 @@ enum Command {
     History(cmd::inspect::HistoryArgs),
     /// Create a one-layer image from a root filesystem tarball.
     Import(cmd::import::ImportArgs),
+    /// Log in to a registry (credentials kept in the docker config.json).
+    Login(cmd::login::LoginArgs),
+    /// Log out from a registry.
+    Logout(cmd::login::LogoutArgs),
     /// Manage images (`stencil image ls`, …).
     #[command(subcommand)]
     Image(ImageCommand),
@@ -159,6 +163,10 @@ fn main() -> ExitCode {
             with_engine(root, |engine| print(cmd::inspect::inspect(engine, &args)?))
         }
         Command::Import(args) => with_engine(root, |engine| cmd::import::run(engine, &args)),
+        Command::Login(args) => with_engine(root, |engine| {
+            runtime()?.block_on(cmd::login::login(engine, &args))
+        }),
+        Command::Logout(args) => with_engine(root, |engine| cmd::login::logout(engine, &args)),
         Command::History(args) | Command::Image(ImageCommand::History(args)) => {
             with_engine(root, |engine| print(cmd::inspect::history(engine, &args)?))
         }

@@ -8,6 +8,7 @@ pub mod fsck;
 pub mod images;
 pub mod import;
 pub mod inspect;
+pub mod login;
 pub mod mount;
 pub mod pull;
 pub mod push;

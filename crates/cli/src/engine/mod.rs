@@ -23,6 +23,7 @@ pub mod changes;
 mod fsck;
 mod images;
 mod import;
+mod login;
 mod mount;
 mod pull;
 mod push;
@@ -40,6 +41,7 @@ use stencil_registry::{Client, DockerConfig, RegistriesConfig};
 pub use fsck::Checked;
 pub use images::{ImageRow, Removed, image_rows};
 pub use import::ImportOptions;
+pub use login::{login_server, server_key};
 pub use pull::{PullEvent, PullOptions, PullReport, PullStatus};
 pub use push::PushReport;
 

@@ -1,0 +1,174 @@
+//! `login` and `logout`: check credentials against a registry, then keep or forget them in
+//! the docker `config.json` (through its credential helper when one is configured).
+//!
+//! The registry client has no "check these credentials" call, so the check is a request
+//! made with them: the catalog (`GET /v2/_catalog?n=1`), which needs no repository name.
+//! A token service refusing them, or a Basic registry answering 401, means they are
+//! wrong; any answer that got past authentication (200, or a 403/404 of a registry that
+//! hides its catalog) means they work. Docker Hub issues catalog tokens to nobody, so
+//! there the check pulls the tag list of `library/busybox` instead.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use stencil::engine::{Engine, login_server};
+//!
+//! let engine = Engine::open("/var/lib/stencil".as_ref())?;
+//! let server = login_server(Some("localhost:5000"))?;
+//! engine.login(&server, "alice", "s3cret").await?;
+//! # Ok(()) }
+//! ```
+
+use anyhow::{Context, Result, bail};
+use stencil_reference::Reference;
+use stencil_registry::{
+    Client, CredentialSource, Credentials, DOCKER_HUB_AUTH_KEY, DockerConfig, ErrorKind,
+    RegistriesConfig,
+};
+
+use super::{Engine, REGISTRIES_FILE, docker_config_path};
+
+/// The registry name Docker Hub is known by in references.
+const DOCKER_HUB: &str = "docker.io";
+
+/// The registry a `login`/`logout` argument names: a host as in references
+/// (`localhost:5000`), `docker.io` for Docker Hub (also for no argument, docker's
+/// `https://index.docker.io/v1/` key and its other host names).
+pub fn login_server(argument: Option<&str>) -> Result<String> {
+    let Some(text) = argument.map(str::trim).filter(|t| !t.is_empty()) else {
+        return Ok(DOCKER_HUB.to_owned());
+    };
+    if text == DOCKER_HUB_AUTH_KEY {
+        return Ok(DOCKER_HUB.to_owned());
+    }
+    let without_scheme = text
+        .strip_prefix("https://")
+        .or_else(|| text.strip_prefix("http://"))
+        .unwrap_or(text);
+    let host = without_scheme
+        .split('/')
+        .next()
+        .unwrap_or(without_scheme)
+        .to_ascii_lowercase();
+    let valid = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+    if !valid {
+        bail!(
+            "invalid registry {text:?}: give a host with an optional port, like ghcr.io or localhost:5000"
+        );
+    }
+    Ok(match host.as_str() {
+        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => {
+            DOCKER_HUB.to_owned()
+        }
+        _ => host,
+    })
+}
+
+/// How `logout` and messages name a server: Docker Hub by docker's key, others by host.
+pub fn server_key(server: &str) -> &str {
+    if server == DOCKER_HUB {
+        DOCKER_HUB_AUTH_KEY
+    } else {
+        server
+    }
+}
+
+/// Exactly one set of credentials, for every registry: the ones being checked.
+#[derive(Debug)]
+struct Candidate(Credentials);
+
+impl CredentialSource for Candidate {
+    fn credentials(&self, _registry: &str) -> stencil_registry::Result<Option<Credentials>> {
+        Ok(Some(self.0.clone()))
+    }
+}
+
+impl Engine {
+    /// Checks `username`/`password` against `server` (see [`login_server`]) and stores them
+    /// in the docker config (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`).
+    pub async fn login(&self, server: &str, username: &str, password: &str) -> Result<()> {
+        if username.is_empty() {
+            bail!("login to {server}: the user name is empty (give -u USER)");
+        }
+        if password.is_empty() {
+            bail!(
+                "login to {server}: the password is empty (give -p, --password-stdin or type it)"
+            );
+        }
+        let settings = self.root.join(REGISTRIES_FILE);
+        let config = if settings.exists() {
+            RegistriesConfig::load(&settings)
+                .with_context(|| format!("cannot read {}", settings.display()))?
+        } else {
+            RegistriesConfig::default()
+        };
+        let client = Client::builder()
+            .config(config)
+            .credentials(Candidate(Credentials {
+                username: username.to_owned(),
+                password: password.to_owned(),
+            }))
+            .user_agent(concat!("stencil/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        let probe = if server == DOCKER_HUB {
+            let busybox = Reference::parse("docker.io/library/busybox")?;
+            client.tags(&busybox, Some(1)).await.map(drop)
+        } else {
+            client.catalog(server, Some(1)).await.map(drop)
+        };
+        match probe {
+            Ok(()) => {}
+            // Past authentication: the registry only hides or forbids its catalog.
+            Err(error) if matches!(error.kind(), ErrorKind::NotFound | ErrorKind::Denied) => {}
+            Err(stencil_registry::Error::Unauthorized { url, .. }) => bail!(
+                "login to {server} failed: {url} refused the credentials of user {username:?}; check the user name and password"
+            ),
+            Err(error) => {
+                return Err(anyhow::Error::from(error))
+                    .with_context(|| format!("login to {server} failed"));
+            }
+        }
+        let file = DockerConfig::new(docker_config_path());
+        file.store(server, username, password)
+            .with_context(|| format!("cannot store the credentials for {server}"))?;
+        Ok(())
+    }
+
+    /// Forgets the credentials of `server`; whether there were any.
+    pub fn logout(&self, server: &str) -> Result<bool> {
+        let file = DockerConfig::new(docker_config_path());
+        file.erase(server)
+            .with_context(|| format!("cannot remove the credentials for {server}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn servers_are_named_as_in_references() {
+        let table: &[(Option<&str>, Result<&str, &str>)] = &[
+            (None, Ok("docker.io")),
+            (Some(""), Ok("docker.io")),
+            (Some("https://index.docker.io/v1/"), Ok("docker.io")),
+            (Some("registry-1.docker.io"), Ok("docker.io")),
+            (Some("localhost:5000"), Ok("localhost:5000")),
+            (Some("http://127.0.0.1:5000/v2/"), Ok("127.0.0.1:5000")),
+            (Some("GHCR.io"), Ok("ghcr.io")),
+            (Some("bad host"), Err("invalid registry \"bad host\"")),
+        ];
+        for (argument, expected) in table {
+            let got = login_server(*argument).map_err(|e| e.to_string());
+            match (got, expected) {
+                (Ok(got), Ok(want)) => assert_eq!(got, *want, "{argument:?}"),
+                (Err(got), Err(want)) => assert!(got.contains(want), "{argument:?}: {got}"),
+                (got, want) => panic!("{argument:?}: got {got:?}, want {want:?}"),
+            }
+        }
+        assert_eq!(server_key("docker.io"), DOCKER_HUB_AUTH_KEY);
+        assert_eq!(server_key("localhost:5000"), "localhost:5000");
+    }
+}
