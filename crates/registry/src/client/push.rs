@@ -289,6 +289,11 @@ impl Client {
                 .body(body);
             let answer = expect_success(self.send(&call).await?, digest.as_str()).await?;
             check_pushed_digest(&answer, digest)?;
+            progress.event(ProgressEvent::Bytes {
+                digest: digest.clone(),
+                done: descriptor.size,
+                size: descriptor.size,
+            });
             outcome = PushOutcome::Monolithic;
         } else {
             let chunk_size = options.chunk_size.max(1);
