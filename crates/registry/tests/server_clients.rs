@@ -295,3 +295,140 @@ async fn skopeo_authenticates_with_basic_and_tokens() {
         assert!(!ok, "{label}: an anonymous pull succeeded");
     }
 }
+
+/// Writes `bytes` into `content` as a committed blob.
+fn commit_blob(content: &stencil_layerstore::content::LocalContent, bytes: &[u8]) {
+    use stencil_layerstore::content::{ContentWriter, Ingester};
+    let digest = stencil_layerstore::content::sha256_digest(bytes);
+    let mut writer = content
+        .writer(&format!("test-{digest}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    writer.write_all(bytes).unwrap_or_else(|e| panic!("{e}"));
+    writer
+        .commit(bytes.len() as u64, &digest)
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stencil_client_pushes_and_pulls_in_each_auth_mode() {
+    use std::sync::Arc;
+    use stencil_layerstore::content::{LocalContent, Provider};
+    use stencil_reference::{Digest, Reference};
+    use stencil_registry::{
+        Client, Descriptor, DockerConfig, ErrorKind, NoProgress, PullOptions, PushOptions,
+    };
+
+    let work = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let source =
+        Arc::new(LocalContent::open(work.path().join("source")).unwrap_or_else(|e| panic!("{e}")));
+    let (layer, diff_id) = layer("hello.txt", b"hello from stencil");
+    let config = config_json(&[diff_id]);
+    let manifest = manifest_json(
+        OCI_MANIFEST,
+        (OCI_CONFIG, &config),
+        &[(OCI_LAYER, &layer)],
+        serde_json::json!({}),
+    );
+    for blob in [&layer, &config, &manifest] {
+        commit_blob(&source, blob);
+    }
+    let manifest_digest = Digest::parse(&digest_of(&manifest)).unwrap_or_else(|e| panic!("{e}"));
+    let root = Descriptor::new(OCI_MANIFEST, manifest_digest.clone(), manifest.len() as u64);
+
+    let hash = bcrypt::hash("wonderland", 4).unwrap_or_default();
+    let users = Htpasswd::parse(&format!("alice:{hash}\n"), "test".as_ref())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let modes = [
+        ("none", AuthMode::None),
+        (
+            "basic",
+            AuthMode::Basic {
+                users: users.clone(),
+                realm: "test".into(),
+            },
+        ),
+        (
+            "token",
+            AuthMode::Token {
+                users,
+                service: "test-registry".into(),
+                lifetime: std::time::Duration::from_secs(300),
+                realm: None,
+            },
+        ),
+    ];
+    for (label, mode) in modes {
+        let mut config = ServerConfig::loopback();
+        config.auth = mode;
+        let server = StencilServer::start(config).await;
+        let client_for = |password: &str| {
+            let path = work.path().join(format!("config-{label}-{password}.json"));
+            let auth = base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                format!("alice:{password}"),
+            );
+            std::fs::write(
+                &path,
+                serde_json::json!({ "auths": { server.host.clone(): { "auth": auth } } })
+                    .to_string(),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+            Client::builder()
+                .credentials(DockerConfig::new(path))
+                .build()
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let reference = Reference::parse(&format!("{}/client/app:v1", server.host))
+            .unwrap_or_else(|e| panic!("{e}"));
+
+        if label != "none" {
+            let error = client_for("guess")
+                .push(
+                    &reference,
+                    &source,
+                    &root,
+                    &PushOptions::default(),
+                    Arc::new(NoProgress),
+                )
+                .await
+                .err()
+                .unwrap_or_else(|| panic!("{label}: a push with a wrong password succeeded"));
+            assert_eq!(error.kind(), ErrorKind::Unauthorized, "{label}: {error}");
+            assert!(
+                error.to_string().contains(&server.host),
+                "{label}: the error does not name the registry: {error}"
+            );
+        }
+        let client = client_for("wonderland");
+        let pushed = client
+            .push(
+                &reference,
+                &source,
+                &root,
+                &PushOptions::default(),
+                Arc::new(NoProgress),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{label}: push: {e}"));
+        assert_eq!(pushed, manifest_digest, "{label}");
+        let destination = Arc::new(
+            LocalContent::open(work.path().join(format!("pulled-{label}")))
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
+        let pulled = client
+            .pull(
+                &reference,
+                &destination,
+                &PullOptions::default(),
+                Arc::new(NoProgress),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{label}: pull: {e}"));
+        assert_eq!(pulled.manifest.digest, manifest_digest, "{label}");
+        let layer_digest = Digest::parse(&digest_of(&layer)).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            destination.contains(&layer_digest).unwrap_or(false),
+            "{label}: the layer was not pulled"
+        );
+    }
+}
