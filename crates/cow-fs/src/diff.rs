@@ -3,7 +3,9 @@
 //! [`diff_upper`] reads an overlayfs upper directory (a container's changes): `0/0`
 //! character devices become `.wh.NAME` entries, opaque directories
 //! (`trusted.overlay.opaque=y`) get a `.wh..wh..opq` entry, metacopy files take their data
-//! from the lower layer that holds it, and overlay's own attributes are never written.
+//! from the lower layer that holds it, a renamed lower directory (`redirect_dir`) is
+//! written whole (opaque, with the merged contents of its origin in `lowers`), and
+//! overlay's own attributes are never written.
 //! [`diff_trees`] compares two full trees (the native driver's parent copy and its active
 //! copy) and writes what changed, with whiteouts for what disappeared.
 //!
@@ -54,7 +56,7 @@ impl DiffOptions {
 }
 
 /// Writes the layer tar for overlay upper directory `upper`, whose lower layers are
-/// `lowers` (topmost first; consulted only for metacopy data), into `out`.
+/// `lowers` (topmost first; read for metacopy data and renamed directories), into `out`.
 pub fn diff_upper<W: Write>(
     upper: &Path,
     lowers: &[&Path],
@@ -166,11 +168,20 @@ fn upper_dir(
                 let path = upper.join(&child);
                 let meta = lstat(&path)?;
                 let xattrs = read_xattrs(&path)?;
-                if meta.is_dir() && xattr_value(&xattrs, b"trusted.overlay.redirect").is_some() {
-                    return Err(Error::Unsupported {
-                        feature: "diffing an overlay redirect_dir (mount with redirect_dir=off)",
-                        source: io::Error::other(path.display().to_string()),
-                    });
+                if meta.is_dir()
+                    && let Some(redirect) = xattr_value(&xattrs, b"trusted.overlay.redirect")
+                {
+                    // A renamed lower directory: the upper holds only its changes, so the
+                    // layer gets the whole merged directory, opaque over the new path.
+                    let origin = redirect_origin(redirect, &child);
+                    writer.entry(&child, &path, &meta, &xattrs, None)?;
+                    writer.marker(&child.join(OsStr::from_bytes(OPAQUE)))?;
+                    let mut sources = vec![path.clone()];
+                    if !is_opaque(&xattrs) {
+                        sources.extend(lower_sources(lowers, &origin)?);
+                    }
+                    merged_dir(writer, &sources, lowers, &origin, &child)?;
+                    continue;
                 }
                 let data = if meta.is_file()
                     && xattr_value(&xattrs, b"trusted.overlay.metacopy").is_some()
@@ -185,6 +196,113 @@ fn upper_dir(
                 }
             }
         }
+    }
+    Ok(())
+}
+
+fn is_opaque(xattrs: &[(Vec<u8>, Vec<u8>)]) -> bool {
+    [OVERLAY_OPAQUE_XATTR, b"user.overlay.opaque"]
+        .iter()
+        .any(|key| xattr_value(xattrs, key) == Some(b"y"))
+}
+
+/// The lower path a redirect names: absolute from the layer root, or relative to the
+/// directory's parent.
+fn redirect_origin(redirect: &[u8], rel: &Path) -> PathBuf {
+    match redirect.strip_prefix(b"/") {
+        Some(absolute) => PathBuf::from(OsStr::from_bytes(absolute)),
+        None => rel
+            .parent()
+            .unwrap_or(Path::new(""))
+            .join(OsStr::from_bytes(redirect)),
+    }
+}
+
+/// The lower directories merged at lower path `origin`, topmost first, down to an opaque
+/// one or to a layer where something other than a directory hides the rest.
+fn lower_sources(lowers: &[&Path], origin: &Path) -> Result<Vec<PathBuf>> {
+    let mut sources = Vec::new();
+    for lower in lowers {
+        let path = lower.join(origin);
+        match fs::symlink_metadata(&path) {
+            Ok(meta) if meta.is_dir() => {
+                let opaque = is_opaque(&read_xattrs(&path)?);
+                sources.push(path);
+                if opaque {
+                    break;
+                }
+            }
+            Ok(_) => break,
+            Err(_) => {}
+        }
+    }
+    Ok(sources)
+}
+
+/// Writes everything visible below `rel` in the overlay merge of `sources` (topmost
+/// first), as the kernel would show it; `origin` is the lower path they stand for.
+fn merged_dir(
+    writer: &mut LayerWriter<impl Write>,
+    sources: &[PathBuf],
+    lowers: &[&Path],
+    origin: &Path,
+    rel: &Path,
+) -> Result<()> {
+    let mut names = std::collections::BTreeSet::new();
+    for source in sources {
+        for name in sorted_names(source)? {
+            names.insert(name.as_bytes().to_vec());
+        }
+    }
+    for name in names {
+        let name = OsStr::from_bytes(&name);
+        let Some((index, path, meta)) = sources.iter().enumerate().find_map(|(i, s)| {
+            let path = s.join(name);
+            fs::symlink_metadata(&path).ok().map(|m| (i, path, m))
+        }) else {
+            continue;
+        };
+        if is_whiteout(&meta) {
+            continue;
+        }
+        let xattrs = read_xattrs(&path)?;
+        let child = rel.join(name);
+        let child_origin = match xattr_value(&xattrs, b"trusted.overlay.redirect") {
+            Some(redirect) if meta.is_dir() => redirect_origin(redirect, &origin.join(name)),
+            _ => origin.join(name),
+        };
+        let data = if meta.is_file() && xattr_value(&xattrs, b"trusted.overlay.metacopy").is_some()
+        {
+            Some(metacopy_source(&xattrs, lowers, &origin.join(name))?)
+        } else {
+            None
+        };
+        writer.entry(&child, &path, &meta, &xattrs, data.as_deref())?;
+        if !meta.is_dir() {
+            continue;
+        }
+        let mut child_sources = vec![path.clone()];
+        if !is_opaque(&xattrs) {
+            if xattr_value(&xattrs, b"trusted.overlay.redirect").is_some() {
+                child_sources.extend(lower_sources(lowers, &child_origin)?);
+            } else {
+                for source in &sources[index + 1..] {
+                    let below = source.join(name);
+                    match fs::symlink_metadata(&below) {
+                        Ok(m) if m.is_dir() => {
+                            let opaque = is_opaque(&read_xattrs(&below)?);
+                            child_sources.push(below);
+                            if opaque {
+                                break;
+                            }
+                        }
+                        Ok(_) => break,
+                        Err(_) => {}
+                    }
+                }
+            }
+        }
+        merged_dir(writer, &child_sources, lowers, &child_origin, &child)?;
     }
     Ok(())
 }

@@ -177,3 +177,52 @@ fn tree_diffs_hold_only_changes_and_round_trip() {
         check(*change, expected);
     }
 }
+
+#[test]
+fn renamed_lower_directories_diff_as_whole_directories() {
+    if !require_root("renamed_lower_directories_diff_as_whole_directories") {
+        return;
+    }
+    let work = tempfile::tempdir().expect("work");
+    let lower = common::make_dir(work.path(), "lower");
+    let upper = common::make_dir(work.path(), "upper");
+    let scratch = common::make_dir(work.path(), "work");
+    let merged = common::make_dir(work.path(), "merged");
+    fs::create_dir_all(lower.join("a/sub")).expect("lower dirs");
+    fs::write(lower.join("a/x"), b"x").expect("lower file");
+    fs::write(lower.join("a/sub/y"), b"y").expect("lower file");
+    fs::write(lower.join("a/sub/z"), b"z").expect("lower file");
+    fs::write(lower.join("b"), b"b").expect("lower file");
+    let mut mount = stencil_cow_fs::Mount::overlay(&[lower.as_path()], Some((&upper, &scratch)));
+    mount.options.push("redirect_dir=on".into());
+    stencil_cow_fs::mount_all(&[mount], &merged).expect("mount");
+    fs::rename(merged.join("a"), merged.join("c")).expect("rename a lower directory");
+    fs::write(merged.join("c/new"), b"new").expect("write");
+    fs::remove_file(merged.join("c/sub/y")).expect("delete");
+    let expected = fingerprint(&merged, false);
+    stencil_cow_fs::unmount_all(&merged).expect("unmount");
+    let redirect = common::xattrs(&upper.join("c"));
+    assert!(
+        redirect
+            .iter()
+            .any(|(k, _)| k == "trusted.overlay.redirect"),
+        "the kernel made no redirect: {redirect:?}"
+    );
+    let tar = diff_upper(
+        &upper,
+        &[lower.as_path()],
+        Vec::new(),
+        &DiffOptions::default(),
+    )
+    .expect("diff");
+    let flat = work.path().join("flat");
+    let copy = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&lower)
+        .arg(&flat)
+        .status()
+        .expect("cp");
+    assert!(copy.success());
+    apply_layer(tar.as_slice(), &flat, &ApplyOptions::default()).expect("apply");
+    assert_eq!(fingerprint(&flat, false), expected);
+}

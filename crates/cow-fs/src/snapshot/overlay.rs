@@ -2,8 +2,8 @@
 //!
 //! A snapshot's `fs` directory holds only its own layer (with overlay whiteouts); its
 //! `work` directory is overlay's scratch space. Active snapshots mount as an overlay with
-//! `fs` as upper directory over the parent chain (with `redirect_dir=off`, so that every
-//! change can be written as a layer); views mount read-only (a bind of the one
+//! `fs` as upper directory over the parent chain (with `redirect_dir=off`, so that renamed
+//! directories are plain copies in the upper directory whatever the kernel's default); views mount read-only (a bind of the one
 //! parent, or an overlay of several). It does not check that the kernel has overlayfs:
 //! the first mount says so.
 //!
@@ -54,9 +54,10 @@ impl Driver for OverlaySnapshotter {
             (Kind::Active, []) => vec![Mount::bind(&fs_dir, false)],
             (Kind::Active, _) => {
                 let mut mount = Mount::overlay(&lowers, Some((&fs_dir, &dir.join("work"))));
-                // A renamed lower directory would otherwise become a redirect that a layer
-                // diff cannot express; with redirects off, rename(2) answers EXDEV and
-                // tools fall back to copying, which diffs as plain entries.
+                // The same behaviour whatever the kernel's default: with redirects off,
+                // rename(2) of a lower directory answers EXDEV and tools copy instead, so
+                // the upper directory holds plain entries (diff_upper handles redirects
+                // made by other mounts too, by writing the whole merged directory).
                 mount.options.push("redirect_dir=off".into());
                 vec![mount]
             }
