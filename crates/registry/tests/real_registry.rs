@@ -466,6 +466,26 @@ async fn basic_auth_with_docker_config() {
             }
         }
     };
+    // What `login` does: check the candidate credentials before storing them.
+    for (password, want) in [
+        (None, Some(ErrorKind::Unauthorized)),
+        (Some("wrong-password"), Some(ErrorKind::Unauthorized)),
+        (Some("right-password"), None),
+    ] {
+        let mut builder = Client::builder();
+        if let Some(password) = password {
+            builder = builder.credentials(stencil_registry::Credentials {
+                username: "alice".into(),
+                password: password.into(),
+            });
+        }
+        let got = builder.build().unwrap().ping(&registry.host).await;
+        assert_eq!(
+            got.map_err(|e| e.kind()).err(),
+            want,
+            "ping with {password:?}"
+        );
+    }
     check(None, Err(ErrorKind::Unauthorized)).await;
     check(Some("wrong-password"), Err(ErrorKind::Unauthorized)).await;
     check(Some("right-password"), Ok(())).await;

@@ -58,6 +58,14 @@ pub trait CredentialSource: Send + Sync + std::fmt::Debug {
     fn credentials(&self, registry: &str) -> Result<Option<Credentials>>;
 }
 
+/// One set of credentials for every registry: for `login`, to check credentials before
+/// storing them.
+impl CredentialSource for Credentials {
+    fn credentials(&self, _registry: &str) -> Result<Option<Credentials>> {
+        Ok(Some(self.clone()))
+    }
+}
+
 /// No credentials at all: every request is anonymous.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Anonymous;

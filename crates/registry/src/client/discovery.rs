@@ -97,6 +97,18 @@ impl Client {
         .await
     }
 
+    /// Checks that `registry` (a host as in references) answers the API with this client's
+    /// credentials: what `login` does before storing them. A wrong password is
+    /// [`ErrorKind::Unauthorized`].
+    pub async fn ping(&self, registry: &str) -> Result<()> {
+        let host = api_host(registry)?;
+        let url = self.api_url(&host, "/v2/")?;
+        let answer = self
+            .send(&Call::new(Method::GET, url, &host, Vec::new()))
+            .await?;
+        expect_success(answer, registry).await.map(|_| ())
+    }
+
     /// Every repository of `registry` (a host as in references: `localhost:5000`).
     pub async fn catalog(&self, registry: &str, page_size: Option<u32>) -> Result<Vec<String>> {
         let host = api_host(registry)?;
