@@ -258,6 +258,7 @@ async fn limits_deletes_search_and_routes() {
     let mut config = ServerConfig::loopback();
     config.max_blob_size = Some(1000);
     config.allow_delete = false;
+    config.max_uploads = 2;
     let server = StencilServer::start(config).await;
     let target = Target::new("stencil", &server.host);
     let small = bytes(3, 500);
@@ -402,6 +403,23 @@ async fn limits_deletes_search_and_routes() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // The refused single-request uploads above left no session open; two may be open.
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let reply = target
+            .send("POST", "/v2/search/me/blobs/uploads/", &[], vec![])
+            .await;
+        statuses.push((reply.status, reply.error_codes()));
+    }
+    assert_eq!(
+        statuses,
+        [
+            (202, vec![]),
+            (202, vec![]),
+            (429, vec!["TOOMANYREQUESTS".to_owned()])
+        ],
+        "upload sessions are not bounded"
+    );
     let reply = target.get("/v1/search?q=SEARCH&n=5").await;
     assert_eq!(
         reply.json()["results"][0]["name"],

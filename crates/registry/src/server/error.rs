@@ -167,6 +167,7 @@ pub(crate) enum Code {
     Unsupported,
     RangeInvalid,
     PaginationNumberInvalid,
+    TooManyRequests,
     Internal,
 }
 
@@ -189,6 +190,7 @@ impl Code {
             Code::Unsupported => "UNSUPPORTED",
             Code::RangeInvalid => "RANGE_INVALID",
             Code::PaginationNumberInvalid => "PAGINATION_NUMBER_INVALID",
+            Code::TooManyRequests => "TOOMANYREQUESTS",
             Code::Internal => "UNKNOWN",
         }
     }
@@ -212,6 +214,7 @@ impl Code {
             Code::Denied => StatusCode::FORBIDDEN,
             Code::Unsupported => StatusCode::METHOD_NOT_ALLOWED,
             Code::RangeInvalid => StatusCode::RANGE_NOT_SATISFIABLE,
+            Code::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -90,6 +90,8 @@ pub struct ServerConfig {
     pub upload_expiry: Duration,
     /// The largest blob accepted, in bytes; `None` for no limit.
     pub max_blob_size: Option<u64>,
+    /// The most upload sessions open at once; more are refused with 429.
+    pub max_uploads: usize,
     /// How long a client may take to send a request's headers.
     pub header_timeout: Duration,
     /// The clock (upload expiry, token lifetimes, sweeps).
@@ -100,7 +102,7 @@ pub struct ServerConfig {
 
 impl ServerConfig {
     /// Defaults for `listen`: no auth, deletes allowed, uploads expire after an idle hour,
-    /// no blob size limit, 30 s to send headers.
+    /// at most 1024 of them open, no blob size limit, 30 s to send headers.
     pub fn new(listen: SocketAddr) -> ServerConfig {
         ServerConfig {
             listen,
@@ -111,6 +113,7 @@ impl ServerConfig {
             allow_delete: true,
             upload_expiry: Duration::from_secs(3600),
             max_blob_size: None,
+            max_uploads: 1024,
             header_timeout: Duration::from_secs(30),
             clock: Arc::new(SystemClock),
             tls: None,
@@ -133,6 +136,7 @@ pub(crate) struct State {
     pub(crate) domain: String,
     pub(crate) allow_delete: bool,
     pub(crate) max_blob_size: Option<u64>,
+    pub(crate) max_uploads: usize,
     /// Whether connections are TLS (for the token realm's scheme).
     pub(crate) tls: bool,
 }
@@ -214,6 +218,7 @@ impl Server {
             domain,
             allow_delete: config.allow_delete,
             max_blob_size: config.max_blob_size,
+            max_uploads: config.max_uploads,
             tls: tls.is_some(),
         };
         Ok(Server {

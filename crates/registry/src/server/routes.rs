@@ -917,6 +917,17 @@ fn stream_error(repo: &RepositoryName, error: StreamError) -> ApiError {
 }
 
 async fn create_session(call: &Call<'_>, repo: &RepositoryName) -> Result<String, ApiError> {
+    // Each open session holds an ingest file and its lock: bound them, so that clients
+    // that never finish cannot exhaust file descriptors before the expiry catches up.
+    let open = call.state.uploads.open_count();
+    if open >= call.state.max_uploads {
+        return Err(ApiError::new(
+            Code::TooManyRequests,
+            format!(
+                "too many uploads in progress ({open}) to start one for {repo}; finish or cancel some, or retry later"
+            ),
+        ));
+    }
     let id = super::random_hex(16);
     let content = call.state.content.clone();
     let ingest = super::uploads::ingest_ref(&id);
@@ -963,7 +974,16 @@ async fn start_upload(call: &Call<'_>, name: &str, incoming: Incoming) -> Handle
         let Some(mut session) = call.state.uploads.get(&id, &repo).await else {
             return Err(upload_unknown(&repo, &id));
         };
-        return finish(call, &repo, &mut session, incoming, &digest).await;
+        let result = finish(call, &repo, &mut session, incoming, &digest).await;
+        if result.is_err() {
+            // The client of a single-request upload never learnt the session's URL: drop it
+            // now rather than leave it to the expiry.
+            call.state.uploads.forget(&id);
+            if let Some(writer) = session.writer.take() {
+                let _ = tokio::task::spawn_blocking(move || writer.abort()).await;
+            }
+        }
+        return result;
     }
 
     let id = create_session(call, &repo).await?;

@@ -112,6 +112,11 @@ impl Uploads {
         self.sessions().remove(id);
     }
 
+    /// The number of sessions open.
+    pub(crate) fn open_count(&self) -> usize {
+        self.sessions().len()
+    }
+
     /// Aborts sessions idle for longer than the expiry; returns how many. Sessions busy
     /// with a request are active by definition and skipped.
     pub(crate) async fn sweep(&self) -> usize {
