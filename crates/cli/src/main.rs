@@ -80,6 +80,8 @@ enum Command {
     Login(cmd::login::LoginArgs),
     /// Log out from a registry.
     Logout(cmd::login::LogoutArgs),
+    /// Search a registry (Docker Hub by default) for images.
+    Search(cmd::search::SearchArgs),
     /// Manage images (`stencil image ls`, …).
     #[command(subcommand)]
     Image(ImageCommand),
@@ -167,6 +169,9 @@ fn main() -> ExitCode {
             runtime()?.block_on(cmd::login::login(engine, &args))
         }),
         Command::Logout(args) => with_engine(root, |engine| cmd::login::logout(engine, &args)),
+        Command::Search(args) => with_engine(root, |engine| {
+            print(runtime()?.block_on(cmd::search::run(engine, &args))?)
+        }),
         Command::History(args) | Command::Image(ImageCommand::History(args)) => {
             with_engine(root, |engine| print(cmd::inspect::history(engine, &args)?))
         }

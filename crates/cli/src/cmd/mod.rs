@@ -13,4 +13,5 @@ pub mod mount;
 pub mod pull;
 pub mod push;
 pub mod reference;
+pub mod search;
 pub mod tag;
