@@ -51,7 +51,11 @@ fn life_cycle(make: Make, root: &Path) {
         &*s,
         "base",
         None,
-        Layer::new().dir("etc").file("etc/os", b"base\n"),
+        // A whiteout in a bottom layer hides nothing, and must not show up as a device.
+        Layer::new()
+            .dir("etc")
+            .file("etc/os", b"base\n")
+            .file(".wh.ghost", b""),
     );
     layer(
         &*s,
@@ -75,6 +79,14 @@ fn life_cycle(make: Make, root: &Path) {
         );
         let error = fs::write(m.join("new"), b"x").expect_err("views are read-only");
         assert_eq!(error.raw_os_error(), Some(libc::EROFS));
+    });
+    s.view("single", Some("base")).expect("view of one layer");
+    with_mounted(&*s, "single", |m| {
+        assert_eq!(fs::read(m.join("etc/os")).expect("view file"), b"base\n");
+        assert!(
+            fs::symlink_metadata(m.join("ghost")).is_err(),
+            "a whiteout shows"
+        );
     });
     s.view("empty-view", None).expect("parentless view");
     let base = s.stat("base").expect("stat");

@@ -3,9 +3,10 @@
 //! A snapshot's `fs` directory holds only its own layer (with overlay whiteouts); its
 //! `work` directory is overlay's scratch space. Active snapshots mount as an overlay with
 //! `fs` as upper directory over the parent chain (with `redirect_dir=off`, so that renamed
-//! directories are plain copies in the upper directory whatever the kernel's default); views mount read-only (a bind of the one
-//! parent, or an overlay of several). It does not check that the kernel has overlayfs:
-//! the first mount says so.
+//! directories are plain copies in the upper directory whatever the kernel's default);
+//! views mount read-only as an overlay of the parents (an empty directory stands in as
+//! the second lower one for a single parent). It does not check that the kernel has
+//! overlayfs: the first mount says so.
 //!
 //! ```no_run
 //! use stencil_cow_fs::{OverlaySnapshotter, Snapshotter};
@@ -32,9 +33,14 @@ pub struct OverlaySnapshotter {
 impl OverlaySnapshotter {
     /// Opens (creating if needed) the snapshot store under `root`.
     pub fn new(root: &Path) -> Result<OverlaySnapshotter> {
-        Ok(OverlaySnapshotter {
-            store: Store::new(root)?,
-        })
+        let store = Store::new(root)?;
+        let empty = store.root.join("empty");
+        match fs::create_dir(&empty) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(Error::io("create snapshot root", &empty, e)),
+        }
+        Ok(OverlaySnapshotter { store })
     }
 }
 
@@ -62,8 +68,15 @@ impl Driver for OverlaySnapshotter {
                 vec![mount]
             }
             (_, []) => vec![Mount::bind(&fs_dir, true)],
-            (_, [only]) => vec![Mount::bind(only, true)],
             (_, _) => {
+                // Overlay needs two lower directories without an upper one; an empty one
+                // under a single parent still makes the kernel hide that layer's whiteouts,
+                // which a plain bind mount of it would show as devices.
+                let empty = self.store.root.join("empty");
+                let mut lowers = lowers;
+                if lowers.len() == 1 {
+                    lowers.push(&empty);
+                }
                 let mut mount = Mount::overlay(&lowers, None);
                 mount.options.push("ro".into());
                 vec![mount]
