@@ -322,6 +322,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn plain_http_only_for_loopback_and_insecure_hosts() {
+        let config =
+            RegistriesConfig::parse("[[registry]]\nhost = \"build.lan:5000\"\ninsecure = true\n")
+                .unwrap();
+        let client = Client::builder().config(config).build().unwrap();
+        let check = |host: &str, want: &str| {
+            let url = client.api_url(host, "/v2/").unwrap();
+            assert_eq!(url.as_str(), want, "{host}");
+        };
+        check("ghcr.io", "https://ghcr.io/v2/");
+        check("registry-1.docker.io", "https://registry-1.docker.io/v2/");
+        check("10.1.2.3:5000", "https://10.1.2.3:5000/v2/");
+        check("build.lan:5000", "http://build.lan:5000/v2/");
+        check("localhost:5000", "http://localhost:5000/v2/");
+        check("127.0.0.1:5000", "http://127.0.0.1:5000/v2/");
+        check("[::1]:5000", "http://[::1]:5000/v2/");
+        let err = client.api_url("bad host", "/v2/").unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::InvalidName);
+    }
+
+    #[test]
     fn backoff_doubles_up_to_the_cap() {
         let policy = RetryPolicy {
             attempts: 10,
