@@ -529,7 +529,6 @@ impl Authenticator {
         &self,
         headers: &HeaderMap,
         host: &str,
-        tls: bool,
         domain: &str,
         scopes: &[String],
     ) -> std::result::Result<String, ApiError> {
@@ -546,7 +545,6 @@ impl Authenticator {
             ApiError::new(Code::Unauthorized, "invalid username or password")
                 .with_header("www-authenticate", format!("Basic realm=\"{host}\""))
         })?;
-        let _ = tls;
         let mut granted = Vec::new();
         for scope in scopes.iter().flat_map(|scope| scope.split(' ')) {
             let mut parts = scope.rsplitn(2, ':');

@@ -446,13 +446,7 @@ async fn token(call: &Call<'_>) -> Handled {
     let body = call
         .state
         .auth
-        .issue_token(
-            &call.headers,
-            &call.host,
-            call.state.tls,
-            &call.state.domain,
-            &scopes,
-        )
+        .issue_token(&call.headers, &call.host, &call.state.domain, &scopes)
         .await?;
     respond(
         StatusCode::OK,
