@@ -178,6 +178,12 @@ fn import_of_plain_gzip_zstd_and_stdin_gives_the_same_layer_and_the_asked_config
     let id = image_id(&stencil.run_with(&["import", "-"], &[], Some(&gzip(&plain))));
     let dangling = stencil.run(&["images", "--filter", "dangling=true", "-q", "--no-trunc"]);
     dangling.success().stdout_is(&format!("{id}\n"));
+    // The same tar gives the same layer blob, whatever came around it: four manifests,
+    // four configs, one layer.
+    let blobs = std::fs::read_dir(stencil.root().join("blobs/sha256"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(blobs, 9, "one shared layer blob\n{dangling}");
 
     // The unpacked layer holds the files with their modes, and the symlink.
     let mounted = stencil.run(&["image", "mount", "localhost:5000/e2e/imported:zstd"]);

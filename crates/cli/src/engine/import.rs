@@ -183,11 +183,20 @@ struct PlainTarHasher<R> {
 
 impl<R: Read> Read for PlainTarHasher<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf).inspect_err(|error| {
-            if error.kind() != std::io::ErrorKind::Interrupted {
-                self.read_error = Some(error.to_string());
+        // Fill the whole buffer: the compressor then sees the same chunks whatever the
+        // source's own read sizes, so the same tar always gives the same layer blob.
+        let mut n = 0;
+        while n < buf.len() {
+            match self.inner.read(&mut buf[n..]) {
+                Ok(0) => break,
+                Ok(read) => n += read,
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(error) => {
+                    self.read_error = Some(error.to_string());
+                    return Err(error);
+                }
             }
-        })?;
+        }
         let checking = self.first_block.len() < TAR_BLOCK;
         if checking {
             let wanted = (TAR_BLOCK - self.first_block.len()).min(n);
