@@ -82,6 +82,9 @@ enum Command {
     Logout(cmd::login::LogoutArgs),
     /// Search a registry (Docker Hub by default) for images.
     Search(cmd::search::SearchArgs),
+    /// Manage the store as a whole (`stencil system df`).
+    #[command(subcommand)]
+    System(cmd::system::SystemCommand),
     /// Manage images (`stencil image ls`, …).
     #[command(subcommand)]
     Image(ImageCommand),
@@ -113,6 +116,8 @@ enum ImageCommand {
     /// Unmount what `image mount` mounted.
     #[command(alias = "umount")]
     Unmount(cmd::mount::MountArgs),
+    /// Remove dangling images (with -a, every image no container uses).
+    Prune(cmd::system::PruneArgs),
 }
 
 fn main() -> ExitCode {
@@ -169,6 +174,12 @@ fn main() -> ExitCode {
             runtime()?.block_on(cmd::login::login(engine, &args))
         }),
         Command::Logout(args) => with_engine(root, |engine| cmd::login::logout(engine, &args)),
+        Command::System(command) => {
+            with_engine(root, |engine| print(cmd::system::run(engine, &command)?))
+        }
+        Command::Image(ImageCommand::Prune(args)) => {
+            with_engine(root, |engine| cmd::system::prune(engine, &args))
+        }
         Command::Search(args) => with_engine(root, |engine| {
             print(runtime()?.block_on(cmd::search::run(engine, &args))?)
         }),

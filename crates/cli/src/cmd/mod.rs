@@ -14,4 +14,5 @@ pub mod pull;
 pub mod push;
 pub mod reference;
 pub mod search;
+pub mod system;
 pub mod tag;

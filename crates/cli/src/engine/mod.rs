@@ -28,6 +28,7 @@ mod mount;
 mod pull;
 mod push;
 mod unpack;
+mod usage;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -44,6 +45,7 @@ pub use import::ImportOptions;
 pub use login::{login_server, server_key};
 pub use pull::{PullEvent, PullOptions, PullReport, PullStatus};
 pub use push::PushReport;
+pub use usage::{DiskUsage, ImageUsage, Pruned};
 
 /// The snapshotter's directory under the store root.
 const SNAPSHOTS_DIR: &str = "snapshots";

@@ -1,0 +1,196 @@
+//! End-to-end tests of `stencil system df [-v]` and `stencil image prune [-a] [-f]`.
+
+use std::path::PathBuf;
+
+use stencil_e2e::{Run, Stencil};
+
+/// A tarball holding one file with `content`, written under `name` in the scratch dir.
+fn tarball(stencil: &Stencil, name: &str, content: &[u8]) -> String {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(content.len() as u64);
+    header.set_mode(0o644);
+    header.set_mtime(1_700_000_000);
+    header.set_cksum();
+    builder
+        .append_data(&mut header, "data", content)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let path: PathBuf = stencil.scratch().join(name);
+    std::fs::write(
+        &path,
+        builder.into_inner().unwrap_or_else(|e| panic!("{e}")),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    path.display().to_string()
+}
+
+fn import(stencil: &Stencil, file: &str, name: Option<&str>) -> String {
+    let mut args = vec!["import", file];
+    args.extend(name);
+    let run = stencil.run(&args);
+    run.success();
+    run.stdout.trim().to_owned()
+}
+
+/// The cells of the first line of `run`'s stdout that starts with `first`, split on runs
+/// of two or more spaces (cells themselves may hold one space, like `Local Volumes`).
+fn row(run: &Run, first: &str) -> Vec<String> {
+    let line = run
+        .lines()
+        .into_iter()
+        .find(|l| l.starts_with(first))
+        .unwrap_or_else(|| panic!("no row {first:?}\n{run}"));
+    line.split("  ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn assert_consistent(stencil: &Stencil) {
+    let checked = stencil.run(&["fsck"]);
+    checked.success();
+    assert!(
+        checked.stdout.ends_with("store is consistent\n"),
+        "{checked}"
+    );
+}
+
+#[test]
+fn df_counts_shared_layers_once_and_splits_shared_from_unique() {
+    let stencil = Stencil::new();
+    let empty = stencil.run(&["system", "df"]);
+    empty.success();
+    assert_eq!(
+        row(&empty, "TYPE"),
+        ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]
+    );
+    assert_eq!(row(&empty, "Images"), ["Images", "0", "0", "0B", "0B"]);
+    assert_eq!(
+        row(&empty, "Containers"),
+        ["Containers", "0", "0", "0B", "0B"]
+    );
+    assert_eq!(
+        row(&empty, "Local Volumes"),
+        ["Local Volumes", "0", "0", "0B", "0B"]
+    );
+
+    // 200 kB of incompressible-enough data, imported twice: one layer blob for both.
+    let big: Vec<u8> = (0..200_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let shared = tarball(&stencil, "shared.tar", &big);
+    import(&stencil, &shared, Some("first:1"));
+    import(&stencil, &shared, Some("second:1"));
+    import(
+        &stencil,
+        &tarball(&stencil, "small.tar", b"alone\n"),
+        Some("alone:1"),
+    );
+
+    let summary = stencil.run(&["system", "df"]);
+    summary.success();
+    let images = row(&summary, "Images");
+    assert_eq!(images[..3], ["Images", "3", "0"], "{summary}");
+    assert!(images[4].ends_with("(100%)"), "{summary}");
+
+    let verbose = stencil.run(&["system", "df", "-v"]);
+    verbose.success();
+    assert!(
+        verbose
+            .stdout
+            .starts_with("Images space usage:\n\nREPOSITORY"),
+        "{verbose}"
+    );
+    assert!(
+        verbose.stdout.contains("\nContainers space usage:\n")
+            && verbose.stdout.contains("\nLocal Volumes space usage:\n"),
+        "{verbose}"
+    );
+    let header = row(&verbose, "REPOSITORY");
+    assert_eq!(
+        header,
+        [
+            "REPOSITORY",
+            "TAG",
+            "IMAGE ID",
+            "CREATED",
+            "SIZE",
+            "SHARED SIZE",
+            "UNIQUE SIZE",
+            "CONTAINERS"
+        ]
+    );
+    let first = row(&verbose, "first ");
+    let second = row(&verbose, "second ");
+    let alone = row(&verbose, "alone ");
+    // SHARED SIZE is the common layer: the same for both, nothing for the third.
+    assert_eq!(first[5], second[5], "{verbose}");
+    assert!(first[5].ends_with("kB"), "{verbose}");
+    assert_eq!(alone[5], "0B", "{verbose}");
+    assert_eq!(alone[6], alone[4], "unique is everything\n{verbose}");
+    assert_eq!(first[7], "0", "{verbose}");
+}
+
+#[test]
+fn prune_removes_dangling_images_then_with_a_every_unused_one() {
+    let stencil = Stencil::new();
+    let shared = tarball(&stencil, "shared.tar", b"shared layer\n");
+    import(&stencil, &shared, Some("kept:1"));
+    let dangling = import(&stencil, &shared, None);
+    import(
+        &stencil,
+        &tarball(&stencil, "other.tar", b"other\n"),
+        Some("other:1"),
+    );
+
+    // Without -f and without a terminal to ask on: refused, nothing removed.
+    stencil
+        .run(&["image", "prune"])
+        .expect_code(125)
+        .stderr_contains("use -f");
+    assert_eq!(stencil.run(&["images", "-q"]).lines().len(), 3);
+
+    let pruned = stencil.run(&["image", "prune", "-f"]);
+    pruned.success();
+    assert!(
+        pruned
+            .stdout
+            .starts_with("Deleted Images:\ndeleted: sha256:"),
+        "{pruned}"
+    );
+    assert!(!pruned.stdout.contains("untagged:"), "{pruned}");
+    assert!(
+        pruned.stdout.ends_with("B\n") && pruned.stdout.contains("\n\nTotal reclaimed space: "),
+        "{pruned}"
+    );
+    let left = stencil.run(&["images", "--no-trunc", "-q"]);
+    left.success();
+    assert!(!left.stdout.contains(&dangling), "{left}");
+    assert_eq!(left.lines().len(), 2, "{left}");
+
+    // The layer the pruned image shared is still there for the tagged one.
+    let mounted = stencil.run(&["image", "mount", "kept:1"]);
+    mounted.success();
+    let data = std::fs::read_to_string(PathBuf::from(mounted.stdout.trim()).join("data"));
+    stencil.run(&["image", "unmount", "kept:1"]).success();
+    assert_eq!(data.ok().as_deref(), Some("shared layer\n"), "{mounted}");
+
+    stencil
+        .run(&["image", "prune", "-f"])
+        .success()
+        .stdout_is("Total reclaimed space: 0B\n");
+
+    let all = stencil.run(&["image", "prune", "-a", "-f"]);
+    all.success();
+    for name in ["untagged: kept:1", "untagged: other:1", "deleted: sha256:"] {
+        assert!(all.stdout.contains(name), "{name}\n{all}");
+    }
+    assert!(!all.stdout.contains("reclaimed space: 0B"), "{all}");
+    stencil.run(&["images", "-aq"]).success().stdout_is("");
+    let blobs = std::fs::read_dir(stencil.root().join("blobs/sha256"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(blobs, 0, "every blob reclaimed\n{all}");
+    assert_consistent(&stencil);
+}
