@@ -157,13 +157,29 @@ impl Resolver {
 /// Removes `name` in `dir` and, if it is a directory, everything below it; never follows a
 /// symlink. Returns the file type removed (`S_IFMT` bits), or `None` if nothing was there.
 pub fn remove_all_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<Option<u32>> {
+    remove_all_at_depth(dir, name, 0)
+}
+
+/// Deepest directory nesting removed. Entry names are capped in length, but symlinked
+/// parents let a layer build deeper trees; the cap keeps a removal from exhausting the
+/// stack.
+const MAX_REMOVE_DEPTH: usize = 4096;
+
+fn remove_all_at_depth(dir: BorrowedFd<'_>, name: &CStr, depth: usize) -> io::Result<Option<u32>> {
+    if depth > MAX_REMOVE_DEPTH {
+        return Err(io::Error::other(
+            "directory nesting deeper than 4096 levels",
+        ));
+    }
     let Some(st) = sys::stat_at(dir, name)? else {
         return Ok(None);
     };
     let kind = st.st_mode & libc::S_IFMT;
     if kind == libc::S_IFDIR {
         let child = sys::open_dir_at(dir, name)?;
-        remove_children(child.as_fd(), |_| false)?;
+        for entry in sys::read_dir_names(child.as_fd())? {
+            remove_all_at_depth(child.as_fd(), &entry, depth + 1)?;
+        }
         sys::unlink_at(dir, name, true)?;
     } else {
         sys::unlink_at(dir, name, false)?;
