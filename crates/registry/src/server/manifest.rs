@@ -46,7 +46,6 @@ fn kind_of(media_type: &str) -> Option<DocumentKind> {
 #[derive(Debug, Clone)]
 pub(crate) struct CheckedManifest {
     pub(crate) media_type: String,
-    pub(crate) kind: DocumentKind,
     /// Blobs (config, layers) the repository must hold.
     pub(crate) blobs: Vec<Digest>,
     /// Manifests (of an index) the repository must hold.
@@ -204,7 +203,6 @@ pub(crate) fn check_manifest(
     };
     Ok(CheckedManifest {
         media_type,
-        kind,
         blobs,
         children,
         subject,

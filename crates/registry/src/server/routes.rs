@@ -36,7 +36,7 @@ use super::auth::{Action, Identity};
 use super::body::{self, ResponseBody, StreamError};
 use super::error::{ApiError, Code};
 use super::index::{ManifestRecord, RepositoryIndex};
-use super::manifest::{self, DocumentKind, OCI_INDEX};
+use super::manifest::{self, OCI_INDEX};
 use super::name::RepositoryName;
 use super::uploads::Session;
 
@@ -638,9 +638,6 @@ async fn put_manifest(call: &Call<'_>, name: &str, reference: &str, incoming: In
     let lookup = repo.clone();
     call.index(move |index| index.put_manifest(&lookup, &record, tag.as_ref()))
         .await?;
-    if checked.kind == DocumentKind::Index {
-        tracing::debug!(repository = %repo, %digest, "index stored");
-    }
     let mut headers = vec![
         ("location", format!("/v2/{repo}/manifests/{digest}")),
         ("docker-content-digest", digest.to_string()),
