@@ -447,6 +447,25 @@ fn cases() -> Vec<Case> {
             then: None,
         },
         Case {
+            name: "PAX size smuggling a second header (CVE-2026-33055)",
+            layers: |_| {
+                let smuggled = Layer::new().file("../victim/f", b"owned").tar();
+                vec![
+                    Layer::new()
+                        .pax("size", b"0")
+                        .file("carrier", &smuggled[..1024]),
+                ]
+            },
+            mode: flat,
+            expected: None,
+            then: Some(|root| {
+                // The PAX size wins, as in GNU tar: the carrier is empty and the next
+                // header is read where its data would have been, clamped into the root.
+                assert_eq!(fs::read(root.join("carrier")).expect("carrier"), b"");
+                assert!(regular(&root.join("victim/f")));
+            }),
+        },
+        Case {
             name: "GNU long name with dotdot",
             layers: |_| {
                 let long = format!(
