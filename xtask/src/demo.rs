@@ -6,8 +6,8 @@
 //! imported as an image, tagged in the self-hosted namespace, pushed to a registry on
 //! loopback, removed, pulled back, listed, inspected, mounted and checked.
 //!
-//! The registry is Debian's `docker-registry` on a free loopback port until the built-in
-//! `stencil registry serve` takes its place.
+//! The registry is stencil's own (`stencil registry serve`) on a free loopback port, with
+//! a store of its own, so the image really travels.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -19,10 +19,7 @@ use anyhow::{Context, Result, bail};
 use crate::shell::{cargo, ensure_packages, run, workspace_root};
 
 /// What the demo needs beyond the toolchain.
-const PACKAGES: &[(&str, &str)] = &[
-    ("busybox-static", "busybox"),
-    ("docker-registry", "docker-registry"),
-];
+const PACKAGES: &[(&str, &str)] = &[("busybox-static", "busybox")];
 
 /// Builds stencil and runs the demo script.
 pub fn run_demo() -> Result<()> {
@@ -53,7 +50,7 @@ pub fn run_demo() -> Result<()> {
         "localhost:5000/wordpress",
     ])?;
 
-    let registry = Registry::start(&demo)?;
+    let registry = Registry::start(&stencil.binary, &demo)?;
     let image = format!("localhost:{}/demo/busybox:1.0", registry.port);
     let rootfs = busybox_rootfs(&demo)?;
 
@@ -98,7 +95,7 @@ pub fn run_demo() -> Result<()> {
     );
     stencil.run(&["image", "unmount", &image])?;
 
-    section("The store is consistent, and is also an OCI layout other tools read.");
+    section("Every blob re-hashed, every record and snapshot accounted for.");
     stencil.run(&["fsck"])?;
     println!("\nThe store is at {}.", stencil.root.display());
     drop(registry);
@@ -116,7 +113,8 @@ struct Stencil {
 
 impl Stencil {
     fn command(&self, args: &[&str]) -> Command {
-        println!("$ stencil {}", args.join(" "));
+        let shown: Vec<String> = args.iter().map(|a| shell_quote(a)).collect();
+        println!("$ stencil {}", shown.join(" "));
         let mut command = Command::new(&self.binary);
         command.arg("--root").arg(&self.root).args(args);
         command
@@ -138,6 +136,16 @@ impl Stencil {
             bail!("`stencil {}` failed with {}", args.join(" "), output.status);
         }
         Ok(text)
+    }
+}
+
+/// `arg` as a shell would need it typed: bare when safe, else in single quotes.
+fn shell_quote(arg: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c);
+    if !arg.is_empty() && arg.chars().all(safe) {
+        arg.to_owned()
+    } else {
+        format!("'{}'", arg.replace('\'', "'\\''"))
     }
 }
 
@@ -197,24 +205,29 @@ struct Registry {
 }
 
 impl Registry {
-    fn start(demo: &Path) -> Result<Registry> {
+    fn start(stencil: &Path, demo: &Path) -> Result<Registry> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let config = demo.join("registry.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                demo.join("registry").display()
-            ),
-        )?;
-        println!("# (a registry for the self-hosted namespace listens on 127.0.0.1:{port})");
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config)
+        let root = demo.join("registry");
+        println!(
+            "\n# The built-in registry serves the self-hosted namespace from a store of its own:"
+        );
+        println!(
+            "$ stencil --root {} registry serve --listen 127.0.0.1:{port} &",
+            root.display()
+        );
+        let child = Command::new(stencil)
+            .arg("--root")
+            .arg(&root)
+            .args([
+                "registry",
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::inherit())
             .spawn()
-            .context("cannot start docker-registry")?;
+            .context("cannot start `stencil registry serve`")?;
         let registry = Registry { child, port };
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {

@@ -85,6 +85,9 @@ enum Command {
     /// Manage the store as a whole (`stencil system df`).
     #[command(subcommand)]
     System(cmd::system::SystemCommand),
+    /// The built-in registry (`stencil registry serve`).
+    #[command(subcommand)]
+    Registry(cmd::registry::RegistryCommand),
     /// Manage images (`stencil image ls`, …).
     #[command(subcommand)]
     Image(ImageCommand),
@@ -152,6 +155,12 @@ fn main() -> ExitCode {
         }
         Command::Load(args) | Command::Image(ImageCommand::Load(args)) => {
             with_engine(root, |engine| cmd::archive::load(engine, &args))
+        }
+        Command::Registry(cmd::registry::RegistryCommand::Serve(args)) => {
+            with_engine(root, |engine| {
+                cmd::registry::validate(&args)?;
+                runtime()?.block_on(cmd::registry::serve(engine, &args))
+            })
         }
         Command::Fsck(args) => with_engine(root, |engine| cmd::fsck::run(engine, &args)),
         Command::Image(ImageCommand::Mount(args)) => {

@@ -13,6 +13,7 @@ pub mod mount;
 pub mod pull;
 pub mod push;
 pub mod reference;
+pub mod registry;
 pub mod search;
 pub mod system;
 pub mod tag;
