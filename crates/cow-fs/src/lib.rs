@@ -41,9 +41,13 @@
 //! A snapshotter owns one directory: `catalogue.json` (every snapshot's key, kind, parent
 //! and numeric id; rewritten atomically through a temporary file, `fsync` and `rename`),
 //! `lock` (an `flock` taken around every change, so several processes can share a root),
-//! and `snapshots/ID/{fs,work}` with short numeric ids so that 128 stacked layers stay far
-//! below the kernel's mount option limits (overlay mounts are made with the `fsconfig`
-//! `lowerdir+` interface where the kernel has it, so there is no total length limit).
+//! `snapshots/ID/{fs,work}` with short numeric ids, and (overlay) an always-empty `empty`
+//! directory that stands in as a second lower layer for read-only views of one layer.
+//! Overlay mounts are made with the `fsconfig` `lowerdir+` interface, one call per lower
+//! directory, so a 128-layer stack never meets the 4096-byte limit of a single option
+//! string (the tests mount one whose classic option string would exceed it); kernels
+//! before 6.8 fall back to `mount(2)`, where the short ids keep typical stacks under it.
+//! Directories left by a crash are removed with the next `remove`.
 //!
 //! # Examples
 //!
