@@ -647,3 +647,58 @@ async fn tls_serves_https_with_the_given_certificate() {
         "plain http was served on the tls port"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_upload_fails_and_keeps_what_arrived() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut config = ServerConfig::loopback();
+    config.body_idle_timeout = Duration::from_millis(300);
+    let server = StencilServer::start(config).await;
+    let target = Target::new("stencil", &server.host);
+    let reply = target
+        .send("POST", "/v2/slow/app/blobs/uploads/", &[], vec![])
+        .await;
+    let session = reply
+        .location()
+        .unwrap_or_else(|| panic!("no session: {reply:?}"));
+
+    let mut stream = tokio::net::TcpStream::connect(&server.host)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let head = format!(
+        "PATCH {session} HTTP/1.1\r\nHost: {}\r\nContent-Length: 1000\r\n\r\n",
+        server.host
+    );
+    stream
+        .write_all(head.as_bytes())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    stream
+        .write_all(&[7u8; 10])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let started = Instant::now();
+    let mut answer = vec![0u8; 4096];
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut answer))
+        .await
+        .unwrap_or_else(|_| panic!("the server kept waiting for a stalled body"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let answer = String::from_utf8_lossy(&answer[..read]).into_owned();
+    assert!(
+        answer.starts_with("HTTP/1.1 400")
+            && answer.contains("BLOB_UPLOAD_INVALID")
+            && answer.contains("stalled"),
+        "{answer}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "failed before the idle timeout"
+    );
+
+    let reply = target.send("GET", &session, &[], vec![]).await;
+    assert_eq!(
+        (reply.status, reply.header("range")),
+        (204, Some("0-9")),
+        "{reply:?}"
+    );
+}

@@ -10,6 +10,7 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
@@ -107,6 +108,32 @@ pub(crate) enum StreamError {
     TooLarge { limit: u64 },
     /// The blocking writer thread panicked; the writer is lost.
     Lost,
+    /// The client sent nothing for this long.
+    Stalled { idle: Duration },
+}
+
+impl std::fmt::Display for StreamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StreamError::Body(error) => write!(f, "the request body broke off: {error}"),
+            StreamError::Write(error) => write!(f, "writing to the store failed: {error}"),
+            StreamError::TooLarge { limit } => write!(f, "more than {limit} bytes"),
+            StreamError::Lost => f.write_str("the writer was lost"),
+            StreamError::Stalled { idle } => {
+                write!(f, "no data arrived for {} s", idle.as_secs_f64())
+            }
+        }
+    }
+}
+
+/// The next frame of `body`, or `Err(Stalled)` when none comes within `idle`.
+async fn next_frame(
+    body: &mut Incoming,
+    idle: Duration,
+) -> Result<Option<Result<Frame<Bytes>, hyper::Error>>, StreamError> {
+    tokio::time::timeout(idle, body.frame())
+        .await
+        .map_err(|_| StreamError::Stalled { idle })
 }
 
 /// Streams `body` into `writer`, refusing to let the ingest grow past `limit` bytes.
@@ -115,6 +142,7 @@ pub(crate) async fn write_body(
     writer: LocalWriter,
     mut body: Incoming,
     limit: Option<u64>,
+    idle: Duration,
 ) -> (Option<LocalWriter>, Result<u64, StreamError>) {
     use stencil_layerstore::content::ContentWriter as _;
     let start = writer.offset();
@@ -132,11 +160,16 @@ pub(crate) async fn write_body(
     });
     let mut taken = 0u64;
     let mut failure = None;
-    while let Some(frame) = body.frame().await {
-        let frame = match frame {
-            Ok(frame) => frame,
-            Err(error) => {
+    loop {
+        let frame = match next_frame(&mut body, idle).await {
+            Ok(None) => break,
+            Ok(Some(Ok(frame))) => frame,
+            Ok(Some(Err(error))) => {
                 failure = Some(StreamError::Body(error));
+                break;
+            }
+            Err(stalled) => {
+                failure = Some(stalled);
                 break;
             }
         };
@@ -170,9 +203,13 @@ pub(crate) async fn write_body(
 }
 
 /// Reads a small body (a manifest) into memory, refusing more than `limit` bytes.
-pub(crate) async fn read_limited(mut body: Incoming, limit: usize) -> Result<Vec<u8>, StreamError> {
+pub(crate) async fn read_limited(
+    mut body: Incoming,
+    limit: usize,
+    idle: Duration,
+) -> Result<Vec<u8>, StreamError> {
     let mut bytes = Vec::new();
-    while let Some(frame) = body.frame().await {
+    while let Some(frame) = next_frame(&mut body, idle).await? {
         let frame = frame.map_err(StreamError::Body)?;
         if let Ok(data) = frame.into_data() {
             if bytes.len() + data.len() > limit {

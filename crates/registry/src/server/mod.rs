@@ -94,6 +94,9 @@ pub struct ServerConfig {
     pub max_uploads: usize,
     /// How long a client may take to send a request's headers.
     pub header_timeout: Duration,
+    /// How long a request body may send nothing before the request is failed (an upload
+    /// keeps what arrived and can be resumed).
+    pub body_idle_timeout: Duration,
     /// The clock (upload expiry, token lifetimes, sweeps).
     pub clock: Arc<dyn Clock>,
     /// Serve HTTPS with this certificate and key instead of plain HTTP.
@@ -102,7 +105,8 @@ pub struct ServerConfig {
 
 impl ServerConfig {
     /// Defaults for `listen`: no auth, deletes allowed, uploads expire after an idle hour,
-    /// at most 1024 of them open, no blob size limit, 30 s to send headers.
+    /// at most 1024 of them open, no blob size limit, 30 s to send headers, 60 s of silence
+    /// in a body.
     pub fn new(listen: SocketAddr) -> ServerConfig {
         ServerConfig {
             listen,
@@ -115,6 +119,7 @@ impl ServerConfig {
             max_blob_size: None,
             max_uploads: 1024,
             header_timeout: Duration::from_secs(30),
+            body_idle_timeout: Duration::from_secs(60),
             clock: Arc::new(SystemClock),
             tls: None,
         }
@@ -137,6 +142,7 @@ pub(crate) struct State {
     pub(crate) allow_delete: bool,
     pub(crate) max_blob_size: Option<u64>,
     pub(crate) max_uploads: usize,
+    pub(crate) body_idle_timeout: Duration,
     /// Whether connections are TLS (for the token realm's scheme).
     pub(crate) tls: bool,
 }
@@ -219,6 +225,7 @@ impl Server {
             allow_delete: config.allow_delete,
             max_blob_size: config.max_blob_size,
             max_uploads: config.max_uploads,
+            body_idle_timeout: config.body_idle_timeout,
             tls: tls.is_some(),
         };
         Ok(Server {

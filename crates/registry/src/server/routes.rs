@@ -585,15 +585,19 @@ async fn put_manifest(call: &Call<'_>, name: &str, reference: &str, incoming: In
         body::drain(incoming, body::DRAIN_LIMIT).await;
         return Err(too_large(length.to_string()));
     }
-    let bytes = body::read_limited(incoming, super::MAX_MANIFEST_SIZE)
-        .await
-        .map_err(|error| match error {
-            StreamError::TooLarge { .. } => too_large("more than that".to_owned()),
-            other => ApiError::new(
-                Code::ManifestInvalid,
-                format!("reading the manifest for {repo}: {other:?}"),
-            ),
-        })?;
+    let bytes = body::read_limited(
+        incoming,
+        super::MAX_MANIFEST_SIZE,
+        call.state.body_idle_timeout,
+    )
+    .await
+    .map_err(|error| match error {
+        StreamError::TooLarge { .. } => too_large("more than that".to_owned()),
+        other => ApiError::new(
+            Code::ManifestInvalid,
+            format!("reading the manifest for {repo}: {other}"),
+        ),
+    })?;
     let checked = manifest::check_manifest(&bytes, call.header(header::CONTENT_TYPE))?;
     let (digest, tag) = match reference {
         ManifestRef::Digest(digest) => (digest, None),
@@ -904,6 +908,12 @@ fn stream_error(repo: &RepositoryName, error: StreamError) -> ApiError {
         ),
         StreamError::Write(error) => ApiError::internal(error),
         StreamError::Lost => ApiError::internal(format!("upload writer for {repo} was lost")),
+        StreamError::Stalled { .. } => ApiError::new(
+            Code::BlobUploadInvalid,
+            format!(
+                "blob upload to {repo} stalled: {error}; resume from the offset the upload URL reports"
+            ),
+        ),
     }
 }
 
@@ -1032,7 +1042,13 @@ async fn append(
             }
         },
     };
-    let (writer, result) = body::write_body(writer, incoming, call.state.max_blob_size).await;
+    let (writer, result) = body::write_body(
+        writer,
+        incoming,
+        call.state.max_blob_size,
+        call.state.body_idle_timeout,
+    )
+    .await;
     let Some(mut writer) = writer else {
         call.state.uploads.forget(&session.id);
         return Err(stream_error(repo, StreamError::Lost));
