@@ -3,6 +3,7 @@
 use anyhow::{Result, bail};
 use stencil_reference::Reference;
 
+use crate::cmd::label_filter::{LabelFilter, image_matches};
 use crate::engine::{Engine, ImageRow, image_rows};
 use crate::render::{Column, Format};
 
@@ -21,7 +22,8 @@ pub struct ImagesArgs {
     /// Do not truncate IDs.
     #[arg(long)]
     pub no_trunc: bool,
-    /// Filter: dangling=true|false, reference=PATTERN, before=IMAGE, since=IMAGE.
+    /// Filter: dangling=true|false, reference=PATTERN, before=IMAGE, since=IMAGE,
+    /// label=KEY[=VALUE].
     #[arg(short, long, value_name = "FILTER")]
     pub filter: Vec<String>,
     /// `table`, `json`, or a template such as `{{.Repository}}:{{.Tag}}`.
@@ -89,11 +91,14 @@ enum Filter {
     Reference(String),
     Before(String),
     Since(String),
+    Label(LabelFilter),
 }
 
 fn parse_filter(text: &str) -> Result<Filter> {
     let Some((key, value)) = text.split_once('=') else {
-        bail!("invalid filter {text:?}: expected KEY=VALUE (dangling, reference, before, since)");
+        bail!(
+            "invalid filter {text:?}: expected KEY=VALUE (dangling, reference, before, since, label)"
+        );
     };
     Ok(match key {
         "dangling" => match value {
@@ -104,8 +109,10 @@ fn parse_filter(text: &str) -> Result<Filter> {
         "reference" => Filter::Reference(value.to_owned()),
         "before" => Filter::Before(value.to_owned()),
         "since" => Filter::Since(value.to_owned()),
+        "label" if !value.is_empty() => Filter::Label(LabelFilter::parse(value)),
+        "label" => bail!("invalid filter {text:?}: label takes KEY or KEY=VALUE"),
         _ => bail!(
-            "invalid filter {text:?}: unknown key {key:?} (dangling, reference, before, since)"
+            "invalid filter {text:?}: unknown key {key:?} (dangling, reference, before, since, label)"
         ),
     })
 }
@@ -117,6 +124,13 @@ pub fn run(engine: &Engine, args: &ImagesArgs) -> Result<String> {
         .iter()
         .map(|f| parse_filter(f))
         .collect::<Result<Vec<_>>>()?;
+    let label_filters: Vec<LabelFilter> = filters
+        .iter()
+        .filter_map(|f| match f {
+            Filter::Label(label) => Some(label.clone()),
+            _ => None,
+        })
+        .collect();
     let format = match &args.format {
         Some(text) => Format::parse(text)?,
         None => Format::Table,
@@ -129,7 +143,9 @@ pub fn run(engine: &Engine, args: &ImagesArgs) -> Result<String> {
         {
             continue;
         }
-        if filters.iter().all(|f| keep(row, f, &all)) {
+        if filters.iter().all(|f| keep(row, f, &all))
+            && image_matches(engine, &row.digest, &label_filters)?
+        {
             rows.push(row.clone());
         }
     }
@@ -193,6 +209,8 @@ fn keep(row: &ImageRow, filter: &Filter, all: &[ImageRow]) -> bool {
         }),
         Filter::Before(image) => created_of(image).is_some_and(|t| row.created_unix < t),
         Filter::Since(image) => created_of(image).is_some_and(|t| row.created_unix > t),
+        // Labels live in the config, which `run` reads only for the rows left.
+        Filter::Label(_) => true,
     }
 }
 

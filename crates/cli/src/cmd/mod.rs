@@ -3,11 +3,13 @@
 //! Each module defines its clap arguments and a `run`-style function; `main.rs` only lists
 //! the verbs and maps results to exit codes.
 
+pub mod all_tags;
 pub mod archive;
 pub mod fsck;
 pub mod images;
 pub mod import;
 pub mod inspect;
+pub mod label_filter;
 pub mod login;
 pub mod mount;
 pub mod pull;

@@ -21,6 +21,9 @@ pub struct PullArgs {
     /// Print only the image name when done.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Pull every tag of the repository.
+    #[arg(short, long)]
+    pub all_tags: bool,
     /// The image to pull, e.g. `busybox`, `localhost:5000/app:1.0`.
     #[arg(value_name = "NAME[:TAG|@DIGEST]")]
     pub image: String,
@@ -28,6 +31,9 @@ pub struct PullArgs {
 
 /// Runs `stencil pull`.
 pub async fn run(engine: &Engine, args: &PullArgs) -> Result<()> {
+    if args.all_tags {
+        return crate::cmd::all_tags::pull_all(engine, args).await;
+    }
     let reference = Reference::parse(&args.image)?;
     let platform = match &args.platform {
         Some(text) => Some(

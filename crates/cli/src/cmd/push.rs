@@ -13,6 +13,9 @@ pub struct PushArgs {
     /// Print only the pushed digest.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Push every local tag of the repository.
+    #[arg(short, long)]
+    pub all_tags: bool,
     /// The image to push, e.g. `localhost:5000/app:1.0`.
     #[arg(value_name = "NAME[:TAG]")]
     pub image: String,
@@ -20,6 +23,9 @@ pub struct PushArgs {
 
 /// Runs `stencil push`.
 pub async fn run(engine: &Engine, args: &PushArgs) -> Result<()> {
+    if args.all_tags {
+        return crate::cmd::all_tags::push_all(engine, args).await;
+    }
     let reference = Reference::parse(&args.image)?;
     let quiet = args.quiet;
     if !quiet {

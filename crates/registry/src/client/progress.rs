@@ -71,6 +71,16 @@ pub enum ProgressEvent {
         /// The repository it was mounted from.
         from: String,
     },
+    /// A pull chose its image manifest; sent before any of its blobs moves, so a display
+    /// can tell the config from the layers and list the layers in order.
+    Manifest {
+        /// The image manifest's digest.
+        digest: Digest,
+        /// The config blob.
+        config: Digest,
+        /// The layer blobs, base first.
+        layers: Vec<Digest>,
+    },
 }
 
 /// Receives progress events from concurrent transfers.

@@ -270,6 +270,11 @@ impl Client {
             .unwrap_or_else(|| self.concurrency_for(reference))
             .max(1);
         let repositories = Arc::new(Repository::candidates(self, reference));
+        progress.event(ProgressEvent::Manifest {
+            digest: manifest.digest.clone(),
+            config: image.config.digest.clone(),
+            layers: image.layers.iter().map(|l| l.digest.clone()).collect(),
+        });
         let blobs: Vec<Descriptor> = image.blobs().cloned().collect();
         let semaphore = Arc::new(tokio::sync::Semaphore::new(concurrency));
         let mut tasks = tokio::task::JoinSet::new();
