@@ -52,7 +52,9 @@ pub async fn run(engine: &Engine, args: &PullArgs) -> Result<()> {
         println!("{what}: Pulling from {}", reference.path());
     }
     let display = ProgressDisplay::for_stdout(quiet);
-    let show = |event: PullEvent| show_pull_event(&display, &event);
+    // The config blob moves like a layer; docker shows only layers.
+    let config = std::sync::Mutex::new(None);
+    let show = |event: PullEvent| show_pull_event(&display, &config, &event);
     let report = engine
         .pull(&reference, &PullOptions { platform }, &show)
         .await?;
@@ -75,7 +77,29 @@ pub async fn run(engine: &Engine, args: &PullArgs) -> Result<()> {
 /// docker's short layer id: the first 12 hex digits of the blob digest.
 pub use crate::render::progress::short as short_id;
 
-fn show_pull_event(display: &ProgressDisplay, event: &PullEvent) {
+fn show_pull_event(
+    display: &ProgressDisplay,
+    config: &std::sync::Mutex<Option<stencil_reference::Digest>>,
+    event: &PullEvent,
+) {
+    let Ok(mut config) = config.lock() else {
+        return;
+    };
+    if let PullEvent::Layer(ProgressEvent::Manifest { config: digest, .. }) = event {
+        *config = Some(digest.clone());
+        return;
+    }
+    if let PullEvent::Layer(
+        ProgressEvent::Started { digest, .. }
+        | ProgressEvent::Bytes { digest, .. }
+        | ProgressEvent::Verified { digest }
+        | ProgressEvent::Done { digest },
+    ) = event
+        && config.as_ref() == Some(digest)
+    {
+        return;
+    }
+    drop(config);
     match event {
         PullEvent::Layer(ProgressEvent::Started { digest, offset, .. }) => {
             let text = if *offset > 0 {
