@@ -1,8 +1,9 @@
 //! End-to-end tests of `stencil system df [-v]` and `stencil image prune [-a] [-f]`.
 
 use std::path::PathBuf;
+use std::process::Command;
 
-use stencil_e2e::{Run, Stencil};
+use stencil_e2e::{Run, Stencil, peer, stencil_binary};
 
 /// A tarball holding one file with `content`, written under `name` in the scratch dir.
 fn tarball(stencil: &Stencil, name: &str, content: &[u8]) -> String {
@@ -192,5 +193,48 @@ fn prune_removes_dangling_images_then_with_a_every_unused_one() {
         .map(|d| d.count())
         .unwrap_or(0);
     assert_eq!(blobs, 0, "every blob reclaimed\n{all}");
+    assert_consistent(&stencil);
+}
+
+#[test]
+fn prune_on_a_terminal_asks_and_only_yes_removes() {
+    // `script` gives stencil a pseudo-terminal and passes our answer to it.
+    let Some(script) = peer("script") else {
+        return;
+    };
+    let stencil = Stencil::new();
+    let dangling = import(&stencil, &tarball(&stencil, "t.tar", b"x\n"), None);
+    let ask = |answer: &str| -> String {
+        let input = stencil.scratch().join("answer");
+        std::fs::write(&input, answer).unwrap_or_else(|e| panic!("{e}"));
+        let command = format!(
+            "{} --root {} image prune",
+            stencil_binary().display(),
+            stencil.root().display()
+        );
+        let output = Command::new(&script)
+            .args(["-qec", &command, "/dev/null"])
+            .stdin(std::fs::File::open(&input).unwrap_or_else(|e| panic!("{e}")))
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run script: {e}"));
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let declined = ask("n\n");
+    assert!(
+        declined.contains("WARNING! This will remove all dangling images.")
+            && declined.contains("Are you sure you want to continue? [y/N]")
+            && !declined.contains("Deleted Images:"),
+        "{declined}"
+    );
+    let ids = stencil.run(&["images", "-q", "--no-trunc"]);
+    ids.success().stdout_is(&format!("{dangling}\n"));
+    let accepted = ask("y\n");
+    assert!(
+        accepted.contains("Deleted Images:\r\ndeleted: sha256:")
+            || accepted.contains("Deleted Images:\ndeleted: sha256:"),
+        "{accepted}"
+    );
+    stencil.run(&["images", "-aq"]).success().stdout_is("");
     assert_consistent(&stencil);
 }
