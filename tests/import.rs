@@ -174,8 +174,9 @@ fn import_of_plain_gzip_zstd_and_stdin_gives_the_same_layer_and_the_asked_config
         "the diff ID is the plain tar's whatever the compression: {diff_ids:?}"
     );
 
-    // Standard input, without a name: only the ID is printed and the image is dangling.
-    let id = image_id(&stencil.run_with(&["import", "-"], &[], Some(&gzip(&plain))));
+    // Standard input, without a name (through `image import`, docker's other spelling):
+    // only the ID is printed and the image is dangling.
+    let id = image_id(&stencil.run_with(&["image", "import", "-"], &[], Some(&gzip(&plain))));
     let dangling = stencil.run(&["images", "--filter", "dangling=true", "-q", "--no-trunc"]);
     dangling.success().stdout_is(&format!("{id}\n"));
     // The same tar gives the same layer blob, whatever came around it: four manifests,

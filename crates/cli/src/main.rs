@@ -121,6 +121,8 @@ enum ImageCommand {
     Unmount(cmd::mount::MountArgs),
     /// Remove dangling images (with -a, every image no container uses).
     Prune(cmd::system::PruneArgs),
+    /// Create an image from a tarball (same as `stencil import`).
+    Import(cmd::import::ImportArgs),
 }
 
 fn main() -> ExitCode {
@@ -178,7 +180,9 @@ fn main() -> ExitCode {
         Command::Inspect(args) | Command::Image(ImageCommand::Inspect(args)) => {
             with_engine(root, |engine| print(cmd::inspect::inspect(engine, &args)?))
         }
-        Command::Import(args) => with_engine(root, |engine| cmd::import::run(engine, &args)),
+        Command::Import(args) | Command::Image(ImageCommand::Import(args)) => {
+            with_engine(root, |engine| cmd::import::run(engine, &args))
+        }
         Command::Login(args) => with_engine(root, |engine| {
             runtime()?.block_on(cmd::login::login(engine, &args))
         }),
