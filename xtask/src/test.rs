@@ -15,6 +15,7 @@ const PEERS: &[(&str, &str)] = &[
     ("umoci", "umoci"),
     ("busybox-static", "busybox"),
     ("apache2-utils", "htpasswd"),
+    ("openssl", "openssl"),
 ];
 
 /// Runs every check CI runs, in order.

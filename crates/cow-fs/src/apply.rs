@@ -108,6 +108,11 @@ pub struct ApplyOptions {
     pub id_map: Option<IdMap>,
     /// Whether to set owners (needs root or `CAP_CHOWN`).
     pub preserve_ownership: bool,
+    /// The layers this one will be stacked on, topmost first: directories the layer needs
+    /// but does not list are created as they are there (see [`LayerTarget`]).
+    ///
+    /// [`LayerTarget`]: crate::LayerTarget
+    pub parents: Vec<PathBuf>,
 }
 
 impl Default for ApplyOptions {
@@ -118,6 +123,7 @@ impl Default for ApplyOptions {
             limits: Limits::default(),
             id_map: None,
             preserve_ownership: sys::euid() == 0,
+            parents: Vec::new(),
         }
     }
 }
@@ -146,6 +152,15 @@ impl ApplyOptions {
         self.preserve_ownership = preserve;
         self
     }
+
+    /// Sets the layers below the target, topmost first (an overlay snapshot's lower
+    /// directories, as [`LayerTarget::parents`] gives them).
+    ///
+    /// [`LayerTarget::parents`]: crate::LayerTarget::parents
+    pub fn parents(mut self, parents: Vec<PathBuf>) -> ApplyOptions {
+        self.parents = parents;
+        self
+    }
 }
 
 /// What [`apply_layer`] did.
@@ -168,9 +183,14 @@ pub fn apply_layer<R: Read + Send>(
     options: &ApplyOptions,
 ) -> Result<ApplyStats> {
     let root = sys::open_dir(target).map_err(|e| Error::io("open target", target, e))?;
+    let parents = options
+        .parents
+        .iter()
+        .map(|dir| sys::open_dir(dir).map_err(|e| Error::io("open parent layer", dir, e)))
+        .collect::<Result<Vec<_>>>()?;
     let (compression, peeked) = detect(reader)?;
     let mut applier = Applier {
-        resolver: Resolver::new(root),
+        resolver: Resolver::with_parents(root, parents, options.preserve_ownership),
         options,
         dir_times: Vec::new(),
         unpacked: HashSet::new(),

@@ -25,9 +25,10 @@
 //!
 //! - A symlink used as a parent is followed inside the root; when its in-root target does
 //!   not exist the entry fails (`ErrorKind::Io`) instead of creating directories along it.
-//! - Parent directories a layer does not list are created `0755 root:root`; in overlay mode
-//!   such a made-up directory hides the lower one's owner and mode (image builders list
-//!   every parent, so real layers are not affected).
+//! - Parent directories a layer does not list (umoci leaves out unchanged ones) are created
+//!   with the mode and owner of the same directory in the layers below
+//!   ([`ApplyOptions::parents`], filled from [`LayerTarget::parents`]), as containerd does,
+//!   so the overlay view keeps them; with no such directory below, `0755 root:root`.
 //! - Extended attributes in overlay's own namespaces (`trusted.overlay.*`, `user.overlay.*`)
 //!   are dropped from layers: whiteouts must come as `.wh.` entries.
 //! - Old GNU sparse entries are applied sparse; PAX sparse formats (`GNU.sparse.*`) are not

@@ -46,6 +46,11 @@ pub fn clean(name: &[u8]) -> PathBuf {
 pub struct Resolver {
     root: OwnedFd,
     cached: Option<(PathBuf, OwnedFd)>,
+    /// Lower layers (topmost first) whose directories give a missing parent its mode and
+    /// owner, as the merged view would show it.
+    parents: Vec<OwnedFd>,
+    /// Whether owners are copied from `parents` (needs root or `CAP_CHOWN`).
+    copy_owners: bool,
 }
 
 fn component(part: &OsStr) -> io::Result<std::ffi::CString> {
@@ -53,9 +58,41 @@ fn component(part: &OsStr) -> io::Result<std::ffi::CString> {
 }
 
 impl Resolver {
-    /// Wraps an open root directory.
-    pub fn new(root: OwnedFd) -> Resolver {
-        Resolver { root, cached: None }
+    /// Wraps an open root directory that will be stacked over `parents` (topmost first):
+    /// a directory the layer does not list but needs is created with the mode (and, when
+    /// `copy_owners`, the owner) of the same directory in the first parent that has one.
+    /// Layers written by some tools (umoci among them) leave unchanged parents out.
+    pub fn with_parents(root: OwnedFd, parents: Vec<OwnedFd>, copy_owners: bool) -> Resolver {
+        Resolver {
+            root,
+            cached: None,
+            parents,
+            copy_owners,
+        }
+    }
+
+    /// The metadata of directory `rel` in the first parent layer that has it (not through
+    /// a symlink at its last component).
+    fn template(&self, rel: &Path) -> Option<libc::stat> {
+        let name = component(rel.file_name()?).ok()?;
+        let up = rel.parent().unwrap_or(Path::new(""));
+        for parent in &self.parents {
+            let dir = if up.as_os_str().is_empty() {
+                parent.try_clone().ok()
+            } else {
+                sys::cpath(up)
+                    .ok()
+                    .and_then(|path| sys::open_in_root(parent.as_fd(), &path).ok())
+            };
+            let Some(dir) = dir else { continue };
+            match sys::stat_at(dir.as_fd(), &name) {
+                Ok(Some(st)) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => return Some(st),
+                // Whatever else is there (a file, a symlink, a whiteout) hides lower layers.
+                Ok(Some(_)) => return None,
+                _ => {}
+            }
+        }
+        None
     }
 
     /// The root directory itself.
@@ -69,7 +106,8 @@ impl Resolver {
     }
 
     /// Opens directory `rel` (relative, already [`clean`]ed), creating missing directories
-    /// with mode 0755 when `create` is set, and keeps it as the cached directory.
+    /// when `create` is set (mode 0755, or as the parent layers have them), and keeps it as
+    /// the cached directory.
     pub fn dir(&mut self, rel: &Path, create: bool) -> io::Result<BorrowedFd<'_>> {
         if rel.as_os_str().is_empty() {
             return Ok(self.root.as_fd());
@@ -116,12 +154,22 @@ impl Resolver {
             let next = match sys::open_dir_at(dir, &name) {
                 Ok(fd) => fd,
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) && create => {
-                    match sys::mkdir_at(dir, &name, 0o755) {
-                        Ok(()) => {}
-                        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+                    let template = self.template(&prefix);
+                    let mode = template.map_or(0o755, |st| st.st_mode & 0o7777);
+                    let created = match sys::mkdir_at(dir, &name, mode) {
+                        Ok(()) => true,
+                        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => false,
                         Err(e) => return Err(e),
+                    };
+                    let fd = self.open_one(dir, &name, &prefix)?;
+                    if let (true, Some(st)) = (created, template) {
+                        // mkdir applies the umask and drops setuid/setgid/sticky bits.
+                        sys::chmod_fd(fd.as_fd(), st.st_mode & 0o7777)?;
+                        if self.copy_owners {
+                            sys::chown_fd(fd.as_fd(), st.st_uid, st.st_gid)?;
+                        }
                     }
-                    self.open_one(dir, &name, &prefix)?
+                    fd
                 }
                 Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR)) => {
                     self.open_one(dir, &name, &prefix)?

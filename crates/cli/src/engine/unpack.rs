@@ -128,7 +128,9 @@ impl Engine {
         };
         let (reader, writer) = std::io::pipe().context("cannot create a pipe")?;
         let hasher = thread::spawn(move || hash_plain_stream(blob, writer, digester));
-        let options = ApplyOptions::default().whiteouts(target.whiteouts);
+        let options = ApplyOptions::default()
+            .whiteouts(target.whiteouts)
+            .parents(target.parents.clone());
         let mut reader = reader;
         let applied = apply_layer(&mut reader, &target.dir, &options);
         // Read what the tar parser left (end-of-archive padding) so the hash covers it all.

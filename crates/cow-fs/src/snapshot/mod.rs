@@ -103,6 +103,10 @@ pub struct LayerTarget {
     pub dir: PathBuf,
     /// The whiteout mode that directory needs.
     pub whiteouts: WhiteoutMode,
+    /// The committed layers below, topmost first, when `dir` holds only this layer's
+    /// changes (overlay): pass them to [`crate::ApplyOptions::parents`] so directories
+    /// the layer does not list keep their mode and owner. Empty for full copies.
+    pub parents: Vec<PathBuf>,
 }
 
 /// containerd's snapshotter interface.
@@ -452,7 +456,7 @@ impl Store {
     }
 
     fn layer_target(&self, driver: &dyn Driver, key: &str) -> Result<LayerTarget> {
-        let (_locked, entry) = self.active(key, "apply a layer")?;
+        let (locked, entry) = self.active(key, "apply a layer")?;
         if entry.kind != Kind::Active {
             return Err(Error::InvalidState {
                 key: key.to_owned(),
@@ -461,9 +465,14 @@ impl Store {
                 actual: entry.kind.as_str(),
             });
         }
+        let parents = match driver.whiteouts() {
+            WhiteoutMode::Overlay => self.chain(&locked.catalogue, entry.parent.as_deref())?,
+            _ => Vec::new(),
+        };
         Ok(LayerTarget {
             dir: self.dir(entry.id).join("fs"),
             whiteouts: driver.whiteouts(),
+            parents,
         })
     }
 
