@@ -1,12 +1,9 @@
 //! `login` and `logout`: check credentials against a registry, then keep or forget them in
 //! the docker `config.json` (through its credential helper when one is configured).
 //!
-//! The registry client has no "check these credentials" call, so the check is a request
-//! made with them: the catalog (`GET /v2/_catalog?n=1`), which needs no repository name.
-//! A token service refusing them, or a Basic registry answering 401, means they are
-//! wrong; any answer that got past authentication (200, or a 403/404 of a registry that
-//! hides its catalog) means they work. Docker Hub issues catalog tokens to nobody, so
-//! there the check pulls the tag list of `library/busybox` instead.
+//! The check is docker's: `GET /v2/` with the credentials ([`Client::ping`]), through the
+//! Basic or token flow the registry asks for. A token service refusing them, or a Basic
+//! registry answering 401, means they are wrong; nothing is stored then.
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -19,11 +16,7 @@
 //! ```
 
 use anyhow::{Context, Result, bail};
-use stencil_reference::Reference;
-use stencil_registry::{
-    Client, CredentialSource, Credentials, DOCKER_HUB_AUTH_KEY, DockerConfig, ErrorKind,
-    RegistriesConfig,
-};
+use stencil_registry::{Client, Credentials, DOCKER_HUB_AUTH_KEY, DockerConfig, RegistriesConfig};
 
 use super::{Engine, REGISTRIES_FILE, docker_config_path};
 
@@ -75,16 +68,6 @@ pub fn server_key(server: &str) -> &str {
     }
 }
 
-/// Exactly one set of credentials, for every registry: the ones being checked.
-#[derive(Debug)]
-struct Candidate(Credentials);
-
-impl CredentialSource for Candidate {
-    fn credentials(&self, _registry: &str) -> stencil_registry::Result<Option<Credentials>> {
-        Ok(Some(self.0.clone()))
-    }
-}
-
 impl Engine {
     /// Checks `username`/`password` against `server` (see [`login_server`]) and stores them
     /// in the docker config (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`).
@@ -106,22 +89,15 @@ impl Engine {
         };
         let client = Client::builder()
             .config(config)
-            .credentials(Candidate(Credentials {
+            // Exactly the credentials being checked, whatever the config file holds.
+            .credentials(Credentials {
                 username: username.to_owned(),
                 password: password.to_owned(),
-            }))
+            })
             .user_agent(concat!("stencil/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        let probe = if server == DOCKER_HUB {
-            let busybox = Reference::parse("docker.io/library/busybox")?;
-            client.tags(&busybox, Some(1)).await.map(drop)
-        } else {
-            client.catalog(server, Some(1)).await.map(drop)
-        };
-        match probe {
+        match client.ping(server).await {
             Ok(()) => {}
-            // Past authentication: the registry only hides or forbids its catalog.
-            Err(error) if matches!(error.kind(), ErrorKind::NotFound | ErrorKind::Denied) => {}
             Err(stencil_registry::Error::Unauthorized { url, .. }) => bail!(
                 "login to {server} failed: {url} refused the credentials of user {username:?}; check the user name and password"
             ),
