@@ -256,7 +256,12 @@ pub(crate) async fn expect_success(answer: Answer, what: &str) -> Result<Answer>
         return Ok(answer);
     }
     let url = answer.url.to_string();
-    let host = answer.url.host_str().unwrap_or_default().to_owned();
+    // The registry as a user names it (with its port), for hints like `stencil login HOST`.
+    let host = match (answer.url.host_str(), answer.url.port()) {
+        (Some(host), Some(port)) => format!("{host}:{port}"),
+        (Some(host), None) => host.to_owned(),
+        (None, _) => String::new(),
+    };
     let retry = retry_after(answer.response.headers());
     let body = read_limited(answer.response, &answer.url, ERROR_BODY_LIMIT)
         .await
