@@ -16,9 +16,9 @@
 //! ```
 
 use anyhow::{Context, Result, bail};
-use stencil_registry::{Client, Credentials, DOCKER_HUB_AUTH_KEY, DockerConfig, RegistriesConfig};
+use stencil_registry::{Client, Credentials, DOCKER_HUB_AUTH_KEY, DockerConfig};
 
-use super::{Engine, REGISTRIES_FILE, docker_config_path};
+use super::{Engine, docker_config_path};
 
 /// The registry name Docker Hub is known by in references.
 const DOCKER_HUB: &str = "docker.io";
@@ -80,15 +80,8 @@ impl Engine {
                 "login to {server}: the password is empty (give -p, --password-stdin or type it)"
             );
         }
-        let settings = self.root.join(REGISTRIES_FILE);
-        let config = if settings.exists() {
-            RegistriesConfig::load(&settings)
-                .with_context(|| format!("cannot read {}", settings.display()))?
-        } else {
-            RegistriesConfig::default()
-        };
         let client = Client::builder()
-            .config(config)
+            .config(self.registries_config()?)
             // Exactly the credentials being checked, whatever the config file holds.
             .credentials(Credentials {
                 username: username.to_owned(),

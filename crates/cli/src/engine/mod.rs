@@ -98,18 +98,23 @@ impl Engine {
     /// A registry client with the user's docker credentials and the store's registry
     /// settings (`ROOT/registries.toml`, when present).
     pub fn registry_client(&self) -> Result<Client> {
-        let settings = self.root.join(REGISTRIES_FILE);
-        let config = if settings.exists() {
-            RegistriesConfig::load(&settings)
-                .with_context(|| format!("cannot read {}", settings.display()))?
-        } else {
-            RegistriesConfig::default()
-        };
         Ok(Client::builder()
-            .config(config)
+            .config(self.registries_config()?)
             .credentials(DockerConfig::new(docker_config_path()))
             .user_agent(concat!("stencil/", env!("CARGO_PKG_VERSION")))
             .build()?)
+    }
+}
+
+impl Engine {
+    /// The store's registry settings (`ROOT/registries.toml`), or the defaults without one.
+    pub(crate) fn registries_config(&self) -> Result<RegistriesConfig> {
+        let settings = self.root.join(REGISTRIES_FILE);
+        if !settings.exists() {
+            return Ok(RegistriesConfig::default());
+        }
+        RegistriesConfig::load(&settings)
+            .with_context(|| format!("cannot read {}", settings.display()))
     }
 }
 
