@@ -145,3 +145,89 @@ fn load_of_a_corrupted_archive_fails_cleanly() {
     stencil.run(&["images", "-q"]).success().stdout_is("");
     stencil.run(&["fsck"]).success();
 }
+
+/// An oci-archive holding one image of one valid layer; with `lie`, the config promises
+/// another diff ID than the layer's content has (every blob digest is still right, so only
+/// the unpacker can notice).
+fn archive_with_layer(path: &std::path::Path, lie: bool) {
+    use sha2::{Digest as _, Sha256};
+    let hex = |bytes: &[u8]| format!("{:x}", Sha256::digest(bytes));
+    let mut layer = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_ustar();
+    header.set_size(6);
+    header.set_mode(0o644);
+    layer
+        .append_data(&mut header, "hello", &b"hello\n"[..])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let plain = layer.into_inner().unwrap_or_else(|e| panic!("{e}"));
+    let diff_id = if lie {
+        hex(b"something else")
+    } else {
+        hex(&plain)
+    };
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &plain).unwrap_or_else(|e| panic!("{e}"));
+    let gz = gz.finish().unwrap_or_else(|e| panic!("{e}"));
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{diff_id}")]},
+    }))
+    .unwrap_or_default();
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": format!("sha256:{}", hex(&config)), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                    "digest": format!("sha256:{}", hex(&gz)), "size": gz.len()}],
+    }))
+    .unwrap_or_default();
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                       "digest": format!("sha256:{}", hex(&manifest)), "size": manifest.len(),
+                       "annotations": {"org.opencontainers.image.ref.name": "localhost:5000/bad/trailing:1"}}],
+    }))
+    .unwrap_or_default();
+    let file = std::fs::File::create(path).unwrap_or_else(|e| panic!("{e}"));
+    let mut archive = tar::Builder::new(file);
+    let mut add = |name: String, bytes: &[u8]| {
+        let mut header = tar::Header::new_ustar();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        archive
+            .append_data(&mut header, name, bytes)
+            .unwrap_or_else(|e| panic!("{e}"));
+    };
+    add("oci-layout".into(), br#"{"imageLayoutVersion":"1.0.0"}"#);
+    add("index.json".into(), &index);
+    for blob in [&config, &manifest, &gz] {
+        add(format!("blobs/sha256/{}", hex(blob)), blob);
+    }
+    archive.finish().unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn a_layer_that_breaks_its_diff_id_is_refused_and_nothing_stays() {
+    let stencil = Stencil::new();
+    let fine = stencil.scratch().join("fine.tar");
+    archive_with_layer(&fine, false);
+    stencil
+        .run(&["load", "-q", "-i", &fine.display().to_string()])
+        .success();
+    stencil
+        .run(&["rmi", "localhost:5000/bad/trailing:1"])
+        .success();
+    let bad = stencil.scratch().join("bad.tar");
+    archive_with_layer(&bad, true);
+    stencil
+        .run(&["load", "-i", &bad.display().to_string()])
+        .expect_code(125)
+        .stderr_contains("expects diff id");
+    stencil.run(&["images", "-q"]).success().stdout_is("");
+    let snapshots = std::fs::read_dir(stencil.root().join("snapshots/snapshots"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(snapshots, 0, "no snapshot of the refused layer stays");
+    stencil.run(&["fsck"]).success();
+}

@@ -40,10 +40,24 @@ impl Engine {
     /// Loads a docker-archive or oci-archive (detected from its content) and unpacks the
     /// images it holds.
     pub fn load(&self, path: &Path) -> Result<Vec<Loaded>> {
+        let before: Vec<_> = self
+            .store
+            .images()?
+            .into_iter()
+            .map(|image| image.manifest_digest)
+            .collect();
         let loaded = load(&self.store, path, &LoadOptions::default())
             .with_context(|| format!("cannot load {}", path.display()))?;
         for item in &loaded {
-            self.unpack_image(&item.image, &|_: PullEvent| {})?;
+            if let Err(error) = self.unpack_image(&item.image, &|_: PullEvent| {}) {
+                // A layer that cannot be unpacked leaves none of the archive's new images.
+                for other in &loaded {
+                    if !before.contains(&other.image.manifest_digest) {
+                        self.discard_image(&other.image.manifest_digest);
+                    }
+                }
+                return Err(error.context(format!("cannot load {}", path.display())));
+            }
         }
         Ok(loaded)
     }

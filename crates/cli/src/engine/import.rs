@@ -156,8 +156,8 @@ impl Engine {
         Ok(image)
     }
 
-    /// Removes an image recorded by a failed import, with its blobs.
-    fn discard_image(&self, manifest_digest: &Digest) {
+    /// Removes an image recorded by a failed import, pull or load, with its blobs.
+    pub(crate) fn discard_image(&self, manifest_digest: &Digest) {
         let removed = Reference::parse("untagged")
             .map(|r| r.with_digest(manifest_digest.clone()))
             .map_err(anyhow::Error::from)

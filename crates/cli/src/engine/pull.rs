@@ -103,12 +103,23 @@ impl Engine {
             digest: pulled.root.digest.clone(),
         });
         let index = (pulled.root.digest != pulled.manifest.digest).then_some(&pulled.root.digest);
+        let existed = self.store.image(&pulled.manifest.digest).is_ok();
         let image = self
             .store
             .record_image(&pulled.manifest.digest, index)
             .with_context(|| format!("cannot record {}", reference.familiar()))?;
         // Unpacking is blocking file-system work; keep the runtime's other tasks going.
-        let unpacked_any = tokio::task::block_in_place(|| self.unpack_image(&image, progress))?;
+        let unpacked = tokio::task::block_in_place(|| self.unpack_image(&image, progress));
+        let unpacked_any = match unpacked {
+            Ok(any) => any,
+            Err(error) => {
+                // A layer that cannot be unpacked leaves no half image behind.
+                if !existed {
+                    self.discard_image(&image.manifest_digest);
+                }
+                return Err(error.context(format!("cannot pull {}", reference.familiar())));
+            }
+        };
         if reference.tag().is_some() {
             self.store.tag(reference, &image.manifest_digest)?;
         }

@@ -133,8 +133,12 @@ impl Engine {
             .parents(target.parents.clone());
         let mut reader = reader;
         let applied = apply_layer(&mut reader, &target.dir, &options);
-        // Read what the tar parser left (end-of-archive padding) so the hash covers it all.
-        let drained = std::io::copy(&mut reader, &mut std::io::sink());
+        // Read what the tar parser left (end-of-archive padding) so the hash covers it all;
+        // after a failure, closing the pipe stops the decompression instead.
+        let drained = match &applied {
+            Ok(_) => std::io::copy(&mut reader, &mut std::io::sink()),
+            Err(_) => Ok(0),
+        };
         drop(reader);
         let hashed = hasher
             .join()
