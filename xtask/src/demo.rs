@@ -218,12 +218,9 @@ impl Registry {
         let child = Command::new(stencil)
             .arg("--root")
             .arg(&root)
-            .args([
-                "registry",
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-            ])
+            // Its per-request log lines would drown the demo; warnings still show.
+            .args(["--log-level", "warn", "registry", "serve", "--listen"])
+            .arg(format!("127.0.0.1:{port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()

@@ -26,15 +26,10 @@ struct Cli {
     #[arg(long, global = true, value_name = "DIR")]
     root: Option<PathBuf>,
 
-    /// How much to log on standard error.
-    #[arg(
-        long,
-        global = true,
-        value_enum,
-        default_value = "warn",
-        env = "STENCIL_LOG"
-    )]
-    log_level: LogLevel,
+    /// How much to log on standard error (default: warn; info for `registry serve`, which
+    /// logs one line per request).
+    #[arg(long, global = true, value_enum, env = "STENCIL_LOG")]
+    log_level: Option<LogLevel>,
 
     #[command(subcommand)]
     command: Command,
@@ -139,7 +134,11 @@ fn main() -> ExitCode {
             return ExitCode::from(status);
         }
     };
-    init_logging(cli.log_level);
+    let default_level = match cli.command {
+        Command::Registry(_) => LogLevel::Info,
+        _ => LogLevel::Warn,
+    };
+    init_logging(cli.log_level.unwrap_or(default_level));
     let root = cli.root.clone();
     let result = match cli.command {
         Command::Ref { json, references } => return run_ref(json, &references),
@@ -241,9 +240,12 @@ fn print(text: String) -> Result<()> {
 }
 
 fn init_logging(level: LogLevel) {
+    // Colours only for a person at a terminal; logs captured to files stay plain text.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(level.as_filter())
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .with_target(false)
         .without_time()
         .init();
