@@ -34,55 +34,39 @@ pub struct ImagesArgs {
     pub repository: Option<String>,
 }
 
-const COLUMNS: [Column; 5] = [
-    Column {
-        field: "Repository",
-        header: "REPOSITORY",
-    },
-    Column {
-        field: "Tag",
-        header: "TAG",
-    },
-    Column {
-        field: "ID",
-        header: "IMAGE ID",
-    },
-    Column {
-        field: "CreatedSince",
-        header: "CREATED",
-    },
-    Column {
-        field: "Size",
-        header: "SIZE",
-    },
-];
+/// The columns of docker's image tables, shared by `images`, `system df -v` and friends.
+pub const REPOSITORY: Column = Column {
+    field: "Repository",
+    header: "REPOSITORY",
+};
+/// The tag column.
+pub const TAG: Column = Column {
+    field: "Tag",
+    header: "TAG",
+};
+/// The manifest digest column (`--digests`).
+pub const DIGEST: Column = Column {
+    field: "Digest",
+    header: "DIGEST",
+};
+/// The image ID column.
+pub const IMAGE_ID: Column = Column {
+    field: "ID",
+    header: "IMAGE ID",
+};
+/// The age column.
+pub const CREATED: Column = Column {
+    field: "CreatedSince",
+    header: "CREATED",
+};
+/// The size column.
+pub const SIZE: Column = Column {
+    field: "Size",
+    header: "SIZE",
+};
 
-const COLUMNS_WITH_DIGESTS: [Column; 6] = [
-    Column {
-        field: "Repository",
-        header: "REPOSITORY",
-    },
-    Column {
-        field: "Tag",
-        header: "TAG",
-    },
-    Column {
-        field: "Digest",
-        header: "DIGEST",
-    },
-    Column {
-        field: "ID",
-        header: "IMAGE ID",
-    },
-    Column {
-        field: "CreatedSince",
-        header: "CREATED",
-    },
-    Column {
-        field: "Size",
-        header: "SIZE",
-    },
-];
+const COLUMNS: [Column; 5] = [REPOSITORY, TAG, IMAGE_ID, CREATED, SIZE];
+const COLUMNS_WITH_DIGESTS: [Column; 6] = [REPOSITORY, TAG, DIGEST, IMAGE_ID, CREATED, SIZE];
 
 /// One `--filter` of `images`.
 #[derive(Debug, Clone, PartialEq)]

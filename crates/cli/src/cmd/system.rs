@@ -7,6 +7,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 
+use crate::cmd::images::{CREATED, IMAGE_ID, REPOSITORY, SIZE, TAG};
 use crate::engine::{DiskUsage, Engine, image_rows};
 use crate::render::table::render_table;
 use crate::render::units::human_size;
@@ -91,26 +92,11 @@ fn zero_row(kind: &str) -> Vec<String> {
 }
 
 const IMAGE_COLUMNS: [Column; 8] = [
-    Column {
-        field: "Repository",
-        header: "REPOSITORY",
-    },
-    Column {
-        field: "Tag",
-        header: "TAG",
-    },
-    Column {
-        field: "ID",
-        header: "IMAGE ID",
-    },
-    Column {
-        field: "CreatedSince",
-        header: "CREATED",
-    },
-    Column {
-        field: "Size",
-        header: "SIZE",
-    },
+    REPOSITORY,
+    TAG,
+    IMAGE_ID,
+    CREATED,
+    SIZE,
     Column {
         field: "SharedSize",
         header: "SHARED SIZE",
