@@ -23,16 +23,16 @@ use std::io::Read;
 
 use anyhow::{Context, Result, bail};
 use chrono::{SecondsFormat, Utc};
-use serde_json::{Map, Value, json};
+use serde_json::Map;
 use stencil_cow_fs::compression::{decompress, detect};
 use stencil_layerstore::ImageRecord;
 use stencil_layerstore::content::Digester;
-use stencil_layerstore::image::Platform;
-use stencil_layerstore::image::media_type::{OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST};
+use stencil_layerstore::image::media_type::OCI_LAYER_GZIP;
 use stencil_reference::{Algorithm, Digest, Reference};
 
 use super::Engine;
 use super::changes::apply_change;
+use super::commit::{CommitOptions, HistoryEntry, NewLayer};
 
 /// A tar archive is a sequence of 512-byte blocks; the first one is checked before
 /// anything is stored.
@@ -99,44 +99,23 @@ impl Engine {
         let hashed = gzip.into_inner();
         let diff_id = hashed.digester.finish();
 
-        let created = Utc::now().to_rfc3339_opts(SecondsFormat::Nanos, true);
-        let platform = Platform::host();
-        let mut history = Map::new();
-        history.insert("created".into(), json!(created));
-        history.insert("created_by".into(), json!("stencil import"));
-        if let Some(message) = &options.message {
-            history.insert("comment".into(), json!(message));
-        }
-        let mut config = Map::new();
-        config.insert("created".into(), json!(created));
-        config.insert("architecture".into(), json!(platform.architecture));
-        config.insert("os".into(), json!(platform.os));
-        if let Some(variant) = &platform.variant {
-            config.insert("variant".into(), json!(variant));
-        }
-        config.insert("config".into(), Value::Object(container_config));
-        config.insert(
-            "rootfs".into(),
-            json!({"type": "layers", "diff_ids": [diff_id.to_string()]}),
-        );
-        config.insert("history".into(), json!([history]));
-        let config_bytes = serde_json::to_vec(&config)?;
-        let config_digest = self.store.put_blob(&config_bytes)?;
-        let manifest = json!({
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": {
-                "mediaType": OCI_CONFIG,
-                "digest": config_digest.to_string(),
-                "size": config_bytes.len(),
-            },
-            "layers": [{
-                "mediaType": OCI_LAYER_GZIP,
-                "digest": blob_digest.to_string(),
-                "size": blob_size,
-            }],
-        });
-        let manifest_digest = self.store.put_blob(&serde_json::to_vec(&manifest)?)?;
+        let layer = NewLayer {
+            blob_digest,
+            size: blob_size,
+            diff_id,
+            media_type: OCI_LAYER_GZIP,
+        };
+        let history = HistoryEntry {
+            created: Utc::now().to_rfc3339_opts(SecondsFormat::Nanos, true),
+            created_by: Some("stencil import"),
+            author: None,
+            comment: options.message.as_deref(),
+        };
+        let commit_options = CommitOptions {
+            config: Some(container_config),
+            ..CommitOptions::default()
+        };
+        let manifest_digest = self.image_manifest(None, Some(&layer), &commit_options, &history)?;
         let existed = self.store.image(&manifest_digest).is_ok();
         let image = self
             .store

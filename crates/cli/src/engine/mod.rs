@@ -20,6 +20,7 @@
 
 mod archive;
 pub mod changes;
+mod commit;
 mod fsck;
 mod images;
 mod import;
@@ -39,6 +40,7 @@ use stencil_layerstore::Store;
 use stencil_layerstore::content::LocalContent;
 use stencil_registry::{Client, DockerConfig, RegistriesConfig};
 
+pub use commit::{CommitOptions, Committed};
 pub use fsck::Checked;
 pub use images::{ImageRow, Removed, image_rows};
 pub use import::ImportOptions;

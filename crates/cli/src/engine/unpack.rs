@@ -103,7 +103,7 @@ impl Engine {
 
     /// Records the committed snapshot of `chain_id` in the metadata database, with the
     /// snapshotter's directory id.
-    fn record_snapshot(&self, chain_id: &Digest) -> Result<()> {
+    pub(crate) fn record_snapshot(&self, chain_id: &Digest) -> Result<()> {
         let id = self
             .snapshots
             .stat(chain_id.as_str())
