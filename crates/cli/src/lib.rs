@@ -19,6 +19,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod build;
 pub mod cmd;
 pub mod engine;
 pub mod options;

@@ -197,7 +197,7 @@ impl<R: Read> Read for PlainTarHasher<R> {
 
 /// Whether `block` is a whole tar header block with a valid checksum, or the all-zero
 /// block that ends an (empty) archive.
-fn is_tar_header(block: &[u8]) -> bool {
+pub(crate) fn is_tar_header(block: &[u8]) -> bool {
     if block.len() != TAR_BLOCK {
         return false;
     }

@@ -44,6 +44,7 @@ pub use commit::{CommitOptions, Committed};
 pub use fsck::Checked;
 pub use images::{ImageRow, Removed, image_rows};
 pub use import::ImportOptions;
+pub(crate) use import::is_tar_header;
 pub use login::{login_server, server_key};
 pub use pull::{PullEvent, PullOptions, PullReport, PullStatus};
 pub use push::PushReport;
