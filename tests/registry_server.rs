@@ -200,3 +200,87 @@ fn the_token_flow_admits_the_right_user_only() {
         String::from_utf8_lossy(&pulled.stderr)
     );
 }
+
+/// The served image of `served` under `name`, pushed by skopeo from a one-layer layout.
+fn push_with_skopeo(served: &Served, client: &Stencil, name: &str) -> Option<String> {
+    let layout = LayoutBuilder::new(client.scratch(), "v1")?.layer(|root| {
+        std::fs::create_dir_all(root.join("etc")).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(root.join("etc/motd"), "served\n").unwrap_or_else(|e| panic!("{e}"));
+    });
+    let full = format!("{}/{name}", served.host);
+    skopeo_copy(&layout.skopeo_name(), &format!("docker://{full}"))?;
+    Some(full)
+}
+
+#[test]
+fn podman_pulls_from_the_built_in_registry() {
+    let served = Served::start(&[]);
+    let client = Stencil::new();
+    let Some(full) = push_with_skopeo(&served, &client, "peers/podman:v1") else {
+        return;
+    };
+    let Some(podman) = peer("podman") else {
+        return;
+    };
+    let root = client.scratch().join("podman-root");
+    let runroot = client.scratch().join("podman-runroot");
+    let podman = |args: &[&str]| {
+        run_peer(
+            Command::new(&podman)
+                .arg("--root")
+                .arg(&root)
+                .arg("--runroot")
+                .arg(&runroot)
+                .args(["--storage-driver", "vfs"])
+                .args(args),
+        )
+    };
+    podman(&["pull", "--tls-verify=false", &full]);
+    let listed = podman(&["images", "--format", "{{.Repository}}:{{.Tag}} {{.Digest}}"]);
+    let stencil_digest = {
+        let pulled = Stencil::new();
+        pulled.run(&["pull", "-q", &full]).success();
+        let inspected = pulled.run(&["images", "--digests", "--format", "{{.Digest}}", &full]);
+        inspected.success();
+        inspected.stdout.trim().to_owned()
+    };
+    assert!(stencil_digest.starts_with("sha256:"), "{stencil_digest}");
+    assert!(
+        listed.contains(&full) && listed.contains(&stencil_digest),
+        "podman lists {full} with digest {stencil_digest}: {listed}"
+    );
+    // The file podman unpacked is the one pushed.
+    let mounted = podman(&["image", "mount", &full]);
+    let motd = std::fs::read_to_string(std::path::Path::new(mounted.trim()).join("etc/motd"))
+        .unwrap_or_else(|e| panic!("reading etc/motd under podman's mount {mounted}: {e}"));
+    podman(&["image", "unmount", &full]);
+    assert_eq!(motd, "served\n");
+}
+
+#[test]
+fn removing_local_images_never_breaks_what_the_registry_serves() {
+    let served = Served::start(&[]);
+    let client = Stencil::new();
+    let Some(full) = push_with_skopeo(&served, &client, "peers/kept:v1") else {
+        return;
+    };
+    // The push recorded the image in the server's own store; remove it there and collect
+    // garbage, as a person cleaning the machine would.
+    let owner = &served._store;
+    owner.run(&["images", &full]).success();
+    owner.run(&["rmi", &full]).success();
+    owner.run(&["image", "prune", "-a", "-f"]).success();
+    owner.run(&["fsck"]).success();
+    // The repository still has its manifest and every blob it names.
+    let fresh = Stencil::new();
+    let pulled = fresh.run(&["pull", &full]);
+    pulled.success();
+    fresh.run(&["fsck"]).success();
+    let mounted = fresh.run(&["image", "mount", &full]);
+    mounted.success();
+    let motd =
+        std::fs::read_to_string(std::path::Path::new(mounted.stdout.trim()).join("etc/motd"))
+            .unwrap_or_else(|e| panic!("reading etc/motd: {e}"));
+    fresh.run(&["image", "unmount", &full]).success();
+    assert_eq!(motd, "served\n");
+}

@@ -16,6 +16,7 @@ const PEERS: &[(&str, &str)] = &[
     ("busybox-static", "busybox"),
     ("apache2-utils", "htpasswd"),
     ("openssl", "openssl"),
+    ("podman", "podman"),
 ];
 
 /// Runs every check CI runs, in order.

@@ -66,6 +66,13 @@ pub enum Problem {
         /// What the blob is for the image: manifest, config, layer, index.
         role: &'static str,
     },
+    /// A blob held for something other than an image (a registry repository) is missing.
+    MissingHeldBlob {
+        /// Who holds it (`registry:REPO`, …).
+        holder: String,
+        /// The missing blob.
+        digest: Digest,
+    },
     /// A snapshot's recorded reference count differs from its users.
     RefcountMismatch {
         /// The snapshot's chain ID.
@@ -101,6 +108,9 @@ impl fmt::Display for Problem {
                 digest,
                 role,
             } => write!(f, "image {image} misses its {role} blob {digest}"),
+            Problem::MissingHeldBlob { holder, digest } => {
+                write!(f, "{holder} holds blob {digest}, which is missing")
+            }
             Problem::RefcountMismatch {
                 chain_id,
                 recorded,
@@ -205,6 +215,15 @@ impl Store {
                     }
                 }
             }
+        }
+        for (holder, digest) in self.blob_holds()? {
+            if !present.contains(&digest) {
+                report.problems.push(Problem::MissingHeldBlob {
+                    holder,
+                    digest: digest.clone(),
+                });
+            }
+            referenced.insert(digest);
         }
         report.unreferenced_blobs = present
             .difference(&referenced)
@@ -342,6 +361,12 @@ impl Store {
                             .repairs
                             .push(format!("removed leftover ingest {}", path.display()));
                     }
+                }
+                Problem::MissingHeldBlob { holder, digest } => {
+                    self.release_blobs(holder, Some(digest))?;
+                    report
+                        .repairs
+                        .push(format!("dropped {holder}'s hold on missing blob {digest}"));
                 }
                 Problem::MissingBlob { .. } | Problem::RefcountMismatch { .. } => {}
             }

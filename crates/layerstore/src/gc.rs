@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime};
 use rusqlite::{Connection, OptionalExtension, params};
 use stencil_reference::{Digest, Reference};
 
-use crate::content::Manager;
+use crate::content::{Manager, Provider};
 use crate::error::{Error, Result};
 use crate::meta::{self, SnapshotRecord};
 use crate::store::{Store, tag_key};
@@ -38,11 +38,12 @@ pub struct Removal {
     pub snapshots_released: Vec<SnapshotRecord>,
 }
 
-/// Whether any image still references `digest`.
+/// Whether any image or hold still references `digest`.
 fn is_referenced(connection: &Connection, digest: &str) -> rusqlite::Result<bool> {
     connection.query_row(
         "SELECT EXISTS(SELECT 1 FROM images WHERE manifest_digest = ?1 OR config_digest = ?1 OR index_digest = ?1)
-             OR EXISTS(SELECT 1 FROM layers WHERE blob_digest = ?1)",
+             OR EXISTS(SELECT 1 FROM layers WHERE blob_digest = ?1)
+             OR EXISTS(SELECT 1 FROM blob_holds WHERE digest = ?1)",
         [digest],
         |row| row.get(0),
     )
@@ -194,5 +195,108 @@ impl Store {
             }
         }
         Ok(deleted)
+    }
+
+    /// Keeps `digests` from garbage collection on behalf of `holder` (for example the
+    /// registry server's `registry:REPO`), whether or not an image uses them. Each blob
+    /// must be in the content store; claiming and checking happen in one transaction, so a
+    /// concurrent collection either keeps the blob or the hold fails with
+    /// [`crate::ErrorKind::BlobNotFound`].
+    pub fn hold_blobs(&self, holder: &str, digests: &[Digest]) -> Result<()> {
+        let database = self.database();
+        database.write(|transaction| {
+            let error = |source| database.error(source);
+            for digest in digests {
+                transaction
+                    .execute(
+                        "DELETE FROM gc_pending WHERE digest = ?1",
+                        [digest.as_str()],
+                    )
+                    .map_err(error)?;
+                if !self.content().contains(digest)? {
+                    return Err(Error::BlobNotFound {
+                        digest: digest.clone(),
+                    });
+                }
+                transaction
+                    .execute(
+                        "INSERT OR IGNORE INTO blob_holds (holder, digest) VALUES (?1, ?2)",
+                        params![holder, digest.as_str()],
+                    )
+                    .map_err(error)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Drops `holder`'s hold on `digest` (every hold of `holder` when `digest` is `None`).
+    /// Blobs nothing references any more become pending and are deleted by the next
+    /// garbage collection, not at once: the registry's deletes are lazy like
+    /// docker-registry's. Returns whether a hold went.
+    pub fn release_blobs(&self, holder: &str, digest: Option<&Digest>) -> Result<bool> {
+        let database = self.database();
+        database.write(|transaction| {
+            let error = |source| database.error(source);
+            let released: Vec<String> = match digest {
+                Some(digest) => transaction
+                    .prepare(
+                        "DELETE FROM blob_holds WHERE holder = ?1 AND digest = ?2 RETURNING digest",
+                    )
+                    .and_then(|mut statement| {
+                        statement
+                            .query_map(params![holder, digest.as_str()], |row| row.get(0))?
+                            .collect()
+                    }),
+                None => transaction
+                    .prepare("DELETE FROM blob_holds WHERE holder = ?1 RETURNING digest")
+                    .and_then(|mut statement| {
+                        statement
+                            .query_map(params![holder], |row| row.get(0))?
+                            .collect()
+                    }),
+            }
+            .map_err(error)?;
+            for blob in &released {
+                if !is_referenced(transaction, blob).map_err(error)? {
+                    transaction
+                        .execute(
+                            "INSERT OR IGNORE INTO gc_pending (digest) VALUES (?1)",
+                            [blob],
+                        )
+                        .map_err(error)?;
+                }
+            }
+            Ok(!released.is_empty())
+        })
+    }
+
+    /// The holders keeping `digest` from garbage collection.
+    pub fn blob_holders(&self, digest: &Digest) -> Result<Vec<String>> {
+        let database = self.database();
+        database.read(|connection| {
+            connection
+                .prepare("SELECT holder FROM blob_holds WHERE digest = ?1 ORDER BY holder")
+                .and_then(|mut statement| {
+                    statement
+                        .query_map([digest.as_str()], |row| row.get(0))?
+                        .collect()
+                })
+                .map_err(|source| database.error(source))
+        })
+    }
+
+    /// Every hold: `(holder, digest)`, sorted.
+    pub fn blob_holds(&self) -> Result<Vec<(String, Digest)>> {
+        let database = self.database();
+        database.read(|connection| {
+            connection
+                .prepare("SELECT holder, digest FROM blob_holds ORDER BY holder, digest")
+                .and_then(|mut statement| {
+                    statement
+                        .query_map([], |row| Ok((row.get(0)?, meta::digest_column(row, 1)?)))?
+                        .collect()
+                })
+                .map_err(|source| database.error(source))
+        })
     }
 }

@@ -10,7 +10,7 @@ use std::process::Command;
 use stencil_layerstore::archive::{LoadOptions, SaveFormat, export_oci_layout, load, save};
 use stencil_layerstore::content::{Manager, Provider};
 use stencil_layerstore::fsck::{FsckOptions, Problem};
-use stencil_layerstore::{ErrorKind, Reference, Store};
+use stencil_layerstore::{Digest, ErrorKind, Reference, Store};
 use support::{make_image, peer, run};
 
 fn reference(text: &str) -> Reference {
@@ -205,6 +205,104 @@ fn snapshots_and_garbage_collection() {
             .collect_garbage(std::time::Duration::ZERO)
             .expect("gc"),
         vec![loose]
+    );
+}
+
+#[test]
+fn held_blobs_survive_image_removal_and_garbage_collection() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(root.path()).expect("open");
+    let digest = make_image(&store, "shared:1", "amd64", &[&[("f", b"shared layer")]]);
+    let image = store.image(&digest).expect("image");
+    let layer = image.layers[0].blob_digest.clone();
+    let loose = store.put_blob(b"an artifact blob").expect("loose blob");
+
+    // A registry repository links the image's layer and an artifact blob no image uses.
+    store
+        .hold_blobs("registry:demo/artifacts", &[layer.clone(), loose.clone()])
+        .expect("hold");
+    assert_eq!(
+        store.blob_holders(&layer).expect("holders"),
+        ["registry:demo/artifacts"]
+    );
+    let missing = Digest::parse(&format!("sha256:{}", "0".repeat(64))).expect("digest");
+    assert_eq!(
+        store
+            .hold_blobs("registry:demo/artifacts", std::slice::from_ref(&missing))
+            .err()
+            .map(|e| e.kind()),
+        Some(ErrorKind::BlobNotFound),
+        "a hold names blobs that exist"
+    );
+
+    let removal = store.remove_image(&reference("shared:1")).expect("rmi");
+    assert!(
+        !removal.blobs_deleted.contains(&layer),
+        "the held layer survives rmi: {removal:?}"
+    );
+    assert!(store.content().contains(&layer).expect("contains"));
+    assert!(
+        store
+            .collect_garbage(std::time::Duration::ZERO)
+            .expect("gc")
+            .iter()
+            .all(|d| *d != layer && *d != loose),
+        "held blobs survive garbage collection"
+    );
+    let report = store.fsck(&FsckOptions::default()).expect("fsck");
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert!(!report.unreferenced_blobs.contains(&loose));
+
+    // Releasing one hold frees that blob only; releasing the holder frees the rest.
+    assert!(
+        store
+            .release_blobs("registry:demo/artifacts", Some(&loose))
+            .expect("release")
+    );
+    assert!(
+        !store
+            .release_blobs("registry:demo/artifacts", Some(&loose))
+            .expect("release twice")
+    );
+    let collected = store
+        .collect_garbage(std::time::Duration::ZERO)
+        .expect("gc");
+    assert!(collected.contains(&loose) && !collected.contains(&layer));
+    assert!(
+        store
+            .release_blobs("registry:demo/artifacts", None)
+            .expect("release all")
+    );
+    assert_eq!(
+        store
+            .collect_garbage(std::time::Duration::ZERO)
+            .expect("gc"),
+        vec![layer.clone()]
+    );
+
+    // fsck reports a hold on a blob that went missing behind the store's back, and repair
+    // drops it.
+    let again = store.put_blob(b"held then lost").expect("blob");
+    store
+        .hold_blobs("registry:demo/lost", std::slice::from_ref(&again))
+        .expect("hold");
+    let path = store.content().blob_path(&again);
+    std::fs::remove_file(&path).expect("lose the blob");
+    let report = store.fsck(&FsckOptions::default()).expect("fsck");
+    assert!(
+        matches!(&report.problems[..], [Problem::MissingHeldBlob { holder, digest }]
+            if holder == "registry:demo/lost" && *digest == again),
+        "{:?}",
+        report.problems
+    );
+    store.fsck(&FsckOptions { repair: true }).expect("repair");
+    assert!(store.blob_holds().expect("holds").is_empty());
+    assert!(
+        store
+            .fsck(&FsckOptions::default())
+            .expect("fsck")
+            .problems
+            .is_empty()
     );
 }
 

@@ -68,6 +68,16 @@ const MIGRATIONS: &[&str] = &[
         digest TEXT PRIMARY KEY
     );
     ",
+    // 2: blobs held by something other than an image record (the registry server's
+    // repositories: blob links and the blobs its manifests name).
+    "
+    CREATE TABLE blob_holds (
+        holder TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        PRIMARY KEY (holder, digest)
+    );
+    CREATE INDEX blob_holds_digest ON blob_holds(digest);
+    ",
 ];
 
 /// The schema version this build writes.

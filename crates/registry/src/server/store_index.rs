@@ -37,6 +37,48 @@ impl StoreIndex {
         }
     }
 
+    /// Who holds the blobs linked into `repo` in the store's garbage collection.
+    fn holder(repo: &RepositoryName) -> String {
+        format!("registry:{}", repo.image_name())
+    }
+
+    /// Who holds the blobs that manifest `digest` of `repo` names.
+    fn manifest_holder(repo: &RepositoryName, digest: &Digest) -> String {
+        format!("registry:{}@{digest}", repo.image_name())
+    }
+
+    /// Holds manifest `digest` and every blob it names (config, layers, an index's
+    /// manifests) against the store's garbage collection for as long as `repo` has it, so
+    /// that removing a local image never breaks what the registry serves. Blobs the store
+    /// lacks (foreign layers) are skipped.
+    fn hold_manifest(&self, repo: &RepositoryName, digest: &Digest) -> Result<()> {
+        let holder = StoreIndex::manifest_holder(repo, digest);
+        self.store
+            .hold_blobs(&holder, std::slice::from_ref(digest))?;
+        let bytes = self
+            .store
+            .read_blob(digest, super::MAX_MANIFEST_SIZE as u64)?;
+        let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        let descriptors = std::iter::once(&value["config"])
+            .chain(value["layers"].as_array().into_iter().flatten())
+            .chain(value["manifests"].as_array().into_iter().flatten())
+            .chain(value["blobs"].as_array().into_iter().flatten());
+        for descriptor in descriptors {
+            let Some(named) = descriptor["digest"]
+                .as_str()
+                .and_then(|text| Digest::parse(text).ok())
+            else {
+                continue;
+            };
+            match self.store.hold_blobs(&holder, &[named]) {
+                Ok(()) => {}
+                Err(error) if error.kind() == StoreErrorKind::BlobNotFound => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok(())
+    }
+
     fn reference(repo: &RepositoryName, tag: &Tag) -> Option<Reference> {
         Reference::parse(&format!("{}:{}", repo.image_name(), tag.as_str())).ok()
     }
@@ -143,6 +185,8 @@ impl StoreIndex {
 
 impl RepositoryIndex for StoreIndex {
     fn link_blob(&self, repo: &RepositoryName, digest: &Digest) -> Result<()> {
+        self.store
+            .hold_blobs(&StoreIndex::holder(repo), std::slice::from_ref(digest))?;
         self.files.link_blob(repo, digest)
     }
 
@@ -161,7 +205,10 @@ impl RepositoryIndex for StoreIndex {
     }
 
     fn unlink_blob(&self, repo: &RepositoryName, digest: &Digest) -> Result<bool> {
-        self.files.unlink_blob(repo, digest)
+        let unlinked = self.files.unlink_blob(repo, digest)?;
+        self.store
+            .release_blobs(&StoreIndex::holder(repo), Some(digest))?;
+        Ok(unlinked)
     }
 
     fn put_manifest(
@@ -170,6 +217,7 @@ impl RepositoryIndex for StoreIndex {
         record: &ManifestRecord,
         tag: Option<&Tag>,
     ) -> Result<()> {
+        self.hold_manifest(repo, &record.digest)?;
         self.files.put_manifest(repo, record, tag)?;
         self.record(repo, record, tag)
     }
@@ -207,6 +255,8 @@ impl RepositoryIndex for StoreIndex {
 
     fn delete_manifest(&self, repo: &RepositoryName, digest: &Digest) -> Result<bool> {
         let mut deleted = self.files.delete_manifest(repo, digest)?;
+        self.store
+            .release_blobs(&StoreIndex::manifest_holder(repo, digest), None)?;
         for (tag, tagged) in self.store_tags(repo)? {
             if tagged == *digest
                 && let Some(reference) = Tag::parse(&tag)
