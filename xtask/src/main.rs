@@ -2,10 +2,13 @@
 //!
 //! - `cargo xtask test`: everything CI runs (peers install, fmt, clippy, build, tests).
 //! - `cargo xtask demo`: the main job of stencil on embedded defaults, offline.
+//! - `cargo xtask bench`: stencil against its peers on real images (not CI; writes
+//!   docs/benchmarks.md).
 //!
 //! This is a plain binary so it needs nothing beyond cargo; it is not a library and
 //! nothing else depends on it. Its `tidy` module holds tests run by plain `cargo test`.
 
+mod bench;
 mod demo;
 mod shell;
 mod test;
@@ -14,16 +17,22 @@ mod tidy;
 
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: cargo xtask <test|demo>
+const USAGE: &str = "usage: cargo xtask <test|demo|bench>
 
   test   install missing test peers, then fmt, clippy, build and every test (what CI runs)
-  demo   build stencil and show its main job on embedded defaults (no internet)";
+  demo   build stencil and show its main job on embedded defaults (no internet)
+  bench  stencil against podman, skopeo, umoci, tar and docker-registry; writes
+         docs/benchmarks.md (root; `cargo xtask bench --help`)";
 
 fn main() -> ExitCode {
     let task = std::env::args().nth(1);
     let result = match task.as_deref() {
         Some("test") => test::run_all(),
         Some("demo") => demo::run_demo(),
+        Some("bench") => {
+            let rest: Vec<String> = std::env::args().skip(2).collect();
+            bench::run_bench(&rest)
+        }
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;

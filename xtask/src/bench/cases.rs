@@ -1,0 +1,775 @@
+//! The benchmark cases: each builds its contenders (stencil, peers, floors), runs them
+//! alternately and checks the issue's targets on the medians.
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use super::Bench;
+use super::fixtures::{Compression, Image, remove_if_present};
+use super::load;
+use super::measure::{Contender, Role, Row, alternate, sh, time};
+use super::servers::{Server, free_port};
+
+/// The measured outcome of one case.
+pub struct Case {
+    /// `scenario/image-compression`.
+    pub id: String,
+    /// What is compared, one line.
+    pub title: String,
+    /// One row per contender.
+    pub rows: Vec<Row>,
+    /// Extra facts (request counts, throughput, caveats).
+    pub notes: Vec<String>,
+    /// The issue's targets, checked.
+    pub checks: Vec<Check>,
+    /// Set when the case could not run.
+    pub error: Option<String>,
+}
+
+/// A target from the issue and whether this run meets it.
+pub struct Check {
+    /// What is compared.
+    pub what: String,
+    /// The figure measured.
+    pub value: String,
+    /// The target.
+    pub target: String,
+    /// Whether it holds.
+    pub holds: bool,
+}
+
+impl Case {
+    fn new(id: String, title: &str) -> Case {
+        Case {
+            id,
+            title: title.to_owned(),
+            rows: Vec::new(),
+            notes: Vec::new(),
+            checks: Vec::new(),
+            error: None,
+        }
+    }
+
+    /// The row labelled `label`.
+    fn row(&self, label: &str) -> Option<&Row> {
+        self.rows.iter().find(|r| r.label == label)
+    }
+
+    /// Median wall time of stencil over that of `label`.
+    pub fn ratio(&self, label: &str) -> Option<f64> {
+        let ours = self.rows.iter().find(|r| r.role == Role::Stencil)?;
+        Some(ours.wall() / self.row(label)?.wall())
+    }
+
+    fn check_ratio(&mut self, label: &str, at_most: f64) {
+        if let Some(ratio) = self.ratio(label) {
+            self.checks.push(Check {
+                what: format!("stencil / {label} (wall)"),
+                value: format!("{ratio:.2}"),
+                target: format!("≤ {at_most}"),
+                holds: ratio <= at_most,
+            });
+        }
+    }
+}
+
+type CaseFn = Box<dyn Fn(&Bench) -> Result<Case>>;
+
+/// Runs every selected case, in order; a case that fails is reported, not fatal.
+pub fn run_all(bench: &Bench) -> Result<Vec<Case>> {
+    let mut cases: Vec<(String, CaseFn)> = Vec::new();
+    let images = ["minbase", "app", "layers50"];
+    for name in images {
+        for compression in Compression::ALL {
+            let tag = format!("{name}-{}", compression.name());
+            cases.push((
+                format!("pull/{tag}"),
+                Box::new(move |b: &Bench| pull(b, b.fx.image(name), compression, &b.tmp, "pull")),
+            ));
+        }
+    }
+    cases.push((
+        "pull-disk/minbase-gzip".to_owned(),
+        Box::new(|b: &Bench| {
+            pull(
+                b,
+                b.fx.image("minbase"),
+                Compression::Gzip,
+                &b.disk,
+                "pull-disk",
+            )
+        }),
+    ));
+    for name in images {
+        cases.push((
+            format!("fetch/{name}-gzip"),
+            Box::new(move |b: &Bench| fetch(b, b.fx.image(name))),
+        ));
+    }
+    for name in images {
+        for compression in Compression::ALL {
+            let tag = format!("{name}-{}", compression.name());
+            cases.push((
+                format!("unpack/{tag}"),
+                Box::new(move |b: &Bench| unpack(b, b.fx.image(name), compression)),
+            ));
+        }
+    }
+    for name in images {
+        cases.push((
+            format!("push/{name}-gzip"),
+            Box::new(move |b: &Bench| push(b, b.fx.image(name), Compression::Gzip)),
+        ));
+    }
+    for name in images {
+        cases.push((
+            format!("warm/{name}-gzip"),
+            Box::new(move |b: &Bench| warm(b, b.fx.image(name), Compression::Gzip)),
+        ));
+    }
+    for name in ["minbase", "app"] {
+        cases.push((
+            format!("saveload/{name}-gzip"),
+            Box::new(move |b: &Bench| save_load(b, b.fx.image(name), Compression::Gzip)),
+        ));
+    }
+    cases.push(("serve/layers50".to_owned(), Box::new(serve)));
+
+    let mut results = Vec::new();
+    for (id, case) in cases {
+        if !bench.options.wants(&id) {
+            continue;
+        }
+        eprintln!("xtask bench: {id}");
+        let outcome = case(bench);
+        match outcome {
+            Ok(case) => results.push(case),
+            Err(error) => {
+                eprintln!("xtask bench: {id} failed: {error:#}");
+                let mut case = Case::new(id, "could not run");
+                case.error = Some(format!("{error:#}"));
+                results.push(case);
+            }
+        }
+        // Cases leave their stores on the tmpfs; the next one starts from an empty one.
+        clear_dir(&bench.tmp)?;
+    }
+    Ok(results)
+}
+
+/// Removes everything inside `dir` (unmounting first), keeping `dir`.
+fn clear_dir(dir: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
+        remove_if_present(&entry?.path())?;
+    }
+    Ok(())
+}
+
+/// An empty directory at `path` (whatever was there removed).
+fn fresh(path: &Path) -> Result<()> {
+    remove_if_present(path)?;
+    std::fs::create_dir_all(path).with_context(|| format!("cannot create {}", path.display()))
+}
+
+/// Runs a set-up command (not timed); fails with its stderr.
+fn setup(command: &mut Command, log: &Path) -> Result<()> {
+    time(command, log).map(|_| ())
+}
+
+/// The floors shared by pull and unpack: hashing, decompressing and extracting the same
+/// bytes, one pass each, and the one-pass `tar` with decompression.
+fn floors<'a>(
+    image: &'a Image,
+    compression: Compression,
+    out: &'a Path,
+    with_hash: bool,
+) -> Vec<Contender<'a>> {
+    let blobs = image.blobs(compression);
+    let tars = image.tars();
+    let mut list = Vec::new();
+    if with_hash {
+        let blobs = blobs.clone();
+        list.push(Contender::new("sha256sum", Role::Floor, move || {
+            let mut command = Command::new("sha256sum");
+            command.args(&blobs);
+            command
+        }));
+    }
+    let decompress = format!("{} -dc", compression.decompressor());
+    let program = compression.decompressor();
+    let blobs_for_decompress = blobs.clone();
+    list.push(Contender::new(&decompress, Role::Floor, move || {
+        let mut command = Command::new(program);
+        command.arg("-dcq").args(&blobs_for_decompress);
+        command
+    }));
+    let out_plain = out.to_path_buf();
+    list.push(
+        Contender::new("tar -xf (plain tar)", Role::Floor, move || {
+            let mut args = vec![out_plain.clone()];
+            args.extend(tars.iter().cloned());
+            sh(
+                "d=$1; shift; for f; do tar -xf \"$f\" -C \"$d\" || exit 1; done",
+                &args,
+            )
+        })
+        .prepare(move || fresh(out)),
+    );
+    let flag = match compression {
+        Compression::Gzip => "-z",
+        Compression::Zstd => "--zstd",
+    };
+    let label = match compression {
+        Compression::Gzip => "tar -xzf",
+        Compression::Zstd => "tar --zstd -xf",
+    };
+    let out_z = out.to_path_buf();
+    list.push(
+        Contender::new(label, Role::Floor, move || {
+            let mut args = vec![out_z.clone()];
+            args.extend(blobs.iter().cloned());
+            sh(
+                &format!("d=$1; shift; for f; do tar {flag} -xf \"$f\" -C \"$d\" || exit 1; done"),
+                &args,
+            )
+        })
+        .prepare(move || fresh(out)),
+    );
+    list
+}
+
+fn describe(image: &Image, compression: Compression) -> String {
+    format!(
+        "{} layers, {:.1} MiB {}",
+        image.layers.len(),
+        image.size(compression) as f64 / 1048576.0,
+        compression.name()
+    )
+}
+
+/// 1. Pull with unpack from the loopback registry, against `podman pull`.
+fn pull(
+    b: &Bench,
+    image: &Image,
+    compression: Compression,
+    base: &Path,
+    scenario: &str,
+) -> Result<Case> {
+    let mut case = Case::new(
+        format!("{scenario}/{}", image.tag(compression)),
+        &format!(
+            "pull with unpack ({}), stores on {}",
+            describe(image, compression),
+            if base == b.tmp { "tmpfs" } else { "disk" }
+        ),
+    );
+    let reference = b.reference(image.name, compression.name());
+    let root = base.join("stencil-root");
+    let floor_out = base.join("floor");
+    let mut contenders = vec![
+        Contender::new("stencil", Role::Stencil, || {
+            b.stencil(&root, &["pull", "-q", &reference])
+        })
+        .prepare(|| fresh(&root)),
+        Contender::new("podman", Role::Peer, || {
+            b.podman(base, &["pull", "-q", "--tls-verify=false", &reference])
+        })
+        .prepare(|| {
+            remove_if_present(&base.join("podman-root"))?;
+            remove_if_present(&super::podman_runroot(base))
+        }),
+    ];
+    contenders.extend(floors(image, compression, &floor_out, true));
+    case.rows = alternate(&mut contenders, b.options.runs, &b.log)?;
+    drop(contenders);
+    case.check_ratio(
+        "podman",
+        match compression {
+            Compression::Gzip => 0.5,
+            Compression::Zstd => 0.4,
+        },
+    );
+    let bytes = image.size(compression) as f64 / 1048576.0;
+    if let Some(row) = case.row("stencil") {
+        case.notes.push(format!(
+            "stencil: {:.0} MiB/s of compressed layers; peak RSS {:.0} MiB",
+            bytes / row.wall(),
+            row.rss_mib()
+        ));
+    }
+    remove_if_present(&root)?;
+    remove_if_present(&floor_out)?;
+    remove_if_present(&base.join("podman-root"))?;
+    remove_if_present(&super::podman_runroot(base))?;
+    Ok(case)
+}
+
+/// 2. Fetch without unpack: the registry client into a content store, against skopeo.
+fn fetch(b: &Bench, image: &Image) -> Result<Case> {
+    let compression = Compression::Gzip;
+    let mut case = Case::new(
+        format!("fetch/{}", image.tag(compression)),
+        &format!(
+            "fetch without unpack ({}), stores on tmpfs",
+            describe(image, compression)
+        ),
+    );
+    let reference = b.reference(image.name, compression.name());
+    let ours = b.tmp.join("fetch-stencil");
+    let theirs = b.tmp.join("fetch-skopeo");
+    let blobs = image.blobs(compression);
+    let mut contenders = vec![
+        Contender::new("stencil", Role::Stencil, || {
+            let mut command = Command::new(&b.pull_bench);
+            command.args(["--pull", &reference]).arg(&ours);
+            command
+        })
+        .prepare(|| remove_if_present(&ours)),
+        Contender::new("skopeo", Role::Peer, || {
+            let mut command = Command::new("skopeo");
+            command
+                .args(["copy", "--quiet", "--src-tls-verify=false"])
+                .arg(format!("docker://{reference}"))
+                .arg(format!("oci:{}:bench", theirs.display()));
+            command
+        })
+        .prepare(|| remove_if_present(&theirs)),
+        Contender::new("sha256sum", Role::Floor, || {
+            let mut command = Command::new("sha256sum");
+            command.args(&blobs);
+            command
+        }),
+    ];
+    case.rows = alternate(&mut contenders, b.options.runs, &b.log)?;
+    drop(contenders);
+    case.notes.push(
+        "stencil here is the registry client alone (`pull_bench --pull`, the \
+         stencil-registry example): resolve, download and verify every blob into a content \
+         store, nothing unpacked; the CLI has no fetch-only verb."
+            .to_owned(),
+    );
+    Ok(case)
+}
+
+/// 3. Unpack of local layers: cow-fs's apply against `umoci unpack` and GNU tar.
+fn unpack(b: &Bench, image: &Image, compression: Compression) -> Result<Case> {
+    let mut case = Case::new(
+        format!("unpack/{}", image.tag(compression)),
+        &format!(
+            "unpack of local layers ({}) into a directory on tmpfs",
+            describe(image, compression)
+        ),
+    );
+    let out = b.tmp.join("unpack-stencil");
+    let bundle = b.tmp.join("unpack-umoci");
+    let floor_out = b.tmp.join("unpack-floor");
+    let blobs = image.blobs(compression);
+    let layout = format!("{}:{}", b.fx.layout.display(), image.tag(compression));
+    let mut contenders = vec![
+        Contender::new("stencil", Role::Stencil, || {
+            let mut args = vec![b.apply.clone(), out.clone()];
+            args.extend(blobs.iter().cloned());
+            sh(
+                "a=$1 d=$2; shift 2; for f; do \"$a\" \"$f\" \"$d\" || exit 1; done",
+                &args,
+            )
+        })
+        .prepare(|| fresh(&out)),
+    ];
+    // umoci 0.4.7 (Debian bookworm) refuses zstd layers ("blob is not correct mediatype").
+    if compression == Compression::Gzip {
+        contenders.push(
+            Contender::new("umoci", Role::Peer, || {
+                let mut command = Command::new("umoci");
+                command.args(["unpack", "--image", &layout]).arg(&bundle);
+                command
+            })
+            .prepare(|| remove_if_present(&bundle)),
+        );
+    }
+    contenders.extend(floors(image, compression, &floor_out, false));
+    case.rows = alternate(&mut contenders, b.options.runs, &b.log)?;
+    drop(contenders);
+    case.check_ratio(
+        match compression {
+            Compression::Gzip => "tar -xzf",
+            Compression::Zstd => "tar --zstd -xf",
+        },
+        1.2,
+    );
+    case.check_ratio("umoci", 0.6);
+    if compression == Compression::Zstd {
+        case.notes.push(
+            "No umoci row: umoci 0.4.7 refuses zstd layers (\"blob is not correct \
+             mediatype\")."
+                .to_owned(),
+        );
+    }
+    case.notes.push(
+        "stencil here is `apply LAYER DIR` (the stencil-cow-fs example) once per layer: \
+         decompression and `apply_layer` into a plain directory (whiteouts applied by \
+         deletion), nothing else. umoci also verifies blob digests and writes an mtree \
+         manifest of the result; tar does neither."
+            .to_owned(),
+    );
+    for path in [&out, &bundle, &floor_out] {
+        remove_if_present(path)?;
+    }
+    Ok(case)
+}
+
+/// 4. Push of an image the registry lacks, against `skopeo copy oci: docker://`.
+fn push(b: &Bench, image: &Image, compression: Compression) -> Result<Case> {
+    let mut case = Case::new(
+        format!("push/{}", image.tag(compression)),
+        &format!(
+            "push to an empty loopback docker-registry ({})",
+            describe(image, compression)
+        ),
+    );
+    let root = b.tmp.join("push-stencil-root");
+    let storage = b.tmp.join("push-registry");
+    let port = free_port()?;
+    let target = format!(
+        "127.0.0.1:{port}/bench/{}:{}",
+        image.name,
+        compression.name()
+    );
+    fresh(&root)?;
+    setup(
+        &mut b.stencil(
+            &root,
+            &["pull", "-q", &b.reference(image.name, compression.name())],
+        ),
+        &b.log,
+    )?;
+    setup(
+        &mut b.stencil(
+            &root,
+            &["tag", &b.reference(image.name, compression.name()), &target],
+        ),
+        &b.log,
+    )?;
+    let server: Rc<RefCell<Option<Server>>> = Rc::new(RefCell::new(None));
+    let restart = || -> Result<()> {
+        server.borrow_mut().take();
+        fresh(&storage)?;
+        *server.borrow_mut() = Some(Server::docker_registry(
+            &storage,
+            &b.tmp.join("push-registry.log"),
+            port,
+            false,
+        )?);
+        Ok(())
+    };
+    let layout = format!("oci:{}:{}", b.fx.layout.display(), image.tag(compression));
+    let blobs = image.blobs(compression);
+    let mut contenders = vec![
+        Contender::new("stencil", Role::Stencil, || {
+            b.stencil(&root, &["push", &target])
+        })
+        .prepare(restart),
+        Contender::new("skopeo", Role::Peer, || {
+            let mut command = Command::new("skopeo");
+            command
+                .args(["copy", "--quiet", "--dest-tls-verify=false", &layout])
+                .arg(format!("docker://{target}"));
+            command
+        })
+        .prepare(restart),
+        Contender::new("sha256sum", Role::Floor, || {
+            let mut command = Command::new("sha256sum");
+            command.args(&blobs);
+            command
+        }),
+    ];
+    case.rows = alternate(&mut contenders, b.options.runs, &b.log)?;
+    drop(contenders);
+    server.borrow_mut().take();
+    case.check_ratio("skopeo", 0.8);
+    case.notes.push(
+        "The registry is restarted empty before each push (not timed); stencil pushes \
+         from its store what `stencil pull` put there, skopeo from the OCI layout: the \
+         same compressed bytes."
+            .to_owned(),
+    );
+    remove_if_present(&root)?;
+    remove_if_present(&storage)?;
+    Ok(case)
+}
+
+/// HTTP requests in a docker-registry access log excerpt: `(method, path)`.
+fn requests_in(log: &str) -> Vec<String> {
+    log.lines()
+        .filter_map(|line| {
+            let start = line.find("\"GET ").or_else(|| line.find("\"HEAD "))?;
+            let rest = &line[start + 1..];
+            let end = rest.find(" HTTP/")?;
+            Some(rest[..end].to_owned())
+        })
+        .collect()
+}
+
+/// 5. Warm re-pull: every layer present; count the registry's requests.
+fn warm(b: &Bench, image: &Image, compression: Compression) -> Result<Case> {
+    let mut case = Case::new(
+        format!("warm/{}", image.tag(compression)),
+        &format!(
+            "re-pull of an image already in the store ({})",
+            describe(image, compression)
+        ),
+    );
+    let reference = b.reference(image.name, compression.name());
+    let root = b.tmp.join("warm-stencil-root");
+    let base = b.tmp.join("warm-podman");
+    fresh(&root)?;
+    fresh(&base)?;
+    let stencil_pull = || b.stencil(&root, &["pull", "-q", &reference]);
+    let podman_pull = || b.podman(&base, &["pull", "-q", "--tls-verify=false", &reference]);
+    setup(&mut stencil_pull(), &b.log)?;
+    setup(&mut podman_pull(), &b.log)?;
+    for (label, mut command) in [("stencil", stencil_pull()), ("podman", podman_pull())] {
+        let from = b.registry.log_len();
+        setup(&mut command, &b.log)?;
+        let requests = requests_in(&b.registry.log_since(from));
+        let manifests = requests
+            .iter()
+            .filter(|r| r.contains("/manifests/"))
+            .count();
+        case.notes.push(format!(
+            "{label}: {} HTTP requests ({manifests} for manifests): {}",
+            requests.len(),
+            requests.join(", ")
+        ));
+        if label == "stencil" {
+            case.checks.push(Check {
+                what: "requests of a warm re-pull".to_owned(),
+                value: requests.len().to_string(),
+                target: "the manifest request only (plus auth)".to_owned(),
+                holds: requests
+                    .iter()
+                    .all(|r| r.contains("/manifests/") || r.ends_with("/v2/"))
+                    && manifests == 1,
+            });
+        }
+    }
+    let mut contenders = vec![
+        Contender::new("stencil", Role::Stencil, stencil_pull),
+        Contender::new("podman", Role::Peer, podman_pull),
+    ];
+    case.rows = alternate(&mut contenders, b.options.runs, &b.log)?;
+    drop(contenders);
+    remove_if_present(&root)?;
+    remove_if_present(&base)?;
+    remove_if_present(&super::podman_runroot(&base))?;
+    Ok(case)
+}
+
+/// 8. Save and load round trip, against skopeo through a docker-archive.
+fn save_load(b: &Bench, image: &Image, compression: Compression) -> Result<Case> {
+    let mut case = Case::new(
+        format!("saveload/{}", image.tag(compression)),
+        &format!(
+            "save to a docker-archive and load it into an empty store ({})",
+            describe(image, compression)
+        ),
+    );
+    let reference = b.reference(image.name, compression.name());
+    let source = b.tmp.join("saveload-source");
+    let archive = b.tmp.join("saveload.tar");
+    let ours = b.tmp.join("saveload-stencil");
+    let theirs = b.tmp.join("saveload-skopeo");
+    fresh(&source)?;
+    setup(&mut b.stencil(&source, &["pull", "-q", &reference]), &b.log)?;
+    let layout = format!("oci:{}:{}", b.fx.layout.display(), image.tag(compression));
+    let stencil_bin = b.stencil.display().to_string();
+    let mut contenders = vec![
+        Contender::new("stencil", Role::Stencil, || {
+            let args: Vec<PathBuf> = vec![
+                stencil_bin.clone().into(),
+                source.clone(),
+                ours.clone(),
+                archive.clone(),
+                reference.clone().into(),
+            ];
+            sh(
+                "\"$1\" --root \"$2\" save -o \"$4\" \"$5\" && \"$1\" --root \"$3\" load -q -i \"$4\"",
+                &args,
+            )
+        })
+        .prepare(|| {
+            remove_if_present(&archive)?;
+            fresh(&ours)
+        }),
+        Contender::new("skopeo", Role::Peer, || {
+            let args: Vec<PathBuf> = vec![
+                layout.clone().into(),
+                format!("docker-archive:{}:{reference}", archive.display()).into(),
+                format!("docker-archive:{}", archive.display()).into(),
+                format!("oci:{}:bench", theirs.display()).into(),
+            ];
+            sh(
+                "skopeo copy --quiet \"$1\" \"$2\" && skopeo copy --quiet \"$3\" \"$4\"",
+                &args,
+            )
+        })
+        .prepare(|| {
+            remove_if_present(&archive)?;
+            remove_if_present(&theirs)
+        }),
+    ];
+    case.rows = alternate(&mut contenders, b.options.runs, &b.log)?;
+    drop(contenders);
+    case.notes.push(
+        "stencil's load also unpacks every layer into a snapshot (the image is ready to \
+         run); skopeo's second copy only writes blobs into an OCI layout."
+            .to_owned(),
+    );
+    for path in [&source, &archive, &ours, &theirs] {
+        remove_if_present(path)?;
+    }
+    Ok(case)
+}
+
+/// 9. Registry server under load: `stencil registry serve` against docker-registry.
+fn serve(b: &Bench) -> Result<Case> {
+    let mut case = Case::new(
+        "serve/layers50".to_owned(),
+        &format!(
+            "{} clients against a loopback registry on tmpfs: push {} blobs, then HEAD/GET \
+             blobs and manifests for {} s",
+            load::CLIENTS,
+            load::BLOBS,
+            b.options.serve_seconds
+        ),
+    );
+    let blobs = Arc::new(load::Blobs::generate());
+    let ours_root = b.tmp.join("serve-stencil");
+    let theirs_storage = b.tmp.join("serve-docker-registry");
+    fresh(&ours_root)?;
+    fresh(&theirs_storage)?;
+    let ours = Server::stencil(
+        &b.stencil,
+        &ours_root,
+        &b.tmp.join("serve-stencil.log"),
+        free_port()?,
+    )?;
+    let theirs = Server::docker_registry(
+        &theirs_storage,
+        &b.tmp.join("serve-docker-registry.log"),
+        free_port()?,
+        false,
+    )?;
+    let image = b.fx.image("layers50");
+    for server in [&ours, &theirs] {
+        for compression in Compression::ALL {
+            setup(
+                Command::new("skopeo").args([
+                    "copy",
+                    "--quiet",
+                    "--dest-tls-verify=false",
+                    &format!("oci:{}:{}", b.fx.layout.display(), image.tag(compression)),
+                    &format!(
+                        "docker://{}/bench/layers50:{}",
+                        server.host(),
+                        compression.name()
+                    ),
+                ]),
+                &b.log,
+            )?;
+        }
+    }
+    let duration = Duration::from_secs(b.options.serve_seconds);
+    let mut results: Vec<(&str, Vec<load::Phase>, Vec<load::Phase>)> = vec![
+        ("stencil", Vec::new(), Vec::new()),
+        ("docker-registry", Vec::new(), Vec::new()),
+    ];
+    for run in 0..b.options.runs {
+        for (server, entry) in [&ours, &theirs].into_iter().zip(results.iter_mut()) {
+            let pushed = load::push(&server.host(), "bench/load", &blobs)?;
+            let pulled = load::pull(
+                &server.host(),
+                "bench/load",
+                "bench/layers50",
+                &["gzip", "zstd"],
+                &blobs,
+                duration,
+            )?;
+            eprintln!(
+                "    {:<22} run {}: push {:>7.0} req/s, pull {:>7.0} req/s {:>6.0} MB/s p50 {:.2} ms p99 {:.2} ms, {} errors",
+                entry.0,
+                run + 1,
+                pushed.rate(),
+                pulled.rate(),
+                pulled.mbps(),
+                pulled.p50_ms,
+                pulled.p99_ms,
+                pushed.errors + pulled.errors
+            );
+            entry.1.push(pushed);
+            entry.2.push(pulled);
+        }
+    }
+    let med = |phases: &[load::Phase], f: fn(&load::Phase) -> f64| {
+        super::measure::median(phases.iter().map(f))
+    };
+    let mut rates = Vec::new();
+    for ((label, pushes, pulls), server) in results.iter().zip([&ours, &theirs]) {
+        let errors: u64 = pushes.iter().chain(pulls.iter()).map(|p| p.errors).sum();
+        let bad = load::verify(&server.host(), "bench/load", &blobs)?;
+        case.notes.push(format!(
+            "{label}: pull {:.0} req/s, {:.0} MB/s, p50 {:.2} ms, p99 {:.2} ms; push of {:.1} MB \
+             {:.0} req/s, {:.0} MB/s, p99 {:.1} ms; {errors} errors; {bad} of {} blobs wrong \
+             when fetched afterwards; server peak RSS {:.0} MiB",
+            med(pulls, load::Phase::rate),
+            med(pulls, load::Phase::mbps),
+            med(pulls, |p| p.p50_ms),
+            med(pulls, |p| p.p99_ms),
+            blobs.bytes() as f64 / 1e6,
+            med(pushes, load::Phase::rate),
+            med(pushes, load::Phase::mbps),
+            med(pushes, |p| p.p99_ms),
+            load::BLOBS,
+            server.peak_rss_mib(),
+        ));
+        if errors > 0 || bad > 0 {
+            case.notes.push(format!("{label} had errors: see above"));
+        }
+        rates.push((
+            med(pulls, load::Phase::rate),
+            med(pushes, load::Phase::rate),
+        ));
+    }
+    let pull_ratio = rates[0].0 / rates[1].0;
+    let push_ratio = rates[0].1 / rates[1].1;
+    case.checks.push(Check {
+        what: "pull requests/s, stencil / docker-registry".to_owned(),
+        value: format!("{pull_ratio:.2}"),
+        target: "≥ 1.5".to_owned(),
+        holds: pull_ratio >= 1.5,
+    });
+    case.checks.push(Check {
+        what: "push requests/s, stencil / docker-registry".to_owned(),
+        value: format!("{push_ratio:.2}"),
+        target: "≥ 1.5".to_owned(),
+        holds: push_ratio >= 1.5,
+    });
+    case.notes.push(
+        "Both servers log errors only (stencil `--log-level warn`, docker-registry access \
+         log off) and store on the same tmpfs; the load generator shares the two cores \
+         with the server."
+            .to_owned(),
+    );
+    drop(ours);
+    drop(theirs);
+    if results.iter().any(|(_, a, b)| a.is_empty() || b.is_empty()) {
+        bail!("no load run completed");
+    }
+    Ok(case)
+}
