@@ -449,6 +449,127 @@ async fn token_auth_issues_scoped_tokens_that_expire() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_oauth2_token_endpoint_takes_password_and_refresh_grants() {
+    let mut config = ServerConfig::loopback();
+    config.auth = AuthMode::Token {
+        users: users(),
+        service: "test-registry".into(),
+        lifetime: Duration::from_secs(60),
+        realm: None,
+    };
+    config.policy = policy();
+    let server = StencilServer::start(config).await;
+    let target = Target::new("stencil", &server.host);
+    let form = ("content-type", "application/x-www-form-urlencoded");
+    let post = |body: String| {
+        let target = &target;
+        async move {
+            target
+                .send("POST", "/token", &[form], body.into_bytes())
+                .await
+        }
+    };
+
+    // The password grant, asking for a refresh token as docker login does.
+    let reply = post(
+        "grant_type=password&service=test-registry&client_id=stencil-test&access_type=offline\
+         &username=alice&password=wonderland&scope=repository%3Ateam%2Fapp%3Apull%2Cpush"
+            .into(),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let access = reply.json()["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let refresh = reply.json()["refresh_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(!access.is_empty() && !refresh.is_empty(), "{reply:?}");
+    let bearer = format!("Bearer {access}");
+    let pushed = target
+        .send(
+            "POST",
+            "/v2/team/app/blobs/uploads/",
+            &[("authorization", &bearer)],
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        pushed.status, 202,
+        "the access token carries the push scope: {pushed:?}"
+    );
+
+    // The refresh grant gives a new access token for the same user, scoped again.
+    let reply = post(format!(
+        "grant_type=refresh_token&client_id=stencil-test&refresh_token={refresh}\
+         &scope=repository:team/app:pull"
+    ))
+    .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let renewed = reply.json()["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(!renewed.is_empty() && renewed != access);
+    let bearer = format!("Bearer {renewed}");
+    let listed = target
+        .send(
+            "GET",
+            "/v2/team/app/tags/list",
+            &[("authorization", &bearer)],
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        listed.status, 404,
+        "pull allowed, the repository is empty: {listed:?}"
+    );
+    let refused = target
+        .send(
+            "POST",
+            "/v2/team/app/blobs/uploads/",
+            &[("authorization", &bearer)],
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        refused.status, 401,
+        "the renewed token has only pull: {refused:?}"
+    );
+
+    // Refusals: wrong password, unknown refresh token, missing client_id, unknown grant.
+    for (body, status) in [
+        (
+            "grant_type=password&client_id=c&username=alice&password=guess",
+            401,
+        ),
+        (
+            "grant_type=refresh_token&client_id=c&refresh_token=0123",
+            401,
+        ),
+        (
+            "grant_type=password&username=alice&password=wonderland",
+            400,
+        ),
+        ("grant_type=authorization_code&client_id=c&code=x", 400),
+        ("client_id=c", 400),
+    ] {
+        let reply = post(body.into()).await;
+        assert_eq!(reply.status, status, "{body}: {reply:?}");
+        assert!(
+            reply.json()["access_token"].is_null(),
+            "{body}: no token issued"
+        );
+        assert!(
+            !String::from_utf8_lossy(&reply.body).contains("wonderland"),
+            "the password never comes back"
+        );
+    }
+}
+
 #[test]
 fn htpasswd_refuses_weak_hashes_and_malformed_lines() {
     let cases = [

@@ -107,6 +107,11 @@ impl Htpasswd {
             .get(user)
             .is_some_and(|hash| bcrypt::verify(password, hash).unwrap_or(false))
     }
+
+    /// Whether the file names `user`.
+    pub fn has_user(&self, user: &str) -> bool {
+        self.users.contains_key(user)
+    }
 }
 
 /// An operation on a repository, as named in token scopes.
@@ -302,9 +307,15 @@ pub(crate) struct Authenticator {
     /// Authorization headers already verified, so bcrypt runs once per client rather than
     /// once per request. Bounded: cleared when full.
     verified: Mutex<HashMap<String, String>>,
+    /// Refresh tokens issued by the OAuth2 password grant, to the user they stand for.
+    /// Bounded: the oldest half goes when full.
+    refresh: Mutex<HashMap<String, (String, Instant)>>,
 }
 
 const VERIFIED_CACHE_LIMIT: usize = 1024;
+
+/// At most this many refresh tokens are remembered.
+const REFRESH_TOKEN_LIMIT: usize = 4096;
 
 impl fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -333,6 +344,7 @@ impl Authenticator {
             clock,
             tokens: Mutex::new(HashMap::new()),
             verified: Mutex::new(HashMap::new()),
+            refresh: Mutex::new(HashMap::new()),
         }
     }
 
@@ -545,6 +557,114 @@ impl Authenticator {
             ApiError::new(Code::Unauthorized, "invalid username or password")
                 .with_header("www-authenticate", format!("Basic realm=\"{host}\""))
         })?;
+        Ok(self
+            .grant(user, domain, scopes, *lifetime, None)
+            .to_string())
+    }
+
+    /// The OAuth2 token endpoint (`POST /token`, form-encoded, as docker's client uses it):
+    /// `grant_type=password` with `username` and `password` (a refresh token comes back
+    /// when `access_type=offline`), or `grant_type=refresh_token` with `refresh_token`.
+    /// `client_id` is required by the protocol. Returns the JSON body.
+    pub(crate) async fn issue_oauth_token(
+        &self,
+        form: &[(String, String)],
+        domain: &str,
+    ) -> std::result::Result<String, ApiError> {
+        let AuthMode::Token {
+            users, lifetime, ..
+        } = &self.mode
+        else {
+            return Err(
+                ApiError::new(Code::Unsupported, "this registry does not issue tokens")
+                    .with_status(hyper::StatusCode::NOT_FOUND),
+            );
+        };
+        let field = |name: &str| {
+            form.iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.as_str())
+        };
+        let invalid = |message: &str| {
+            ApiError::new(Code::Unauthorized, message.to_owned())
+                .with_status(hyper::StatusCode::BAD_REQUEST)
+        };
+        if field("client_id").is_none_or(str::is_empty) {
+            return Err(invalid("the token request lacks client_id"));
+        }
+        let scopes: Vec<String> = field("scope").map(str::to_owned).into_iter().collect();
+        let now = self.clock.now();
+        match field("grant_type") {
+            Some("password") => {
+                let (Some(user), Some(password)) = (field("username"), field("password")) else {
+                    return Err(invalid("the password grant needs username and password"));
+                };
+                let (checked, password, users) =
+                    (user.to_owned(), password.to_owned(), users.clone());
+                let valid = tokio::task::spawn_blocking(move || users.verify(&checked, &password))
+                    .await
+                    .unwrap_or(false);
+                if !valid {
+                    return Err(ApiError::new(
+                        Code::Unauthorized,
+                        "invalid username or password",
+                    ));
+                }
+                let refresh = (field("access_type") == Some("offline")).then(|| {
+                    let token = super::random_hex(32);
+                    let mut refresh = lock(&self.refresh);
+                    if refresh.len() >= REFRESH_TOKEN_LIMIT {
+                        let mut ages: Vec<Instant> = refresh.values().map(|(_, at)| *at).collect();
+                        ages.sort();
+                        let cut = ages[ages.len() / 2];
+                        refresh.retain(|_, (_, at)| *at > cut);
+                    }
+                    refresh.insert(token.clone(), (user.to_owned(), now));
+                    token
+                });
+                Ok(self
+                    .grant(Some(user.to_owned()), domain, &scopes, *lifetime, refresh)
+                    .to_string())
+            }
+            Some("refresh_token") => {
+                let Some(token) = field("refresh_token") else {
+                    return Err(invalid("the refresh_token grant needs refresh_token"));
+                };
+                let user = lock(&self.refresh).get(token).map(|(user, _)| user.clone());
+                let Some(user) = user else {
+                    return Err(ApiError::new(
+                        Code::Unauthorized,
+                        "unknown or revoked refresh token",
+                    ));
+                };
+                // The user may have been removed from the htpasswd file since.
+                if !users.has_user(&user) {
+                    lock(&self.refresh).remove(token);
+                    return Err(ApiError::new(
+                        Code::Unauthorized,
+                        "the user no longer exists",
+                    ));
+                }
+                Ok(self
+                    .grant(Some(user), domain, &scopes, *lifetime, None)
+                    .to_string())
+            }
+            Some(other) => Err(invalid(&format!(
+                "unsupported grant_type {other:?}: use password or refresh_token"
+            ))),
+            None => Err(invalid("the token request lacks grant_type")),
+        }
+    }
+
+    /// Issues a token for `user` and the requested `scopes` narrowed by the policy.
+    fn grant(
+        &self,
+        user: Option<String>,
+        domain: &str,
+        scopes: &[String],
+        lifetime: Duration,
+        refresh_token: Option<String>,
+    ) -> serde_json::Value {
         let mut granted = Vec::new();
         for scope in scopes.iter().flat_map(|scope| scope.split(' ')) {
             let mut parts = scope.rsplitn(2, ':');
@@ -580,18 +700,21 @@ impl Authenticator {
                 Grant {
                     user,
                     scopes: granted,
-                    expires: now + *lifetime,
+                    expires: now + lifetime,
                 },
             );
         }
         // `issued_at` is optional and clients parse it as RFC 3339; leaving it out lets
         // them count the lifetime from when they received the token.
-        Ok(serde_json::json!({
+        let mut body = serde_json::json!({
             "token": token,
             "access_token": token,
             "expires_in": lifetime.as_secs(),
-        })
-        .to_string())
+        });
+        if let Some(refresh_token) = refresh_token {
+            body["refresh_token"] = serde_json::Value::String(refresh_token);
+        }
+        body
     }
 }
 

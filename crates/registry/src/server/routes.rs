@@ -19,6 +19,7 @@
 //! GET  /v2/NAME/referrers/DIGEST[?artifactType=]
 //! GET  /v1/search?q=&n=                      Docker Hub style search
 //! GET  /token?service=&scope=                token endpoint (token auth only)
+//! POST /token (form: grant_type=password|refresh_token)  OAuth2 token endpoint
 //! ```
 
 use std::sync::Arc;
@@ -304,6 +305,7 @@ async fn route(state: &Arc<State>, request: Request<Incoming>) -> Handled {
         (Route::Catalog, &Method::GET) => catalog(&call).await,
         (Route::Search, &Method::GET) => search(&call).await,
         (Route::Token, &Method::GET) => token(&call).await,
+        (Route::Token, &Method::POST) => oauth_token(&call, incoming).await,
         (Route::Tags(name), &Method::GET) => tags(&call, name).await,
         (Route::Manifest(name, reference), &Method::GET | &Method::HEAD) => {
             get_manifest(&call, name, reference).await
@@ -447,6 +449,35 @@ async fn token(call: &Call<'_>) -> Handled {
         .state
         .auth
         .issue_token(&call.headers, &call.host, &call.state.domain, &scopes)
+        .await?;
+    respond(
+        StatusCode::OK,
+        &[
+            ("content-type", "application/json".to_owned()),
+            ("content-length", body.len().to_string()),
+        ],
+        body::full(body),
+    )
+}
+
+/// Form bodies of `POST /token` are small; anything bigger is refused.
+const MAX_TOKEN_FORM: usize = 64 * 1024;
+
+async fn oauth_token(call: &Call<'_>, incoming: Incoming) -> Handled {
+    let bytes = body::read_limited(incoming, MAX_TOKEN_FORM, call.state.body_idle_timeout)
+        .await
+        .map_err(|error| {
+            ApiError::new(
+                Code::Unsupported,
+                format!("reading the token request: {error}"),
+            )
+            .with_status(StatusCode::BAD_REQUEST)
+        })?;
+    let form = query_pairs(Some(&String::from_utf8_lossy(&bytes)));
+    let body = call
+        .state
+        .auth
+        .issue_oauth_token(&form, &call.state.domain)
         .await?;
     respond(
         StatusCode::OK,
