@@ -73,6 +73,18 @@ impl DockerRegistry {
     pub fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Where the registry stores blobs: `sha256/XX/HEX/data`, served as they are.
+    pub fn blobs_dir(&self) -> PathBuf {
+        self._dir
+            .path()
+            .join("data/docker/registry/v2/blobs/sha256")
+    }
 }
 
 impl Drop for DockerRegistry {

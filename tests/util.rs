@@ -56,6 +56,14 @@ impl Stencil {
         self.dir.path()
     }
 
+    /// `stencil --root ROOT ARGS…` as a command to start in the background.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(&self.binary);
+        command.arg("--root").arg(self.root()).args(args);
+        command.env_remove("STENCIL_ROOT").env_remove("STENCIL_LOG");
+        command
+    }
+
     /// Runs `stencil --root ROOT ARGS…` and captures everything.
     pub fn run(&self, args: &[&str]) -> Run {
         self.run_with(args, &[], None)

@@ -182,6 +182,28 @@ pub fn apply_layer<R: Read + Send>(
     target: &Path,
     options: &ApplyOptions,
 ) -> Result<ApplyStats> {
+    apply_layer_tracked(reader, target, options).map(|applied| applied.stats)
+}
+
+/// What [`apply_layer_tracked`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Applied {
+    /// Entries, bytes and compression.
+    pub stats: ApplyStats,
+    /// Directories (relative to the target) that the layer needed but did not list: they
+    /// took their mode and owner from [`ApplyOptions::parents`] as those were during the
+    /// apply. When the parents were still being filled, pass this list to
+    /// [`settle_implied_dirs`] once they are complete.
+    pub implied_dirs: Vec<PathBuf>,
+}
+
+/// [`apply_layer`], also reporting the directories the layer implied without listing.
+pub fn apply_layer_tracked<R: Read + Send>(
+    reader: R,
+    target: &Path,
+    options: &ApplyOptions,
+) -> Result<Applied> {
     let root = sys::open_dir(target).map_err(|e| Error::io("open target", target, e))?;
     let parents = options
         .parents
@@ -199,11 +221,41 @@ pub fn apply_layer<R: Read + Send>(
     };
     let (entries, bytes) = decompress_threaded(compression, peeked, |stream| applier.run(stream))??;
     applier.finish()?;
-    Ok(ApplyStats {
-        compression,
-        entries,
-        bytes,
+    Ok(Applied {
+        stats: ApplyStats {
+            compression,
+            entries,
+            bytes,
+        },
+        implied_dirs: applier.resolver.implied_dirs(),
     })
+}
+
+/// Gives each directory of `implied` (relative to `target`, as [`Applied::implied_dirs`]
+/// lists them) the mode and owner it has in `parents` (topmost first) now: a layer applied
+/// while the layers below were still being applied may have copied them half made.
+/// Owners are copied when `copy_owners` (root or `CAP_CHOWN`).
+pub fn settle_implied_dirs(
+    target: &Path,
+    implied: &[PathBuf],
+    parents: &[PathBuf],
+    copy_owners: bool,
+) -> Result<()> {
+    if implied.is_empty() {
+        return Ok(());
+    }
+    let root = sys::open_dir(target).map_err(|e| Error::io("open target", target, e))?;
+    let parents = parents
+        .iter()
+        .map(|dir| sys::open_dir(dir).map_err(|e| Error::io("open parent layer", dir, e)))
+        .collect::<Result<Vec<_>>>()?;
+    let resolver = Resolver::with_parents(root, parents, copy_owners);
+    for rel in implied {
+        resolver
+            .settle(rel)
+            .map_err(|e| Error::io("settle implied directory", rel, e))?;
+    }
+    Ok(())
 }
 
 /// Parses a PAX time (`1700000000.123456789`, possibly negative) into seconds and
@@ -599,6 +651,7 @@ impl Applier<'_> {
     }
 
     fn directory(&mut self, parent: &Path, rel: &Path, name: &CStr, meta: &Meta) -> Result<()> {
+        self.resolver.listed(rel);
         let dir = self
             .resolver
             .dir(parent, true)

@@ -113,7 +113,10 @@ pub mod snapshot;
 mod sys;
 pub mod whiteout;
 
-pub use apply::{ApplyOptions, ApplyStats, IdMap, IdRange, Limits, apply_layer};
+pub use apply::{
+    Applied, ApplyOptions, ApplyStats, IdMap, IdRange, Limits, apply_layer, apply_layer_tracked,
+    settle_implied_dirs,
+};
 pub use compression::Compression;
 pub use diff::{DiffOptions, diff_trees, diff_upper};
 pub use error::{Error, ErrorKind, Result};

@@ -18,6 +18,8 @@
 //! clean(b"/../etc/./passwd") == "etc/passwd"
 //! ```
 
+use std::cell::RefCell;
+use std::collections::HashSet;
 use std::ffi::{CStr, OsStr};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -51,6 +53,9 @@ pub struct Resolver {
     parents: Vec<OwnedFd>,
     /// Whether owners are copied from `parents` (needs root or `CAP_CHOWN`).
     copy_owners: bool,
+    /// Directories created because an entry needed them, not because the layer listed
+    /// them: their mode and owner came from `parents` as they were at that moment.
+    implied: RefCell<HashSet<PathBuf>>,
 }
 
 fn component(part: &OsStr) -> io::Result<std::ffi::CString> {
@@ -68,7 +73,57 @@ impl Resolver {
             cached: None,
             parents,
             copy_owners,
+            implied: RefCell::new(HashSet::new()),
         }
+    }
+
+    /// The directories created only because entries below them needed them.
+    pub fn implied_dirs(&self) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = self.implied.borrow().iter().cloned().collect();
+        dirs.sort();
+        dirs
+    }
+
+    /// Notes that the layer lists directory `rel` itself (its metadata is the layer's).
+    pub fn listed(&self, rel: &Path) {
+        self.implied.borrow_mut().remove(rel);
+    }
+
+    /// Gives the implied directory `rel` the mode and owner it has in the parent layers
+    /// now (0755 and the caller's owner when no parent has it).
+    pub fn settle(&self, rel: &Path) -> io::Result<()> {
+        // Strictly component by component, never through a symlink: a directory that the
+        // layer removed or replaced later (by a file or a symlink) is no longer implied.
+        let mut fd = self.root.try_clone()?;
+        for part in rel.iter() {
+            fd = match sys::open_dir_at(fd.as_fd(), &component(part)?) {
+                Ok(next) => next,
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::ENOENT) | Some(libc::ENOTDIR) | Some(libc::ELOOP)
+                    ) =>
+                {
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            };
+        }
+        match self.template(rel) {
+            Some(st) => {
+                sys::chmod_fd(fd.as_fd(), st.st_mode & 0o7777)?;
+                if self.copy_owners {
+                    sys::chown_fd(fd.as_fd(), st.st_uid, st.st_gid)?;
+                }
+            }
+            None => {
+                sys::chmod_fd(fd.as_fd(), 0o755)?;
+                if self.copy_owners {
+                    sys::chown_fd(fd.as_fd(), sys::euid(), sys::egid())?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The metadata of directory `rel` in the first parent layer that has it (not through
@@ -162,6 +217,9 @@ impl Resolver {
                         Err(e) => return Err(e),
                     };
                     let fd = self.open_one(dir, &name, &prefix)?;
+                    if created {
+                        self.implied.borrow_mut().insert(prefix.clone());
+                    }
                     if let (true, Some(st)) = (created, template) {
                         // mkdir applies the umask and drops setuid/setgid/sticky bits.
                         sys::chmod_fd(fd.as_fd(), st.st_mode & 0o7777)?;

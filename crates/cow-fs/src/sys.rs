@@ -475,6 +475,12 @@ pub fn euid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
+/// The effective group id of this process.
+pub fn egid() -> u32 {
+    // SAFETY: getegid has no preconditions and cannot fail.
+    unsafe { libc::getegid() }
+}
+
 /// Sets access and modification times of `path` itself (never a final symlink's target).
 pub fn set_times_path(path: &Path, seconds: i64, nanos: i64) -> io::Result<()> {
     let c = cpath(path)?;

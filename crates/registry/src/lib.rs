@@ -51,6 +51,7 @@ pub use client::progress::{NoProgress, Progress, ProgressEvent};
 pub use client::pull::{BlobOutcome, PullOptions, Pulled, Resolved};
 pub use client::push::{PushOptions, PushOutcome};
 pub use client::store::{ContentStore, pull_ingest_ref};
+pub use client::tap::{BlobStream, BlobTap};
 pub use client::{Client, ClientBuilder, Clock, RetryPolicy, SleepFuture, SystemClock};
 pub use config::{DEFAULT_CONCURRENCY, RegistriesConfig, RegistrySettings, is_loopback};
 pub use error::{Error, ErrorKind, Result};

@@ -1,8 +1,9 @@
 //! `stencil pull [--platform P] [-q] REF`: docker's pull, with its output.
 //!
 //! On a terminal each layer has a live line with a download gauge; otherwise progress is
-//! docker's plain form, one line per layer step (`Pulling fs layer`, `Download complete`,
-//! `Pull complete`, `Already exists`). Then `Digest:`, `Status:` and the canonical name.
+//! docker's plain form, one line per layer step (`Pulling fs layer`, `Waiting`,
+//! `Verifying Checksum`, `Download complete`, `Extracting`, `Pull complete`,
+//! `Already exists`). Then `Digest:`, `Status:` and the canonical name.
 //! `-q` prints the name only.
 
 use anyhow::{Context, Result};
@@ -91,6 +92,7 @@ fn show_pull_event(
     }
     if let PullEvent::Layer(
         ProgressEvent::Started { digest, .. }
+        | ProgressEvent::Waiting { digest }
         | ProgressEvent::Bytes { digest, .. }
         | ProgressEvent::Verified { digest }
         | ProgressEvent::Done { digest },
@@ -117,6 +119,9 @@ fn show_pull_event(
                 total: *size,
             },
         ),
+        PullEvent::Layer(ProgressEvent::Waiting { digest }) => {
+            display.step(digest, Step::Status("Waiting"));
+        }
         PullEvent::Layer(ProgressEvent::Resuming { digest, .. }) => {
             display.step(digest, Step::Status("Retrying"));
         }

@@ -26,6 +26,7 @@ mod images;
 mod import;
 mod login;
 mod mount;
+mod pipeline;
 mod pull;
 mod push;
 mod unpack;

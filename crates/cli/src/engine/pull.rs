@@ -1,18 +1,20 @@
 //! `pull`: resolve a reference, fetch what the store lacks, unpack every layer, tag.
 //!
 //! The registry client streams each missing blob into the content store (verified,
-//! resumable, in parallel); the layers are then unpacked into snapshots by chain ID on
-//! blocking threads; the image record and its tag are written last, in one transaction
-//! each, so an interrupted pull never leaves a visible half image.
+//! resumable, in parallel) and, through the `pipeline` module's tap, into an unpack thread
+//! per layer at the same time; once every blob is verified the layers' snapshots are
+//! committed by chain ID, bottom first. The image record and its tag are written last, in
+//! one transaction each, so an interrupted pull never leaves a visible half image.
 
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use stencil_layerstore::ImageRecord;
 use stencil_reference::{Digest, Reference};
 use stencil_registry::{Platform, ProgressEvent};
 
 use super::Engine;
+use super::pipeline::UnpackTap;
 
 /// Choices for [`Engine::pull`].
 #[derive(Debug, Clone, Default)]
@@ -80,9 +82,13 @@ impl Engine {
         if let Some(platform) = &options.platform {
             pull_options.platform = platform.clone();
         }
+        tokio::task::block_in_place(|| self.remove_stale_extractions());
         let previous = self.store.resolve(reference).ok();
         let fetched = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<ProgressEvent>();
+        let (tap_sender, mut tap_receiver) = tokio::sync::mpsc::unbounded_channel::<PullEvent>();
+        let tap = Arc::new(UnpackTap::new(self, tap_sender)?);
+        pull_options.tap = Some(tap.clone());
         let pulled = {
             let sink: Arc<dyn stencil_registry::Progress> = Arc::new(sender);
             let transfer = client.pull(reference, &self.content, &pull_options, sink);
@@ -92,24 +98,43 @@ impl Engine {
                 tokio::select! {
                     result = &mut transfer => break result,
                     Some(event) = receiver.recv() => forward(event, &fetched, progress),
+                    Some(event) = tap_receiver.recv() => progress(event),
                 }
             }
         };
         while let Ok(event) = receiver.try_recv() {
             forward(event, &fetched, progress);
         }
-        let pulled = pulled.with_context(|| format!("cannot pull {}", reference.familiar()))?;
+        while let Ok(event) = tap_receiver.try_recv() {
+            progress(event);
+        }
+        let pulled = match pulled {
+            Ok(pulled) => pulled,
+            Err(error) => {
+                tokio::task::block_in_place(|| tap.abandon());
+                return Err(anyhow::Error::from(error)
+                    .context(format!("cannot pull {}", reference.familiar())));
+            }
+        };
         progress(PullEvent::Resolved {
             digest: pulled.root.digest.clone(),
         });
         let index = (pulled.root.digest != pulled.manifest.digest).then_some(&pulled.root.digest);
         let existed = self.store.image(&pulled.manifest.digest).is_ok();
-        let image = self
-            .store
-            .record_image(&pulled.manifest.digest, index)
-            .with_context(|| format!("cannot record {}", reference.familiar()))?;
-        // Unpacking is blocking file-system work; keep the runtime's other tasks going.
-        let unpacked = tokio::task::block_in_place(|| self.unpack_image(&image, progress));
+        let image = match self.store.record_image(&pulled.manifest.digest, index) {
+            Ok(image) => image,
+            Err(error) => {
+                tokio::task::block_in_place(|| tap.abandon());
+                return Err(anyhow::Error::from(error)
+                    .context(format!("cannot record {}", reference.familiar())));
+            }
+        };
+        // Committing waits for the unpack threads: blocking work, so keep the runtime's
+        // other tasks going.
+        let unpacked = tokio::task::block_in_place(|| tap.complete(self, &image, progress));
+        while let Ok(event) = tap_receiver.try_recv() {
+            progress(event);
+        }
         let unpacked_any = match unpacked {
             Ok(any) => any,
             Err(error) => {

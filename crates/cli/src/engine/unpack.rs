@@ -1,17 +1,27 @@
 //! Unpacking layers into snapshots, once per chain ID, with the diff ID verified.
 //!
-//! A layer blob is decompressed on a helper thread that hashes the plain tar as it passes
-//! and hands it to `apply_layer` through a pipe; the snapshot is committed under its chain
-//! ID only when the hash equals the diff ID the image config promised. A layer whose
-//! snapshot already exists costs nothing, whichever image brought it.
+//! [`unpack_stream`] is the one way a layer becomes files: a decompressor thread, a hasher
+//! thread that hashes the plain tar and passes it on, and `apply_layer` on the caller's
+//! thread; the snapshot is committed under its chain ID only when the hash equals the diff
+//! ID the image config promised. Pulls feed it from the network while the blob downloads
+//! (the `pipeline` module); `load` and layers already in the store feed it from the blob.
+//! A layer whose snapshot already exists costs nothing, whichever image brought it.
+//!
+//! ```text
+//! compressed ──► inflate ──► hash (diff ID) ──► apply_layer ──► snapshot dir
+//! ```
 
-use std::io::{Read, Write};
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread;
 
 use anyhow::{Context, Result, anyhow, bail};
+use bytes::{Bytes, BytesMut};
 use stencil_cow_fs::compression::{decompress, detect};
 use stencil_cow_fs::{
-    ApplyOptions, ErrorKind as SnapshotErrorKind, Kind, Snapshotter, apply_layer,
+    ApplyOptions, ErrorKind as SnapshotErrorKind, Kind, LayerTarget, Snapshotter,
+    apply_layer_tracked,
 };
 use stencil_layerstore::content::{Digester, Provider};
 use stencil_layerstore::{ImageRecord, LayerRecord};
@@ -19,8 +29,10 @@ use stencil_reference::Digest;
 
 use super::{Engine, PullEvent};
 
-/// Read size between the decompressor and the pipe.
+/// Bytes per piece of the plain stream.
 const CHUNK: usize = 256 * 1024;
+/// Pieces in flight between two threads of one layer's unpack.
+const IN_FLIGHT: usize = 4;
 
 impl Engine {
     /// Unpacks every layer of `image` that is not unpacked yet, bottom first; returns
@@ -30,9 +42,20 @@ impl Engine {
         image: &ImageRecord,
         progress: &(dyn Fn(PullEvent) + Send + Sync),
     ) -> Result<bool> {
+        self.unpack_layers(&image.layers, None, progress)
+    }
+
+    /// Unpacks `layers` (a stack's upper part, bottom first) on top of the committed
+    /// snapshot `parent`, one after the other; returns whether any layer needed work.
+    pub(crate) fn unpack_layers(
+        &self,
+        layers: &[LayerRecord],
+        parent: Option<&Digest>,
+        progress: &(dyn Fn(PullEvent) + Send + Sync),
+    ) -> Result<bool> {
         let mut unpacked_any = false;
-        let mut parent: Option<&Digest> = None;
-        for layer in &image.layers {
+        let mut parent = parent;
+        for layer in layers {
             if !self.has_snapshot(&layer.chain_id) {
                 progress(PullEvent::Extracting {
                     digest: layer.blob_digest.clone(),
@@ -120,65 +143,148 @@ impl Engine {
             .content
             .open(&layer.blob_digest)
             .with_context(|| format!("layer {} is not in the store", layer.blob_digest))?;
-        let Some(digester) = Digester::new(layer.diff_id.algorithm()) else {
-            bail!(
-                "cannot verify diff id {}: unsupported algorithm",
-                layer.diff_id
-            );
-        };
-        let (reader, writer) = std::io::pipe().context("cannot create a pipe")?;
-        let hasher = thread::spawn(move || hash_plain_stream(blob, writer, digester));
-        let options = ApplyOptions::default()
-            .whiteouts(target.whiteouts)
-            .parents(target.parents.clone());
-        let mut reader = reader;
-        let applied = apply_layer(&mut reader, &target.dir, &options);
-        // Read what the tar parser left (end-of-archive padding) so the hash covers it all;
-        // after a failure, closing the pipe stops the decompression instead.
-        let drained = match &applied {
-            Ok(_) => std::io::copy(&mut reader, &mut std::io::sink()),
-            Err(_) => Ok(0),
-        };
-        drop(reader);
-        let hashed = hasher
-            .join()
-            .map_err(|_| anyhow!("the decompression thread panicked"))?;
-        applied.with_context(|| format!("cannot unpack layer {}", layer.blob_digest))?;
-        drained.with_context(|| format!("cannot read layer {}", layer.blob_digest))?;
-        let actual =
-            hashed.with_context(|| format!("cannot decompress layer {}", layer.blob_digest))?;
-        if actual != layer.diff_id {
-            bail!(
-                "layer {} is corrupt: its content hashes to {actual}, but the image config expects diff id {} (remove the image and pull it again)",
-                layer.blob_digest,
-                layer.diff_id
-            );
-        }
+        unpack_stream(blob, &target, &layer.blob_digest, &layer.diff_id)?;
         Ok(())
     }
 }
 
-/// Decompresses `blob`, hashing the plain stream and writing it to `out`.
-fn hash_plain_stream(
-    blob: impl Read,
-    mut out: std::io::PipeWriter,
-    mut digester: Digester,
-) -> Result<Digest> {
-    let (kind, peeked) = detect(blob)?;
-    let mut plain = decompress(kind, peeked)?;
-    let mut buffer = vec![0u8; CHUNK];
-    loop {
-        let n = match plain.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e.into()),
-        };
-        digester.update(&buffer[..n]);
-        // A closed pipe means the applier stopped early; its error is the one reported.
-        if out.write_all(&buffer[..n]).is_err() {
-            break;
+/// One piece of a byte stream handed between threads.
+pub(crate) enum Piece {
+    /// The next bytes.
+    Bytes(Bytes),
+    /// The stream is complete.
+    End,
+}
+
+/// Reads a stream of [`Piece`]s; a sender gone before [`Piece::End`] is an error, so a cut
+/// stream never looks like a short one.
+pub(crate) struct PieceReader {
+    receiver: Receiver<Piece>,
+    current: Bytes,
+    ended: bool,
+}
+
+impl PieceReader {
+    pub(crate) fn new(receiver: Receiver<Piece>) -> PieceReader {
+        PieceReader {
+            receiver,
+            current: Bytes::new(),
+            ended: false,
         }
     }
-    Ok(digester.finish())
+}
+
+impl Read for PieceReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            if self.ended {
+                return Ok(0);
+            }
+            match self.receiver.recv() {
+                Ok(Piece::Bytes(bytes)) => self.current = bytes,
+                Ok(Piece::End) => self.ended = true,
+                Err(_) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the layer stream stopped before its end",
+                    ));
+                }
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        self.current = self.current.slice(n..);
+        Ok(n)
+    }
+}
+
+/// Unpacks the compressed layer `compressed` into `target`, checking that the plain tar
+/// hashes to `diff_id`; returns the directories the layer implied without listing them
+/// (see [`stencil_cow_fs::settle_implied_dirs`]).
+///
+/// Three threads share the work, so that on two cores inflating, hashing (sha256 is slow
+/// without SHA extensions) and writing files overlap: a decompressor, a hasher that
+/// forwards what it hashed, and the caller's thread applying the tar. Memory stays a few
+/// chunks per layer.
+pub(crate) fn unpack_stream(
+    compressed: impl Read + Send,
+    target: &LayerTarget,
+    blob: &Digest,
+    diff_id: &Digest,
+) -> Result<Vec<PathBuf>> {
+    let Some(mut digester) = Digester::new(diff_id.algorithm()) else {
+        bail!("cannot verify diff id {diff_id}: unsupported algorithm");
+    };
+    let options = ApplyOptions::default()
+        .whiteouts(target.whiteouts)
+        .parents(target.parents.clone());
+    let (applied, drained, inflated, hashed) = thread::scope(|scope| {
+        let (plain_sender, plain_receiver) = sync_channel::<Piece>(IN_FLIGHT);
+        let (hashed_sender, hashed_receiver) = sync_channel::<Piece>(IN_FLIGHT);
+        let inflater = scope.spawn(move || inflate(compressed, plain_sender));
+        let hasher = scope.spawn(move || {
+            for piece in plain_receiver {
+                if let Piece::Bytes(bytes) = &piece {
+                    digester.update(bytes);
+                }
+                // A closed channel means the applier stopped; its error is the one reported.
+                if hashed_sender.send(piece).is_err() {
+                    break;
+                }
+            }
+            digester.finish()
+        });
+        let mut reader = PieceReader::new(hashed_receiver);
+        let applied = apply_layer_tracked(&mut reader, &target.dir, &options);
+        // Read what the tar parser left (end-of-archive padding) so the hash covers it all;
+        // after a failure, closing the channel stops the decompression instead.
+        let drained = match &applied {
+            Ok(_) => std::io::copy(&mut reader, &mut std::io::sink()).map(|_| ()),
+            Err(_) => Ok(()),
+        };
+        drop(reader);
+        let hashed = hasher.join();
+        let inflated = inflater.join();
+        (applied, drained, inflated, hashed)
+    });
+    let inflated = inflated.map_err(|_| anyhow!("the decompression thread panicked"))?;
+    let hashed = hashed.map_err(|_| anyhow!("the hashing thread panicked"))?;
+    // The decompressor's own error (a truncated or corrupt stream) explains an apply
+    // failure better than the tar parser's view of the missing bytes.
+    inflated.with_context(|| format!("cannot decompress layer {blob}"))?;
+    let applied = applied.with_context(|| format!("cannot unpack layer {blob}"))?;
+    drained.with_context(|| format!("cannot read layer {blob}"))?;
+    if &hashed != diff_id {
+        bail!(
+            "layer {blob} is corrupt: its content hashes to {hashed}, but the image config expects diff id {diff_id} (remove the image and pull it again)"
+        );
+    }
+    Ok(applied.implied_dirs)
+}
+
+/// Decompresses `compressed` into pieces sent to `out`, ending with [`Piece::End`].
+fn inflate(compressed: impl Read, out: SyncSender<Piece>) -> Result<()> {
+    let (kind, peeked) = detect(compressed)?;
+    let mut plain = decompress(kind, peeked)?;
+    loop {
+        let mut chunk = BytesMut::zeroed(CHUNK);
+        let mut filled = 0;
+        while filled < CHUNK {
+            match plain.read(&mut chunk[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if filled == 0 {
+            // A closed channel means the consumers stopped early; their error is reported.
+            let _ = out.send(Piece::End);
+            return Ok(());
+        }
+        chunk.truncate(filled);
+        if out.send(Piece::Bytes(chunk.freeze())).is_err() {
+            return Ok(());
+        }
+    }
 }

@@ -3,8 +3,11 @@
 //! Glossary (as containerd's): an *active* snapshot, named by a *key*, is writable and made
 //! by [`Snapshotter::prepare`]; a *view* is a read-only active snapshot
 //! ([`Snapshotter::view`]); [`Snapshotter::commit`] freezes an active snapshot under a
-//! *name*, and only committed snapshots can be parents. Keys and names share one namespace
-//! and are opaque strings to this crate (the engine uses chain IDs and container IDs).
+//! *name*, and only committed snapshots can be parents, except through
+//! [`OverlaySnapshotter::prepare_stacked`], whose snapshots commit only after their parent
+//! did (committing renames the parent of the snapshots stacked on it). Keys and names
+//! share one namespace and are opaque strings to this crate (the engine uses chain IDs and
+//! container IDs).
 //! Nothing is mounted by the snapshotter: it answers with [`Mount`] values.
 //!
 //! Drivers: [`OverlaySnapshotter`] stores one layer per snapshot and stacks them with
@@ -284,6 +287,19 @@ impl Store {
         parent: Option<&str>,
         kind: Kind,
     ) -> Result<Vec<Mount>> {
+        self.create_on(driver, key, parent, kind, false)
+    }
+
+    /// Like `create`; with `active_parent`, `parent` may also be an active snapshot (one
+    /// still being filled), for drivers whose snapshots hold only their own layer.
+    fn create_on(
+        &self,
+        driver: &dyn Driver,
+        key: &str,
+        parent: Option<&str>,
+        kind: Kind,
+        active_parent: bool,
+    ) -> Result<Vec<Mount>> {
         validate_key(key)?;
         let mut locked = self.lock()?;
         let catalogue = &mut locked.catalogue;
@@ -294,7 +310,9 @@ impl Store {
         }
         if let Some(parent) = parent {
             let entry = Store::get(catalogue, parent)?;
-            if entry.kind != Kind::Committed {
+            let allowed = entry.kind == Kind::Committed
+                || (active_parent && kind == Kind::Active && entry.kind == Kind::Active);
+            if !allowed {
                 return Err(Error::InvalidState {
                     key: parent.to_owned(),
                     operation: "use as a parent",
@@ -347,7 +365,26 @@ impl Store {
                 key: name.to_owned(),
             });
         }
+        // A snapshot stacked on an active parent freezes only after that parent did, so a
+        // committed snapshot never rests on content that may still change.
+        if let Some(parent) = &entry.parent {
+            let parent_entry = Store::get(catalogue, parent)?;
+            if parent_entry.kind != Kind::Committed {
+                return Err(Error::InvalidState {
+                    key: parent.clone(),
+                    operation: "commit a snapshot on top of",
+                    expected: "committed",
+                    actual: parent_entry.kind.as_str(),
+                });
+            }
+        }
         catalogue.snapshots.remove(key);
+        // Snapshots stacked on the active one now rest on its committed name.
+        for child in catalogue.snapshots.values_mut() {
+            if child.parent.as_deref() == Some(key) {
+                child.parent = Some(name.to_owned());
+            }
+        }
         catalogue.snapshots.insert(
             name.to_owned(),
             Entry {

@@ -42,6 +42,19 @@ impl OverlaySnapshotter {
         }
         Ok(OverlaySnapshotter { store })
     }
+
+    /// Like [`Snapshotter::prepare`], but `parent` may still be active: each overlay
+    /// snapshot holds only its own layer, so a layer can be applied while the layers below
+    /// it are still being applied (a pull unpacks layers in parallel this way). The new
+    /// snapshot can be committed only once `parent` is; until then
+    /// [`LayerTarget::parents`] may name directories that are still filling, so
+    /// directories created from them must be settled afterwards
+    /// ([`crate::apply::settle_implied_dirs`]).
+    ///
+    /// [`Snapshotter::prepare`]: super::Snapshotter::prepare
+    pub fn prepare_stacked(&self, key: &str, parent: Option<&str>) -> Result<Vec<Mount>> {
+        self.store.create_on(self, key, parent, Kind::Active, true)
+    }
 }
 
 impl Driver for OverlaySnapshotter {

@@ -8,11 +8,14 @@
 //!
 //! ```text
 //! response.chunk() ──► bounded queue (16 chunks) ──► worker: writer.write_all (hash + disk)
+//!                                                            └─► tap (unpack while pulling)
 //! ```
 
 use bytes::Bytes;
 use stencil_layerstore::content::ContentWriter;
 use tokio::sync::mpsc;
+
+use super::tap::BlobStream;
 
 /// Chunks in flight between the network and the worker.
 const QUEUE: usize = 16;
@@ -31,10 +34,14 @@ pub(crate) enum WorkerFailure {
     Lost(String),
 }
 
+/// What the worker gives back: the writer, the tap's stream (unless it left), and how the
+/// writing went.
+pub(crate) type WorkerResult<W> = (W, Option<Box<dyn BlobStream>>, Result<(), WorkerFailure>);
+
 /// The sending half, with the worker that owns the writer.
 pub(crate) struct IngestPipeline<W> {
     sender: mpsc::Sender<Command>,
-    worker: tokio::task::JoinHandle<(W, Result<(), WorkerFailure>)>,
+    worker: tokio::task::JoinHandle<WorkerResult<W>>,
 }
 
 /// The worker stopped; [`IngestPipeline::finish`] says why.
@@ -42,20 +49,31 @@ pub(crate) struct IngestPipeline<W> {
 pub(crate) struct WorkerStopped;
 
 impl<W: ContentWriter + Send + 'static> IngestPipeline<W> {
-    pub(crate) fn start(mut writer: W) -> IngestPipeline<W> {
+    /// Starts the worker; `tap` (when given) receives each chunk after it is written.
+    pub(crate) fn start(mut writer: W, mut tap: Option<Box<dyn BlobStream>>) -> IngestPipeline<W> {
         let (sender, mut receiver) = mpsc::channel(QUEUE);
         let worker = tokio::task::spawn_blocking(move || {
             while let Some(command) = receiver.blocking_recv() {
                 let done = match command {
-                    Command::Write(bytes) => writer.write_all(&bytes).map_err(WorkerFailure::Io),
-                    Command::Truncate => writer.truncate(0).map_err(WorkerFailure::Store),
+                    Command::Write(bytes) => {
+                        let written = writer.write_all(&bytes).map_err(WorkerFailure::Io);
+                        if written.is_ok() && tap.as_mut().is_some_and(|t| !t.write(&bytes)) {
+                            tap = None;
+                        }
+                        written
+                    }
+                    Command::Truncate => {
+                        // The tap saw bytes that no longer count: it cannot follow a restart.
+                        tap = None;
+                        writer.truncate(0).map_err(WorkerFailure::Store)
+                    }
                 };
                 if let Err(failure) = done {
-                    return (writer, Err(failure));
+                    return (writer, None, Err(failure));
                 }
             }
             let flushed = writer.flush().map_err(WorkerFailure::Io);
-            (writer, flushed)
+            (writer, tap, flushed)
         });
         IngestPipeline { sender, worker }
     }
@@ -76,7 +94,7 @@ impl<W: ContentWriter + Send + 'static> IngestPipeline<W> {
     }
 
     /// Waits for every queued chunk to be written and flushed; gives the writer back.
-    pub(crate) async fn finish(self) -> Result<(W, Result<(), WorkerFailure>), WorkerFailure> {
+    pub(crate) async fn finish(self) -> Result<WorkerResult<W>, WorkerFailure> {
         drop(self.sender);
         self.worker
             .await

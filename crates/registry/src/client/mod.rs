@@ -31,6 +31,7 @@ pub(crate) mod progress;
 pub(crate) mod pull;
 pub(crate) mod push;
 pub(crate) mod store;
+pub(crate) mod tap;
 pub(crate) mod transport;
 
 use std::fmt;

@@ -33,6 +33,11 @@ pub enum ProgressEvent {
         /// Bytes already in the ingest from an earlier attempt.
         offset: u64,
     },
+    /// The blob waits for a free transfer slot (the registry's concurrency limit).
+    Waiting {
+        /// The blob.
+        digest: Digest,
+    },
     /// More bytes moved; `done` counts every byte so far, out of `size`.
     Bytes {
         /// The blob.

@@ -36,6 +36,7 @@ use super::ingest::{IngestPipeline, WorkerFailure};
 use super::manifest::{self, Descriptor, ImageManifest, Manifest, Platform};
 use super::progress::{Progress, ProgressEvent};
 use super::store::{ContentStore, pull_ingest_ref, put_small, store_error};
+use super::tap::BlobTap;
 use super::transport::{Call, expect_success, read_limited};
 use super::{Client, Repository};
 use crate::config::is_loopback;
@@ -46,7 +47,7 @@ const IN_USE_WAIT: Duration = Duration::from_secs(600);
 const IN_USE_POLL: Duration = Duration::from_millis(200);
 
 /// Choices for [`Client::pull`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PullOptions {
     /// The platform to pick from an index (default: this machine's).
     pub platform: Platform,
@@ -54,6 +55,20 @@ pub struct PullOptions {
     pub allow_foreign_layers: bool,
     /// How many blobs to fetch at once (default: the registry's configured concurrency).
     pub concurrency: Option<usize>,
+    /// Receives each layer's bytes while they download (to unpack them on the way); with a
+    /// tap, the config blob is fetched before the layers.
+    pub tap: Option<Arc<dyn BlobTap>>,
+}
+
+impl std::fmt::Debug for PullOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PullOptions")
+            .field("platform", &self.platform)
+            .field("allow_foreign_layers", &self.allow_foreign_layers)
+            .field("concurrency", &self.concurrency)
+            .field("tap", &self.tap.is_some())
+            .finish()
+    }
 }
 
 impl Default for PullOptions {
@@ -62,6 +77,7 @@ impl Default for PullOptions {
             platform: Platform::host(),
             allow_foreign_layers: false,
             concurrency: None,
+            tap: None,
         }
     }
 }
@@ -275,21 +291,45 @@ impl Client {
             config: image.config.digest.clone(),
             layers: image.layers.iter().map(|l| l.digest.clone()).collect(),
         });
-        let blobs: Vec<Descriptor> = image.blobs().cloned().collect();
+        let mut blobs: Vec<Descriptor> = image.blobs().cloned().collect();
+        if let Some(tap) = &options.tap {
+            // The tap needs the config (diff IDs) before the first layer byte arrives.
+            let config = blobs.remove(0);
+            self.fetch_blob_from_any(
+                &repositories,
+                &config,
+                &**store,
+                &*progress,
+                None,
+                options.allow_foreign_layers,
+            )
+            .await?;
+            tap.begin(&config.digest, &image.layers);
+        }
         let semaphore = Arc::new(tokio::sync::Semaphore::new(concurrency));
         let mut tasks = tokio::task::JoinSet::new();
         for descriptor in blobs {
             let (client, store, progress) = (self.clone(), store.clone(), progress.clone());
             let (repositories, semaphore) = (repositories.clone(), semaphore.clone());
             let allow_foreign = options.allow_foreign_layers;
+            let tap = options.tap.clone();
             tasks.spawn(async move {
-                let _permit = semaphore.acquire_owned().await;
+                let _permit = match semaphore.clone().try_acquire_owned() {
+                    Ok(permit) => Ok(permit),
+                    Err(_) => {
+                        progress.event(ProgressEvent::Waiting {
+                            digest: descriptor.digest.clone(),
+                        });
+                        semaphore.acquire_owned().await
+                    }
+                };
                 client
                     .fetch_blob_from_any(
                         &repositories,
                         &descriptor,
                         &*store,
                         &*progress,
+                        tap.as_deref(),
                         allow_foreign,
                     )
                     .await
@@ -329,7 +369,7 @@ impl Client {
         progress: &dyn Progress,
     ) -> Result<BlobOutcome> {
         let repositories = Repository::candidates(self, reference);
-        self.fetch_blob_from_any(&repositories, descriptor, store, progress, false)
+        self.fetch_blob_from_any(&repositories, descriptor, store, progress, None, false)
             .await
     }
 
@@ -339,6 +379,7 @@ impl Client {
         descriptor: &Descriptor,
         store: &S,
         progress: &dyn Progress,
+        tap: Option<&dyn BlobTap>,
         allow_foreign: bool,
     ) -> Result<BlobOutcome> {
         let digest = &descriptor.digest;
@@ -361,7 +402,15 @@ impl Client {
             let url = repository.url(self, &format!("blobs/{digest}"))?;
             let scopes = vec![repository.scope("pull")];
             match self
-                .fetch_blob_url(url, &repository.host, scopes, descriptor, store, progress)
+                .fetch_blob_url(
+                    url,
+                    &repository.host,
+                    scopes,
+                    descriptor,
+                    store,
+                    progress,
+                    tap,
+                )
                 .await
             {
                 Ok(outcome) => return Ok(outcome),
@@ -376,7 +425,7 @@ impl Client {
                 }
                 Err(err) if err.kind() == ErrorKind::NotFound && !descriptor.urls.is_empty() => {
                     return self
-                        .fetch_foreign(descriptor, store, progress, allow_foreign)
+                        .fetch_foreign(descriptor, store, progress, tap, allow_foreign)
                         .await;
                 }
                 Err(err) => return Err(err),
@@ -393,6 +442,7 @@ impl Client {
         descriptor: &Descriptor,
         store: &S,
         progress: &dyn Progress,
+        tap: Option<&dyn BlobTap>,
         allow: bool,
     ) -> Result<BlobOutcome> {
         let refused = || Error::ForeignLayer {
@@ -411,7 +461,7 @@ impl Client {
                 continue;
             }
             match self
-                .fetch_blob_url(url, &host, Vec::new(), descriptor, store, progress)
+                .fetch_blob_url(url, &host, Vec::new(), descriptor, store, progress, tap)
                 .await
             {
                 Ok(outcome) => return Ok(outcome),
@@ -450,6 +500,7 @@ impl Client {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn fetch_blob_url<S: ContentStore>(
         &self,
         url: Url,
@@ -458,6 +509,7 @@ impl Client {
         descriptor: &Descriptor,
         store: &S,
         progress: &dyn Progress,
+        tap: Option<&dyn BlobTap>,
     ) -> Result<BlobOutcome> {
         let (digest, size) = (&descriptor.digest, descriptor.size);
         let url_text = url.to_string();
@@ -482,7 +534,12 @@ impl Client {
             size,
             offset,
         });
-        let pipeline = IngestPipeline::start(writer);
+        // Only a transfer from the first byte can feed a tap: bytes kept from an earlier
+        // run are in the ingest file, not in this stream.
+        let stream = tap
+            .filter(|_| offset == 0)
+            .and_then(|tap| tap.open(descriptor));
+        let pipeline = IngestPipeline::start(writer, stream);
         let transferred = self
             .transfer(&url, host, &scopes, descriptor, offset, &pipeline, progress)
             .await;
@@ -494,7 +551,7 @@ impl Client {
                 reason,
             },
         };
-        let (writer, written) = pipeline.finish().await.map_err(worker_error)?;
+        let (writer, mut stream, written) = pipeline.finish().await.map_err(worker_error)?;
         written.map_err(worker_error)?;
         if let Err(err) = transferred {
             // An interrupted transfer keeps its ingest for a later resume; wrong content
@@ -520,6 +577,10 @@ impl Client {
             progress.event(ProgressEvent::Verified {
                 digest: digest.clone(),
             });
+            // The tap may finish its work while the blob is synced and renamed.
+            if let Some(stream) = stream.take() {
+                stream.finish();
+            }
         }
         let commit = {
             let digest = digest.clone();
@@ -536,6 +597,9 @@ impl Client {
             progress.event(ProgressEvent::Verified {
                 digest: digest.clone(),
             });
+        }
+        if let Some(stream) = stream.take() {
+            stream.finish();
         }
         progress.event(ProgressEvent::Done {
             digest: digest.clone(),
