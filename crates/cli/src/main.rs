@@ -83,6 +83,8 @@ enum Command {
     /// The built-in registry (`stencil registry serve`).
     #[command(subcommand)]
     Registry(cmd::registry::RegistryCommand),
+    /// Build an image from a Dockerfile.
+    Build(cmd::build::BuildArgs),
     /// Manage images (`stencil image ls`, …).
     #[command(subcommand)]
     Image(ImageCommand),
@@ -118,6 +120,8 @@ enum ImageCommand {
     Prune(cmd::system::PruneArgs),
     /// Create an image from a tarball (same as `stencil import`).
     Import(cmd::import::ImportArgs),
+    /// Build an image from a Dockerfile (same as `stencil build`).
+    Build(cmd::build::BuildArgs),
 }
 
 fn main() -> ExitCode {
@@ -162,6 +166,9 @@ fn main() -> ExitCode {
                 cmd::registry::validate(&args)?;
                 runtime()?.block_on(cmd::registry::serve(engine, &args))
             })
+        }
+        Command::Build(args) | Command::Image(ImageCommand::Build(args)) => {
+            with_engine(root, |engine| cmd::build::run(engine, &args))
         }
         Command::Fsck(args) => with_engine(root, |engine| cmd::fsck::run(engine, &args)),
         Command::Image(ImageCommand::Mount(args)) => {

@@ -23,6 +23,7 @@
 //! assert_eq!(cache.get(&key), Some(image));
 //! ```
 
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -32,6 +33,8 @@ use stencil_reference::Digest;
 
 /// The cache directory under the store root.
 pub const CACHE_DIR: &str = "build-cache";
+/// Below it: one empty file per build result, named by its manifest digest's hex.
+const FINAL_DIR: &str = "final";
 
 /// Builds a cache key from named parts; the names keep parts from running into each other.
 #[derive(Debug, Clone, Default)]
@@ -97,7 +100,34 @@ impl BuildCache {
         Ok(())
     }
 
-    /// The number of entries and the images they name.
+    /// Notes that the image with manifest `image` is the result of a build, not an
+    /// intermediate step (so `stencil images` shows it even untagged).
+    pub fn mark_final(&self, image: &Digest) -> Result<()> {
+        let dir = self.dir.join(FINAL_DIR);
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot write to the build cache {}", dir.display()))?;
+        std::fs::write(dir.join(image.hex()), b"")
+            .with_context(|| format!("cannot write to the build cache {}", dir.display()))?;
+        Ok(())
+    }
+
+    /// The manifest digests (as text) of images made by build steps that were never a
+    /// build's result: docker's intermediate images.
+    pub fn intermediate_images(&self) -> BTreeSet<String> {
+        let finals: BTreeSet<String> = std::fs::read_dir(self.dir.join(FINAL_DIR))
+            .map(|dir| {
+                dir.filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().into_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.entries()
+            .into_iter()
+            .filter(|d| !finals.contains(d.hex()))
+            .map(|d| d.to_string())
+            .collect()
+    }
+
+    /// The images the entries name.
     pub fn entries(&self) -> Vec<Digest> {
         let Ok(dir) = std::fs::read_dir(&self.dir) else {
             return Vec::new();
@@ -134,7 +164,13 @@ mod tests {
         cache.put("k", &image).unwrap_or_else(|e| panic!("{e}"));
         let again = BuildCache::open(root.path()).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(again.get("k"), Some(image.clone()));
-        assert_eq!(again.entries(), vec![image]);
+        assert_eq!(again.entries(), vec![image.clone()]);
+        assert_eq!(
+            again.intermediate_images(),
+            BTreeSet::from([image.to_string()])
+        );
+        again.mark_final(&image).unwrap_or_else(|e| panic!("{e}"));
+        assert!(again.intermediate_images().is_empty());
         again.forget("k");
         assert_eq!(cache.get("k"), None);
         std::fs::write(root.path().join(CACHE_DIR).join("bad"), "not a digest")

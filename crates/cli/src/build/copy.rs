@@ -346,7 +346,7 @@ pub fn copy_into(
 
 /// Creates the directories of `rel` in `rootfs` that are missing (`0755`, new ones owned
 /// as `options` says) and returns the resolved path.
-fn make_dirs(rootfs: &Path, rel: &str, options: &CopyOptions) -> Result<PathBuf> {
+pub fn make_dirs(rootfs: &Path, rel: &str, options: &CopyOptions) -> Result<PathBuf> {
     let mut done = String::new();
     for part in rel.split('/').filter(|p| !p.is_empty()) {
         if !done.is_empty() {

@@ -10,7 +10,7 @@ use crate::render::{Column, Format};
 /// Arguments of `stencil images`.
 #[derive(Debug, clap::Args)]
 pub struct ImagesArgs {
-    /// Show all images (stencil keeps no intermediate images, so this changes nothing yet).
+    /// Show all images, including the intermediate images of builds.
     #[arg(short, long)]
     pub all: bool,
     /// Only print image IDs.
@@ -120,8 +120,17 @@ pub fn run(engine: &Engine, args: &ImagesArgs) -> Result<String> {
         None => Format::Table,
     };
     let all = image_rows(engine, args.no_trunc)?;
+    // Untagged images made by build steps are hidden without -a, as docker hides them.
+    let intermediate = if args.all {
+        Default::default()
+    } else {
+        crate::build::cache::BuildCache::open(engine.root())?.intermediate_images()
+    };
     let mut rows: Vec<ImageRow> = Vec::new();
     for row in &all {
+        if row.dangling && intermediate.contains(&row.digest) {
+            continue;
+        }
         if let Some(wanted) = &args.repository
             && !matches_repository(row, wanted)
         {

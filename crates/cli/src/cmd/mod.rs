@@ -5,6 +5,7 @@
 
 pub mod all_tags;
 pub mod archive;
+pub mod build;
 pub mod fsck;
 pub mod images;
 pub mod import;
