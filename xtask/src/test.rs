@@ -14,6 +14,7 @@ const PEERS: &[(&str, &str)] = &[
     ("skopeo", "skopeo"),
     ("umoci", "umoci"),
     ("busybox-static", "busybox"),
+    ("runc", "runc"),
     ("apache2-utils", "htpasswd"),
     ("openssl", "openssl"),
     ("podman", "podman"),

@@ -21,6 +21,7 @@
 
 pub mod build;
 pub mod cmd;
+pub mod container;
 pub mod engine;
 pub mod options;
 pub mod render;

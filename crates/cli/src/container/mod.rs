@@ -1,0 +1,20 @@
+//! Containers: the built-in runtime and the delegation to an OCI runtime.
+//!
+//! [`runtime`] starts a process in new namespaces on a mounted root filesystem (or inside
+//! a running container, for `exec`); [`oci`] writes an OCI bundle for an external runtime
+//! such as runc. [`user`] resolves `--user` inside a rootfs, [`caps`] holds docker's default
+//! capability set and [`namespaces`] which namespaces a container gets. The child side
+//! (`child`, `sys`) runs between `clone` and `execve` and is private.
+//!
+//! This module knows nothing about images, snapshots or container records: callers mount
+//! the rootfs and compute the final argv, environment and working directory.
+
+pub mod caps;
+mod child;
+pub mod namespaces;
+pub mod oci;
+pub mod rootpath;
+pub mod runtime;
+mod sys;
+mod tty;
+pub mod user;

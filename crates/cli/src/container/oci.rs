@@ -1,0 +1,195 @@
+//! `--runtime PATH`: hand a container to an external OCI runtime (runc, crun, youki).
+//!
+//! [`write_bundle`] turns a [`Spec`] into an OCI runtime bundle: a directory holding
+//! `config.json` built with `oci-spec`'s runtime types, whose `root.path` is the already
+//! mounted rootfs (no copy). The configuration mirrors the built-in runtime: the same
+//! namespaces (no network namespace with host networking), docker's default capabilities,
+//! `noNewPrivileges`, the user resolved from the rootfs' `/etc/passwd`, the standard
+//! `/proc`, `/dev`, `/sys` mounts of `oci-spec`'s defaults plus the volumes as recursive
+//! binds. [`run_with_runtime`] then runs `PATH run --bundle DIR ID` in the foreground and
+//! returns its exit status, which for runc is the container's.
+//!
+//! This module does not manage the runtime's state (`runc delete` of a stopped container is
+//! not needed after `runc run`, which deletes it) and adds no cgroup limits.
+//!
+//! ```no_run
+//! use std::path::Path;
+//! use stencil::container::oci::run_with_runtime;
+//! use stencil::container::runtime::{Spec, Stdio};
+//! let spec = Spec { rootfs: "/merged".into(), args: vec!["true".into()], cwd: "/".into(), ..Spec::default() };
+//! let code = run_with_runtime(Path::new("/usr/sbin/runc"), &spec, Path::new("/tmp/bundle"), "abc", Stdio::Inherit)?;
+//! # Ok::<(), stencil::container::runtime::RunError>(())
+//! ```
+
+use std::collections::HashSet;
+use std::os::fd::AsFd;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use nix::fcntl::{OFlag, open};
+use nix::sys::stat::Mode;
+use oci_spec::runtime::{
+    Capability, LinuxCapabilities, LinuxNamespace, LinuxNamespaceType, Mount, Process, Root,
+    Spec as OciSpec, User,
+};
+
+use super::caps::DEFAULT_CAPABILITIES;
+use super::rootpath;
+use super::runtime::{Network, RunError, Spec, Stdio};
+use super::user::{self, ResolvedUser};
+
+fn oci_error(what: &str, error: impl std::fmt::Display) -> RunError {
+    RunError::Setup {
+        what: what.to_owned(),
+        source: std::io::Error::other(error.to_string()),
+    }
+}
+
+/// docker's default capabilities as `oci-spec` values.
+fn default_capabilities() -> HashSet<Capability> {
+    DEFAULT_CAPABILITIES
+        .iter()
+        .filter_map(|(name, _)| name.strip_prefix("CAP_")?.parse().ok())
+        .collect()
+}
+
+/// The `config.json` of `spec` run as `user`.
+pub fn bundle_config(spec: &Spec, user: &ResolvedUser) -> Result<OciSpec, RunError> {
+    let mut config = OciSpec::default();
+    let mut root = Root::default();
+    root.set_path(spec.rootfs.clone());
+    root.set_readonly(Some(spec.read_only));
+    config.set_root(Some(root));
+    config.set_hostname((!spec.hostname.is_empty()).then(|| spec.hostname.clone()));
+
+    let mut process = Process::default();
+    process.set_terminal(Some(spec.tty));
+    let mut oci_user = User::default();
+    oci_user.set_uid(user.uid);
+    oci_user.set_gid(user.gid);
+    oci_user.set_additional_gids(
+        (!user.additional_gids.is_empty()).then(|| user.additional_gids.clone()),
+    );
+    process.set_user(oci_user);
+    process.set_args(Some(spec.args.clone()));
+    let mut env = spec.env.clone();
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", user.home));
+    }
+    process.set_env(Some(env));
+    process.set_cwd(PathBuf::from(&spec.cwd));
+    let all = default_capabilities();
+    // As docker does: a non-root user starts with no effective or permitted capabilities.
+    let held = if user.uid == 0 {
+        all.clone()
+    } else {
+        HashSet::new()
+    };
+    let mut capabilities = LinuxCapabilities::default();
+    capabilities.set_bounding(Some(all));
+    capabilities.set_effective(Some(held.clone()));
+    capabilities.set_permitted(Some(held));
+    capabilities.set_inheritable(Some(HashSet::new()));
+    capabilities.set_ambient(Some(HashSet::new()));
+    process.set_capabilities(Some(capabilities));
+    process.set_no_new_privileges(Some(true));
+    config.set_process(Some(process));
+
+    let mut mounts = config.mounts().clone().unwrap_or_default();
+    for volume in &spec.volumes {
+        let mut mount = Mount::default();
+        mount.set_destination(PathBuf::from(&volume.container));
+        mount.set_typ(Some("bind".to_owned()));
+        mount.set_source(Some(volume.host.clone()));
+        let mut options = vec!["rbind".to_owned(), "rprivate".to_owned()];
+        if volume.read_only {
+            options.push("ro".to_owned());
+        }
+        mount.set_options(Some(options));
+        mounts.push(mount);
+    }
+    config.set_mounts(Some(mounts));
+
+    if let Some(linux) = config.linux_mut() {
+        let namespaces: Vec<LinuxNamespace> = linux
+            .namespaces()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|ns| spec.network == Network::None || ns.typ() != LinuxNamespaceType::Network)
+            .collect();
+        linux.set_namespaces(Some(namespaces));
+    }
+    Ok(config)
+}
+
+/// Writes `DIR/config.json` for `spec`, resolving its user in the rootfs and creating its
+/// working directory there (as the built-in runtime does).
+pub fn write_bundle(spec: &Spec, bundle: &Path) -> Result<(), RunError> {
+    let root = open(
+        &spec.rootfs,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| RunError::Setup {
+        what: format!("cannot open root filesystem {}", spec.rootfs.display()),
+        source: e.into(),
+    })?;
+    let user = user::resolve(&root, &spec.user)?;
+    if spec.cwd.starts_with('/') {
+        rootpath::create_dir_all_in_root(root.as_fd(), &spec.cwd).map_err(|e| RunError::Setup {
+            what: format!("cannot create the working directory {}", spec.cwd),
+            source: e,
+        })?;
+    }
+    let config = bundle_config(spec, &user)?;
+    std::fs::create_dir_all(bundle).map_err(|e| RunError::Setup {
+        what: format!("cannot create bundle directory {}", bundle.display()),
+        source: e,
+    })?;
+    let path = bundle.join("config.json");
+    config
+        .save(&path)
+        .map_err(|e| oci_error(&format!("cannot write {}", path.display()), e))
+}
+
+/// Writes the bundle of `spec` into `bundle` and runs `RUNTIME run --bundle BUNDLE ID` in
+/// the foreground; returns its exit status (128 + signal when it was killed).
+pub fn run_with_runtime(
+    runtime: &Path,
+    spec: &Spec,
+    bundle: &Path,
+    id: &str,
+    stdio: Stdio,
+) -> Result<i32, RunError> {
+    write_bundle(spec, bundle)?;
+    let mut command = Command::new(runtime);
+    command.arg("run").arg("--bundle").arg(bundle).arg(id);
+    match stdio {
+        Stdio::Inherit => {
+            if !spec.interactive && !spec.tty {
+                command.stdin(std::process::Stdio::null());
+            }
+        }
+        Stdio::Files {
+            stdin,
+            stdout,
+            stderr,
+        } => {
+            command.stdin(match stdin {
+                Some(fd) if spec.interactive => std::process::Stdio::from(fd),
+                _ => std::process::Stdio::null(),
+            });
+            command.stdout(stdout).stderr(stderr);
+        }
+    }
+    let status = command.status().map_err(|e| RunError::Setup {
+        what: format!("cannot run OCI runtime {}", runtime.display()),
+        source: e,
+    })?;
+    Ok(status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(125))
+}
