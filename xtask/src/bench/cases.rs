@@ -81,8 +81,38 @@ impl Case {
 
 type CaseFn = Box<dyn Fn(&Bench) -> Result<Case>>;
 
+/// Every case id, in report order.
+pub fn all_ids() -> Vec<String> {
+    catalogue().into_iter().map(|(id, _)| id).collect()
+}
+
 /// Runs every selected case, in order; a case that fails is reported, not fatal.
-pub fn run_all(bench: &Bench) -> Result<Vec<Case>> {
+pub fn run_all(bench: &Bench, mut save: impl FnMut(&Case) -> Result<()>) -> Result<()> {
+    let cases = catalogue();
+    for (id, case) in cases {
+        if !bench.options.wants(&id) {
+            continue;
+        }
+        eprintln!("xtask bench: {id}");
+        let outcome = case(bench);
+        let case = match outcome {
+            Ok(case) => case,
+            Err(error) => {
+                eprintln!("xtask bench: {id} failed: {error:#}");
+                let mut case = Case::new(id, "could not run");
+                case.error = Some(format!("{error:#}"));
+                case
+            }
+        };
+        save(&case)?;
+        // Cases leave their stores on the tmpfs; the next one starts from an empty one.
+        clear_dir(&bench.tmp)?;
+    }
+    Ok(())
+}
+
+/// Every case, in report order.
+fn catalogue() -> Vec<(String, CaseFn)> {
     let mut cases: Vec<(String, CaseFn)> = Vec::new();
     let images = ["minbase", "app", "layers50"];
     for name in images {
@@ -139,28 +169,18 @@ pub fn run_all(bench: &Bench) -> Result<Vec<Case>> {
             Box::new(move |b: &Bench| save_load(b, b.fx.image(name), Compression::Gzip)),
         ));
     }
-    cases.push(("serve/layers50".to_owned(), Box::new(serve)));
-
-    let mut results = Vec::new();
-    for (id, case) in cases {
-        if !bench.options.wants(&id) {
-            continue;
-        }
-        eprintln!("xtask bench: {id}");
-        let outcome = case(bench);
-        match outcome {
-            Ok(case) => results.push(case),
-            Err(error) => {
-                eprintln!("xtask bench: {id} failed: {error:#}");
-                let mut case = Case::new(id, "could not run");
-                case.error = Some(format!("{error:#}"));
-                results.push(case);
-            }
-        }
-        // Cases leave their stores on the tmpfs; the next one starts from an empty one.
-        clear_dir(&bench.tmp)?;
+    for name in ["minbase", "layers50"] {
+        cases.push((
+            format!("run/{name}-gzip"),
+            Box::new(move |b: &Bench| run_true(b, b.fx.image(name), Compression::Gzip)),
+        ));
     }
-    Ok(results)
+    cases.push((
+        "commit/minbase-gzip".to_owned(),
+        Box::new(|b: &Bench| commit(b, b.fx.image("minbase"), Compression::Gzip)),
+    ));
+    cases.push(("serve/layers50".to_owned(), Box::new(serve)));
+    cases
 }
 
 /// Removes everything inside `dir` (unmounting first), keeping `dir`.
@@ -569,6 +589,205 @@ fn warm(b: &Bench, image: &Image, compression: Compression) -> Result<Case> {
     remove_if_present(&base)?;
     remove_if_present(&super::podman_runroot(&base))?;
     Ok(case)
+}
+
+/// Fails with a clear message when the stencil binary lacks `verb` (containers land on main
+/// in steps).
+fn require_verb(b: &Bench, verb: &str) -> Result<()> {
+    let status = Command::new(&b.stencil)
+        .args([verb, "--help"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .with_context(|| format!("cannot run {}", b.stencil.display()))?;
+    if !status.success() {
+        bail!("this stencil has no `{verb}` verb yet");
+    }
+    Ok(())
+}
+
+/// 6. `run --rm IMG /bin/true` on a warm store, against the unshare + chroot floor.
+fn run_true(b: &Bench, image: &Image, compression: Compression) -> Result<Case> {
+    require_verb(b, "run")?;
+    let mut case = Case::new(
+        format!("run/{}", image.tag(compression)),
+        &format!(
+            "`run --rm IMG /bin/true` on a warm store on tmpfs ({} layers)",
+            image.layers.len()
+        ),
+    );
+    let reference = b.reference(image.name, compression.name());
+    let root = b.tmp.join("run-stencil-root");
+    let base = b.tmp.join("run-podman");
+    fresh(&root)?;
+    fresh(&base)?;
+    setup(&mut b.stencil(&root, &["pull", "-q", &reference]), &b.log)?;
+    setup(
+        &mut b.podman(&base, &["pull", "-q", "--tls-verify=false", &reference]),
+        &b.log,
+    )?;
+    let rootfs = &b.fx.rootfs;
+    let mut contenders = vec![
+        Contender::new("stencil", Role::Stencil, || {
+            b.stencil(&root, &["run", "--rm", &reference, "/bin/true"])
+        }),
+        Contender::new("podman", Role::Peer, || {
+            b.podman(
+                &base,
+                &[
+                    "run",
+                    "--rm",
+                    "--runtime",
+                    "runc",
+                    "--network",
+                    "host",
+                    "--ulimit",
+                    "nofile=1024:1024",
+                    "--ulimit",
+                    "nproc=1024:1024",
+                    &reference,
+                    "/bin/true",
+                ],
+            )
+        }),
+        Contender::new("unshare + chroot", Role::Floor, || {
+            let mut command = Command::new("unshare");
+            command
+                .args(["--fork", "--pid", "--mount", "--uts", "--ipc", "chroot"])
+                .arg(rootfs)
+                .arg("/bin/true");
+            command
+        }),
+    ];
+    case.rows = alternate(&mut contenders, b.options.runs, &b.log)?;
+    drop(contenders);
+    if let (Some(ours), Some(floor)) = (case.row("stencil"), case.row("unshare + chroot")) {
+        let over_ms = (ours.wall() - floor.wall()) * 1000.0;
+        case.checks.push(Check {
+            what: "stencil − floor (wall)".to_owned(),
+            value: format!("{over_ms:+.1} ms"),
+            target: "≤ +15 ms".to_owned(),
+            holds: over_ms <= 15.0,
+        });
+    }
+    case.notes.push(
+        "The floor runs /bin/true in new PID, mount, UTS and IPC namespaces chrooted into \
+         the pre-extracted minbase tree (no overlay mount, no /proc, no config); podman runs \
+         with runc, host network and the rlimits this machine needs."
+            .to_owned(),
+    );
+    remove_if_present(&root)?;
+    remove_if_present(&base)?;
+    remove_if_present(&super::podman_runroot(&base))?;
+    Ok(case)
+}
+
+/// Files the committed container writes.
+const COMMIT_FILES: usize = 10_000;
+
+/// Case 7: commit of a container that wrote 10,000 small files, against `tar -cf` of its
+/// upper directory.
+fn commit(b: &Bench, image: &Image, compression: Compression) -> Result<Case> {
+    require_verb(b, "commit")?;
+    let mut case = Case::new(
+        format!("commit/{}", image.tag(compression)),
+        &format!(
+            "commit of a container that wrote {COMMIT_FILES} files of 513 bytes, store on tmpfs"
+        ),
+    );
+    let reference = b.reference(image.name, compression.name());
+    let root = b.tmp.join("commit-stencil-root");
+    let archive = b.tmp.join("commit-floor.tar");
+    fresh(&root)?;
+    setup(&mut b.stencil(&root, &["pull", "-q", &reference]), &b.log)?;
+    let script = format!(
+        "mkdir /bench-files && cd /bench-files && i=0; while [ $i -lt {COMMIT_FILES} ]; do \
+         printf '%512s\\n' $i > f$i; i=$((i+1)); done"
+    );
+    let make_container = || -> Result<()> {
+        let _ = time(&mut b.stencil(&root, &["rm", "-f", "bench-commit"]), &b.log);
+        setup(
+            &mut b.stencil(
+                &root,
+                &[
+                    "run",
+                    "--name",
+                    "bench-commit",
+                    &reference,
+                    "sh",
+                    "-c",
+                    &script,
+                ],
+            ),
+            &b.log,
+        )
+    };
+    make_container()?;
+    let upper = find_upper(&root.join("snapshots"), "bench-files")?
+        .context("cannot find the container's upper directory (a `bench-files` directory under the store's snapshots)")?;
+    let mut contenders = vec![
+        Contender::new("stencil", Role::Stencil, || {
+            b.stencil(&root, &["commit", "bench-commit", "bench/committed:latest"])
+        }),
+        Contender::new("tar -cf", Role::Peer, || {
+            let mut command = Command::new("tar");
+            command
+                .arg("-cf")
+                .arg(&archive)
+                .arg("-C")
+                .arg(&upper)
+                .arg(".");
+            command
+        })
+        .prepare(|| remove_if_present(&archive)),
+        Contender::new("tar -czf", Role::Floor, || {
+            let mut command = Command::new("tar");
+            command
+                .arg("-czf")
+                .arg(&archive)
+                .arg("-C")
+                .arg(&upper)
+                .arg(".");
+            command
+        })
+        .prepare(|| remove_if_present(&archive)),
+    ];
+    case.rows = alternate(&mut contenders, b.options.runs, &b.log)?;
+    drop(contenders);
+    case.check_ratio("tar -cf", 1.5);
+    case.notes.push(
+        "The container is made once (`run --name bench-commit IMG sh -c 'mkdir /bench-files; \
+         … printf > f$i …'`) and committed again on each run; tar reads the same upper \
+         directory. stencil's commit also compresses (gzip) and hashes the layer and writes \
+         the image; `tar -czf` shows what compression alone costs."
+            .to_owned(),
+    );
+    remove_if_present(&root)?;
+    remove_if_present(&archive)?;
+    Ok(case)
+}
+
+/// The directory under `dir` (three levels deep at most) that holds an entry `marker`:
+/// the container's upper directory, wherever the snapshotter keeps it.
+fn find_upper(dir: &Path, marker: &str) -> Result<Option<PathBuf>> {
+    fn walk(dir: &Path, marker: &str, depth: usize) -> Option<PathBuf> {
+        if dir.join(marker).is_dir() {
+            return Some(dir.to_path_buf());
+        }
+        if depth == 0 {
+            return None;
+        }
+        let entries = std::fs::read_dir(dir).ok()?;
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir())
+                && let Some(found) = walk(&entry.path(), marker, depth - 1)
+            {
+                return Some(found);
+            }
+        }
+        None
+    }
+    Ok(walk(dir, marker, 4))
 }
 
 /// 8. Save and load round trip, against skopeo through a docker-archive.

@@ -236,8 +236,11 @@ pub fn run_bench(args: &[String]) -> Result<()> {
         options,
     };
     let started = report::now();
-    let results = cases::run_all(&bench)?;
-    let text = report::render(&bench, &results, &started);
+    let saved = bench.fx.dir.join("results");
+    cases::run_all(&bench, |case| {
+        report::save_case(&bench, case, &report::now(), &saved)
+    })?;
+    let text = report::render(&bench, &started, &cases::all_ids(), &saved)?;
     println!("{text}");
     if bench.options.write {
         let path = workspace_root().join("docs/benchmarks.md");

@@ -79,8 +79,49 @@ fn shorten(bench: &Bench, text: &str) -> String {
     text.replace(&bench.registry.host(), "$REGISTRY")
 }
 
-/// The whole generated part of the report.
-pub fn render(bench: &Bench, cases: &[Case], started: &str) -> String {
+/// The part of a case that goes in each section of the report.
+struct Pieces {
+    targets: String,
+    ratios: String,
+    block: String,
+}
+
+/// Separates the pieces of a case in its saved file.
+const SPLIT: &str = "<!-- piece -->\n";
+
+/// Saves one case's figures in `saved` (one file per case), so that a later run that
+/// does not measure it still reports them.
+pub fn save_case(bench: &Bench, case: &Case, date: &str, saved: &Path) -> Result<()> {
+    std::fs::create_dir_all(saved)?;
+    let pieces = render_case(bench, case, date);
+    let file = saved.join(format!("{}.md", case.id.replace('/', "_")));
+    std::fs::write(
+        &file,
+        format!(
+            "{}{SPLIT}{}{SPLIT}{}",
+            pieces.targets, pieces.ratios, pieces.block
+        ),
+    )
+    .with_context(|| format!("cannot write {}", file.display()))
+}
+
+/// The generated part of the report: the last figures of every case saved in `saved`,
+/// in the order of `order`.
+pub fn render(bench: &Bench, started: &str, order: &[String], saved: &Path) -> Result<String> {
+    let mut all = Vec::new();
+    for id in order {
+        let file = saved.join(format!("{}.md", id.replace('/', "_")));
+        if let Ok(text) = std::fs::read_to_string(&file) {
+            let parts: Vec<&str> = text.split(SPLIT).collect();
+            if let [targets, ratios, block] = parts[..] {
+                all.push(Pieces {
+                    targets: targets.to_owned(),
+                    ratios: ratios.to_owned(),
+                    block: block.to_owned(),
+                });
+            }
+        }
+    }
     let mut out = String::new();
     let _ = writeln!(out, "## Results\n");
     let _ = writeln!(out, "- Date: {started}");
@@ -88,7 +129,8 @@ pub fn render(bench: &Bench, cases: &[Case], started: &str) -> String {
     let _ = writeln!(out, "- Peers: {}", versions());
     let _ = writeln!(
         out,
-        "- Runs: {} per contender, alternating; figures are medians{}.",
+        "- Last run: {} per contender, alternating; figures are medians{}. Each case \
+         says when it was measured: a filtered run updates only its cases.",
         bench.options.runs,
         if bench.options.filters.is_empty() {
             String::new()
@@ -140,24 +182,9 @@ pub fn render(bench: &Bench, cases: &[Case], started: &str) -> String {
     let _ = writeln!(out, "### Targets\n");
     let _ = writeln!(out, "| case | what | measured | target | holds |");
     let _ = writeln!(out, "|---|---|---|---|---|");
-    for case in cases {
-        for check in &case.checks {
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} | {} | {} |",
-                case.id,
-                check.what,
-                check.value,
-                check.target,
-                if check.holds { "yes" } else { "**no**" }
-            );
-        }
-        if let Some(error) = &case.error {
-            let first = error.lines().next().unwrap_or("");
-            let _ = writeln!(out, "| {} | could not run: {first} | | | **no** |", case.id);
-        }
+    for pieces in &all {
+        out.push_str(&pieces.targets);
     }
-
     let _ = writeln!(out, "\n### Ratios to each contender\n");
     let _ = writeln!(
         out,
@@ -165,85 +192,126 @@ pub fn render(bench: &Bench, cases: &[Case], started: &str) -> String {
     );
     let _ = writeln!(out, "| case | stencil (s) | ratios |");
     let _ = writeln!(out, "|---|---|---|");
-    for case in cases {
-        let Some(ours) = case.rows.iter().find(|r| r.role == Role::Stencil) else {
-            continue;
-        };
-        let ratios: Vec<String> = case
+    for pieces in &all {
+        out.push_str(&pieces.ratios);
+    }
+    let _ = writeln!(out, "\n### Cases\n");
+    for pieces in &all {
+        out.push_str(&pieces.block);
+    }
+    Ok(out)
+}
+
+/// One case's rows in the targets and ratios tables, and its own section.
+fn render_case(bench: &Bench, case: &Case, date: &str) -> Pieces {
+    let mut targets = String::new();
+    for check in &case.checks {
+        let _ = writeln!(
+            targets,
+            "| {} | {} | {} | {} | {} |",
+            case.id,
+            check.what,
+            check.value,
+            check.target,
+            if check.holds { "yes" } else { "**no**" }
+        );
+    }
+    if let Some(error) = &case.error {
+        let first = shorten(bench, error.lines().next().unwrap_or(""));
+        let _ = writeln!(
+            targets,
+            "| {} | could not run: {first} | | | **no** |",
+            case.id
+        );
+    }
+    let mut ratios = String::new();
+    if let Some(ours) = case.rows.iter().find(|r| r.role == Role::Stencil) {
+        let list: Vec<String> = case
             .rows
             .iter()
             .filter(|r| r.role != Role::Stencil)
             .filter_map(|r| case.ratio(&r.label).map(|x| format!("{} {x:.2}", r.label)))
             .collect();
         let _ = writeln!(
-            out,
+            ratios,
             "| {} | {:.3} | {} |",
             case.id,
             ours.wall(),
-            ratios.join(" · ")
+            list.join(" · ")
         );
     }
-
-    let _ = writeln!(out, "\n### Cases\n");
-    for case in cases {
-        let _ = writeln!(out, "#### {}: {}\n", case.id, case.title);
-        if let Some(error) = &case.error {
-            let _ = writeln!(out, "Could not run:\n\n```text\n{}\n```\n", error.trim());
-            continue;
-        }
-        if !case.rows.is_empty() {
+    let mut out = String::new();
+    let _ = writeln!(out, "#### {}: {}\n", case.id, case.title);
+    let runs = case.rows.first().map(|r| r.samples.len()).unwrap_or(0);
+    let _ = writeln!(out, "Measured {date}, {runs} runs each.\n");
+    if let Some(error) = &case.error {
+        let _ = writeln!(
+            out,
+            "Could not run:\n\n```text\n{}\n```\n",
+            shorten(bench, error.trim())
+        );
+        return Pieces {
+            targets,
+            ratios,
+            block: out,
+        };
+    }
+    if !case.rows.is_empty() {
+        let _ = writeln!(
+            out,
+            "| contender | kind | wall (s) | CPU (s) | peak RSS (MiB) | stencil / this | runs, wall (s) |"
+        );
+        let _ = writeln!(out, "|---|---|---|---|---|---|---|");
+        for row in &case.rows {
+            let kind = match row.role {
+                Role::Stencil => "stencil",
+                Role::Peer => "peer",
+                Role::Floor => "floor",
+            };
+            let ratio = match row.role {
+                Role::Stencil => "1".to_owned(),
+                _ => case
+                    .ratio(&row.label)
+                    .map(|r| format!("{r:.2}"))
+                    .unwrap_or_default(),
+            };
+            let runs: Vec<String> = row
+                .samples
+                .iter()
+                .map(|s| format!("{:.2}", s.wall))
+                .collect();
             let _ = writeln!(
                 out,
-                "| contender | kind | wall (s) | CPU (s) | peak RSS (MiB) | stencil / this | runs, wall (s) |"
+                "| {} | {kind} | {:.3} | {:.3} | {:.1} | {ratio} | {} |",
+                row.label,
+                row.wall(),
+                row.cpu(),
+                row.rss_mib(),
+                runs.join(" ")
             );
-            let _ = writeln!(out, "|---|---|---|---|---|---|---|");
-            for row in &case.rows {
-                let kind = match row.role {
-                    Role::Stencil => "stencil",
-                    Role::Peer => "peer",
-                    Role::Floor => "floor",
-                };
-                let ratio = match row.role {
-                    Role::Stencil => "1".to_owned(),
-                    _ => case
-                        .ratio(&row.label)
-                        .map(|r| format!("{r:.2}"))
-                        .unwrap_or_default(),
-                };
-                let runs: Vec<String> = row
-                    .samples
-                    .iter()
-                    .map(|s| format!("{:.2}", s.wall))
-                    .collect();
-                let _ = writeln!(
-                    out,
-                    "| {} | {kind} | {:.3} | {:.3} | {:.1} | {ratio} | {} |",
-                    row.label,
-                    row.wall(),
-                    row.cpu(),
-                    row.rss_mib(),
-                    runs.join(" ")
-                );
-            }
-            let _ = writeln!(out, "\nCommands:\n");
-            for row in &case.rows {
-                let _ = writeln!(
-                    out,
-                    "- {}: `{}`",
-                    row.label,
-                    shorten(bench, &row.command).replace('`', "'")
-                );
-            }
-            let _ = writeln!(out);
         }
-        for note in &case.notes {
-            let _ = writeln!(out, "- {}", shorten(bench, note));
+        let _ = writeln!(out, "\nCommands:\n");
+        for row in &case.rows {
+            let _ = writeln!(
+                out,
+                "- {}: `{}`",
+                row.label,
+                shorten(bench, &row.command).replace('`', "'")
+            );
         }
-        if !case.notes.is_empty() {
-            let _ = writeln!(out);
-        }
+        let _ = writeln!(out);
     }
-    out
+    for note in &case.notes {
+        let _ = writeln!(out, "- {}", shorten(bench, note));
+    }
+    if !case.notes.is_empty() {
+        let _ = writeln!(out);
+    }
+    Pieces {
+        targets,
+        ratios,
+        block: out,
+    }
 }
 
 /// Replaces what follows the marker in `path` (keeping the introduction above it).
