@@ -181,11 +181,35 @@ pub enum Error {
         reference: String,
     },
     /// The image is still used (by a container) and cannot be removed.
-    #[error("image {reference} is used by container {container}; remove the container first")]
+    #[error(
+        "conflict: unable to remove repository reference \"{reference}\" (must force) - container {container} is using its referenced image; remove the container first, or use -f to untag only"
+    )]
     ImageInUse {
         /// The image.
         reference: String,
         /// The container using it.
+        container: String,
+    },
+    /// No container has this ID, name or ID prefix.
+    #[error("No such container: {container}")]
+    ContainerNotFound {
+        /// What was asked for.
+        container: String,
+    },
+    /// Several containers' IDs start with this prefix.
+    #[error("container ID prefix {prefix} is ambiguous: give more digits or the name")]
+    AmbiguousContainer {
+        /// The prefix.
+        prefix: String,
+    },
+    /// The name (or ID) is taken.
+    #[error(
+        "Conflict. The container name \"/{name}\" is already in use by container \"{container}\". You have to remove (or rename) that container to be able to reuse that name."
+    )]
+    ContainerNameInUse {
+        /// The name asked for.
+        name: String,
+        /// The ID of the container holding it.
         container: String,
     },
 }
@@ -234,6 +258,12 @@ pub enum ErrorKind {
     ImageInUse,
     /// See [`Error::MissingTag`].
     MissingTag,
+    /// See [`Error::ContainerNotFound`].
+    ContainerNotFound,
+    /// See [`Error::AmbiguousContainer`].
+    AmbiguousContainer,
+    /// See [`Error::ContainerNameInUse`].
+    ContainerNameInUse,
 }
 
 impl Error {
@@ -260,6 +290,9 @@ impl Error {
             Error::InvalidArchive { .. } => ErrorKind::InvalidArchive,
             Error::ImageInUse { .. } => ErrorKind::ImageInUse,
             Error::MissingTag { .. } => ErrorKind::MissingTag,
+            Error::ContainerNotFound { .. } => ErrorKind::ContainerNotFound,
+            Error::AmbiguousContainer { .. } => ErrorKind::AmbiguousContainer,
+            Error::ContainerNameInUse { .. } => ErrorKind::ContainerNameInUse,
         }
     }
 
@@ -272,7 +305,9 @@ impl Error {
     /// An I/O error whose underlying cause is "not found".
     pub fn is_not_found(&self) -> bool {
         match self {
-            Error::BlobNotFound { .. } | Error::ImageNotFound { .. } => true,
+            Error::BlobNotFound { .. }
+            | Error::ImageNotFound { .. }
+            | Error::ContainerNotFound { .. } => true,
             Error::Io { source, .. } => source.kind() == io::ErrorKind::NotFound,
             _ => false,
         }

@@ -74,7 +74,7 @@ impl Store {
                 }
             }
             let container: Option<String> = transaction
-                .query_row("SELECT COALESCE(name, id) FROM containers WHERE image_id = ?1 LIMIT 1", [image.id], |row| row.get(0))
+                .query_row("SELECT substr(id, 1, 12) FROM containers WHERE image_id = ?1 LIMIT 1", [image.id], |row| row.get(0))
                 .optional()
                 .map_err(error)?;
             if let Some(container) = container {

@@ -54,6 +54,7 @@
 #![deny(missing_docs)]
 
 pub mod archive;
+mod containers;
 pub mod content;
 mod error;
 pub mod fsck;
@@ -62,6 +63,7 @@ pub mod image;
 pub mod meta;
 mod store;
 
+pub use containers::{ContainerRecord, NewContainer};
 pub use error::{Error, ErrorKind, Result};
 pub use gc::Removal;
 pub use meta::{ImageRecord, LayerRecord, SnapshotRecord};

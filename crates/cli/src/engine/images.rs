@@ -203,7 +203,24 @@ impl Engine {
                 Reference::parse(name)?.with_digest(image.manifest_digest.clone())
             }
         };
-        let removal = self.store.remove_image(&reference)?;
+        let removal = match self.store.remove_image(&reference) {
+            // docker's `rmi -f` of an image a container uses only takes its names away:
+            // the image stays (dangling) for as long as the container needs it.
+            Err(error) if force && error.kind() == stencil_layerstore::ErrorKind::ImageInUse => {
+                let mut untagged = Vec::new();
+                for name in self.store.tags_of(&image.manifest_digest)? {
+                    let tag = Reference::parse(&name)?;
+                    if self.store.untag(&tag)? {
+                        untagged.push(tag.familiar());
+                    }
+                }
+                return Ok(Removed {
+                    untagged,
+                    deleted: Vec::new(),
+                });
+            }
+            other => other?,
+        };
         let mut removed = Removed {
             untagged: removal
                 .untagged

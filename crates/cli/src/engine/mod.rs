@@ -21,11 +21,13 @@
 mod archive;
 pub mod changes;
 mod commit;
+mod containers;
 mod fsck;
 mod images;
 mod import;
 mod login;
 mod mount;
+pub mod names;
 mod pipeline;
 mod pull;
 mod push;
@@ -42,6 +44,10 @@ use stencil_layerstore::content::LocalContent;
 use stencil_registry::{Client, DockerConfig, RegistriesConfig};
 
 pub use commit::{CommitOptions, Committed};
+pub use containers::{
+    Container, ContainerConfig, ContainerState, CreateOptions, DEFAULT_PATH, Status, VolumeConfig,
+    now, parse_time, process_start_time,
+};
 pub use fsck::Checked;
 pub use images::{ImageRow, Removed, image_rows};
 pub use import::ImportOptions;

@@ -1,0 +1,950 @@
+//! Containers as records and directories: create, look up, state, mount, diff, export,
+//! commit and remove. Starting processes is [`crate::container`]'s job.
+//!
+//! A container is a record in the store (ID, name, image, the chain its snapshot sits on,
+//! its configuration and state as JSON), a writable snapshot `container-ID` prepared on the
+//! image's top layer (its upper and work directories live under `ROOT/snapshots`, owned by
+//! the snapshotter), and `ROOT/containers/ID/` holding `merged` (the mountpoint of the
+//! overlay), `config.json`, `state.json` (a copy of the state the store records, for people
+//! and tools) and `log` (the output of a detached container).
+//!
+//! The configuration follows docker's override rules ([`CreateOptions`]): `--entrypoint`
+//! replaces the image's entrypoint and resets its `Cmd`; arguments after the image replace
+//! `Cmd`; the environment is the image's, then `--env-file` lines, then `-e` (a bare `-e
+//! NAME` takes the value from stencil's own environment), on top of a default `PATH`,
+//! `HOSTNAME` and, with `-t`, `TERM=xterm`; `-w` and `-u` replace the image's working
+//! directory and user; the hostname is the first 12 hex digits of the ID unless
+//! `--hostname`.
+//!
+//! The state survives the death of any process: a `running` state whose process is gone
+//! (checked by pid and process start time) while its monitor is gone too reads as exited
+//! with an unknown status, and is recorded so.
+//!
+//! ```no_run
+//! # fn demo() -> anyhow::Result<()> {
+//! use stencil::engine::{CreateOptions, Engine};
+//!
+//! let engine = Engine::open("/var/lib/stencil".as_ref())?;
+//! let options = CreateOptions { image: "busybox".into(), args: vec!["true".into()], ..CreateOptions::default() };
+//! let container = engine.create_container(&options)?;
+//! println!("{} {}", container.record.id, container.record.name);
+//! engine.remove_container(&container, false)?;
+//! # Ok(()) }
+//! ```
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use stencil_cow_fs::{DiffOptions, Snapshotter, diff_trees, mount_all, unmount_all};
+use stencil_layerstore::{ContainerRecord, ImageRecord, NewContainer};
+
+use super::Engine;
+use super::commit::{CommitOptions, Committed};
+
+/// The containers' directory under the store root.
+const CONTAINERS_DIR: &str = "containers";
+/// Docker's `PATH` when neither the image nor the user sets one.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// What `create` and `run` are asked for (docker's flags).
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    /// The image, by name or ID.
+    pub image: String,
+    /// Arguments after the image: they replace its `Cmd`.
+    pub args: Vec<String>,
+    /// `--entrypoint` (an empty string clears the image's).
+    pub entrypoint: Option<String>,
+    /// `-e NAME=VALUE` or `-e NAME`.
+    pub env: Vec<String>,
+    /// `--env-file` files, read in order before `-e`.
+    pub env_files: Vec<PathBuf>,
+    /// `-w`.
+    pub workdir: Option<String>,
+    /// `-u`.
+    pub user: Option<String>,
+    /// `-v HOST:CONTAINER[:ro]`.
+    pub volumes: Vec<String>,
+    /// `--hostname`.
+    pub hostname: Option<String>,
+    /// `--name`.
+    pub name: Option<String>,
+    /// `--network none` gives a network namespace of its own.
+    pub network_none: bool,
+    /// `--read-only`.
+    pub read_only: bool,
+    /// `-t`.
+    pub tty: bool,
+    /// `-i`.
+    pub interactive: bool,
+    /// `--init`.
+    pub init: bool,
+    /// `--rm`.
+    pub auto_remove: bool,
+    /// `--runtime PATH`: an OCI runtime to hand the container to.
+    pub runtime: Option<PathBuf>,
+}
+
+/// A bind mount of a host path, parsed from `-v`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeConfig {
+    /// Absolute host path.
+    pub host: PathBuf,
+    /// Absolute path in the container.
+    pub container: String,
+    /// Mounted read-only.
+    pub read_only: bool,
+}
+
+/// A container's configuration, fixed at creation (`config.json`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ContainerConfig {
+    /// The image as the user named it (shown by `ps`).
+    pub image: String,
+    /// The image ID (config digest).
+    pub image_id: String,
+    /// The image's manifest digest.
+    pub image_manifest: String,
+    /// The final argv.
+    pub args: Vec<String>,
+    /// The final environment.
+    pub env: Vec<String>,
+    /// The working directory.
+    pub working_dir: String,
+    /// The user (`name`, `uid`, `uid:gid`…), empty for root.
+    pub user: String,
+    /// The hostname.
+    pub hostname: String,
+    /// Bind mounts.
+    pub volumes: Vec<VolumeConfig>,
+    /// Whether the container has a network namespace of its own (`--network none`).
+    pub network_none: bool,
+    /// `--read-only`.
+    pub read_only: bool,
+    /// `-t`.
+    pub tty: bool,
+    /// `-i`.
+    pub interactive: bool,
+    /// `--init`.
+    pub init: bool,
+    /// `--rm`.
+    pub auto_remove: bool,
+    /// The image's stop signal, when it has one.
+    pub stop_signal: Option<String>,
+    /// `--runtime PATH`.
+    pub runtime: Option<PathBuf>,
+    /// Creation time (RFC 3339).
+    pub created: String,
+}
+
+/// Where a container is in its life.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Created, never started (or its start failed).
+    #[default]
+    Created,
+    /// Its process runs.
+    Running,
+    /// Its process ended.
+    Exited,
+}
+
+impl Status {
+    /// docker's word for it (`ps --format '{{.State}}'`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Exited => "exited",
+        }
+    }
+}
+
+/// A container's state (`state.json`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ContainerState {
+    /// Created, running or exited.
+    pub status: Status,
+    /// Host pid of the container's first process while it runs.
+    pub pid: Option<i32>,
+    /// That process's start time (clock ticks after boot, from `/proc/PID/stat`), so a
+    /// reused pid is not mistaken for it.
+    pub pid_start: Option<u64>,
+    /// Host pid of the process waiting for it (the monitor, or a foreground `run`).
+    pub monitor_pid: Option<i32>,
+    /// The exit code; `None` after an exit nobody saw.
+    pub exit_code: Option<i32>,
+    /// When it started (RFC 3339).
+    pub started_at: Option<String>,
+    /// When it ended (RFC 3339).
+    pub finished_at: Option<String>,
+    /// Why it could not start, when it could not.
+    pub error: Option<String>,
+}
+
+/// A container: its record, configuration and current state.
+#[derive(Debug, Clone)]
+pub struct Container {
+    /// The store's record.
+    pub record: ContainerRecord,
+    /// Its configuration.
+    pub config: ContainerConfig,
+    /// Its state, checked against the processes that should be alive.
+    pub state: ContainerState,
+}
+
+impl Container {
+    /// The first 12 hex digits of the ID, as docker shows it.
+    pub fn short_id(&self) -> &str {
+        &self.record.id[..12.min(self.record.id.len())]
+    }
+
+    /// Whether its process runs.
+    pub fn is_running(&self) -> bool {
+        self.state.status == Status::Running
+    }
+}
+
+impl Engine {
+    /// `ROOT/containers/ID`.
+    pub fn container_dir(&self, id: &str) -> PathBuf {
+        self.root.join(CONTAINERS_DIR).join(id)
+    }
+
+    /// Where the container's root filesystem is mounted.
+    pub fn container_rootfs(&self, id: &str) -> PathBuf {
+        self.container_dir(id).join("merged")
+    }
+
+    /// Creates a container from `options`: its record, its writable snapshot on the image
+    /// and its directory. Nothing is mounted or started.
+    pub fn create_container(&self, options: &CreateOptions) -> Result<Container> {
+        let image = self.find_image(&options.image).with_context(|| {
+            format!(
+                "Unable to find image '{}' locally (pull it first)",
+                options.image
+            )
+        })?;
+        let image_config = self.image_config(&image)?;
+        let settings = image_config
+            .get("config")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let id = random_id()?;
+        let hostname = match &options.hostname {
+            Some(name) if !name.is_empty() => name.clone(),
+            _ => id[..12].to_owned(),
+        };
+        let args = command_line(&settings, options)?;
+        let env = environment(&settings, options, &hostname)?;
+        let working_dir = match &options.workdir {
+            Some(dir) if !dir.starts_with('/') => {
+                bail!("the working directory '{dir}' is invalid, it needs to be an absolute path")
+            }
+            Some(dir) => dir.clone(),
+            None => string_field(&settings, "WorkingDir")
+                .filter(|dir| !dir.is_empty())
+                .unwrap_or_else(|| "/".to_owned()),
+        };
+        let user = options
+            .user
+            .clone()
+            .or_else(|| string_field(&settings, "User"))
+            .unwrap_or_default();
+        let volumes = options
+            .volumes
+            .iter()
+            .map(|text| parse_volume(text))
+            .collect::<Result<Vec<_>>>()?;
+        if let Some(runtime) = &options.runtime
+            && !runtime.is_file()
+        {
+            bail!(
+                "OCI runtime {} not found: give the path of an executable such as /usr/bin/runc",
+                runtime.display()
+            );
+        }
+        let config = ContainerConfig {
+            image: options.image.clone(),
+            image_id: image.config_digest.to_string(),
+            image_manifest: image.manifest_digest.to_string(),
+            args,
+            env,
+            working_dir,
+            user,
+            hostname,
+            volumes,
+            network_none: options.network_none,
+            read_only: options.read_only,
+            tty: options.tty,
+            interactive: options.interactive,
+            init: options.init,
+            auto_remove: options.auto_remove,
+            stop_signal: string_field(&settings, "StopSignal"),
+            runtime: options.runtime.clone(),
+            created: Utc::now().to_rfc3339_opts(SecondsFormat::Nanos, true),
+        };
+        let name = match &options.name {
+            Some(name) => {
+                validate_name(name)?;
+                name.clone()
+            }
+            None => self.unused_name()?,
+        };
+        self.record_container(&id, &name, &image, config)
+    }
+
+    fn record_container(
+        &self,
+        id: &str,
+        name: &str,
+        image: &ImageRecord,
+        config: ContainerConfig,
+    ) -> Result<Container> {
+        let parent = image.layers.last().map(|layer| layer.chain_id.clone());
+        if let Some(chain) = &parent
+            && !self.has_snapshot(chain)
+        {
+            self.unpack_image(image, &|_| {})?;
+        }
+        let key = snapshot_key(id);
+        self.snapshots
+            .prepare(&key, parent.as_ref().map(|c| c.as_str()))
+            .with_context(|| format!("cannot prepare the writable layer of container {name}"))?;
+        let snapshot_id = self.snapshots.stat(&key).ok().map(|info| info.id);
+        let dir = self.container_dir(id);
+        let created = std::fs::create_dir_all(dir.join("merged"))
+            .with_context(|| format!("cannot create {}", dir.display()))
+            .and_then(|()| write_json(&dir.join("config.json"), &config))
+            .and_then(|()| write_json(&dir.join("state.json"), &ContainerState::default()));
+        let recorded = created.and_then(|()| {
+            self.store
+                .create_container(&NewContainer {
+                    id: id.to_owned(),
+                    name: name.to_owned(),
+                    image_id: Some(image.id),
+                    parent_chain_id: parent.clone(),
+                    snapshot_key: key.clone(),
+                    snapshot_id,
+                    config: serde_json::to_string(&config)?,
+                    state: serde_json::to_string(&ContainerState::default())?,
+                })
+                .map_err(anyhow::Error::from)
+        });
+        match recorded {
+            Ok(record) => Ok(Container {
+                record,
+                config,
+                state: ContainerState::default(),
+            }),
+            Err(error) => {
+                let _ = self.snapshots.remove(&key);
+                let _ = std::fs::remove_dir_all(&dir);
+                Err(error)
+            }
+        }
+    }
+
+    /// The container named by full ID, name or unique ID prefix, with its state checked.
+    pub fn container(&self, text: &str) -> Result<Container> {
+        let record = self.store.container(text)?;
+        self.load_container(record)
+    }
+
+    /// Every container, newest first, with states checked.
+    pub fn containers(&self) -> Result<Vec<Container>> {
+        self.store
+            .containers()?
+            .into_iter()
+            .map(|record| self.load_container(record))
+            .collect()
+    }
+
+    fn load_container(&self, record: ContainerRecord) -> Result<Container> {
+        let config: ContainerConfig = serde_json::from_str(&record.config).with_context(|| {
+            format!("the configuration of container {} is unreadable", record.id)
+        })?;
+        let state: ContainerState = serde_json::from_str(&record.state).unwrap_or_default();
+        let mut container = Container {
+            record,
+            config,
+            state,
+        };
+        self.check_state(&mut container);
+        Ok(container)
+    }
+
+    /// A running state whose process and watcher are both gone becomes an exit nobody
+    /// saw; the overlay is unmounted.
+    fn check_state(&self, container: &mut Container) {
+        if container.state.status != Status::Running {
+            return;
+        }
+        let alive = container.state.pid.is_some_and(|pid| {
+            process_start_time(pid).is_some()
+                && process_start_time(pid) == container.state.pid_start
+        });
+        let watched = container
+            .state
+            .monitor_pid
+            .is_some_and(|pid| process_start_time(pid).is_some());
+        if alive || watched {
+            return;
+        }
+        container.state.status = Status::Exited;
+        container.state.pid = None;
+        container.state.exit_code = None;
+        container.state.finished_at = Some(now());
+        let _ = self.set_container_state(container);
+        let _ = self.unmount_container(container);
+    }
+
+    /// Records `container.state` in the store and in `state.json`.
+    pub fn set_container_state(&self, container: &Container) -> Result<()> {
+        let text = serde_json::to_string(&container.state)?;
+        self.store
+            .set_container_state(&container.record.id, &text)?;
+        let dir = self.container_dir(&container.record.id);
+        write_json(&dir.join("state.json"), &container.state)
+    }
+
+    /// Mounts the container's root filesystem (when it is not yet) and returns its path.
+    pub fn mount_container(&self, container: &Container) -> Result<PathBuf> {
+        let target = self.container_rootfs(&container.record.id);
+        if is_mountpoint(&target) {
+            return Ok(target);
+        }
+        std::fs::create_dir_all(&target)
+            .with_context(|| format!("cannot create {}", target.display()))?;
+        let mounts = self
+            .snapshots
+            .mounts(&container.record.snapshot_key)
+            .with_context(|| {
+                format!(
+                    "the writable layer of container {} is missing",
+                    container.record.name
+                )
+            })?;
+        mount_all(&mounts, &target).with_context(|| {
+            format!(
+                "cannot mount the root filesystem of container {}",
+                container.record.name
+            )
+        })?;
+        Ok(target)
+    }
+
+    /// Unmounts the container's root filesystem when it is mounted.
+    pub fn unmount_container(&self, container: &Container) -> Result<()> {
+        let target = self.container_rootfs(&container.record.id);
+        if is_mountpoint(&target) {
+            unmount_all(&target).with_context(|| format!("cannot unmount {}", target.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Removes a container that does not run: unmounts it, removes its snapshot, its
+    /// directory and its record. A running container is refused unless the caller
+    /// stopped it (`rm -f` kills it first).
+    pub fn remove_container(&self, container: &Container, running_ok: bool) -> Result<()> {
+        if container.is_running() && !running_ok {
+            bail!(
+                "cannot remove container \"/{}\": container is running: stop the container before removing or force remove",
+                container.record.name
+            );
+        }
+        self.unmount_container(container)?;
+        let id = &container.record.id;
+        match self.snapshots.remove(&container.record.snapshot_key) {
+            Ok(()) => {}
+            Err(error) if error.kind() == stencil_cow_fs::ErrorKind::NotFound => {}
+            Err(error) => {
+                return Err(anyhow::Error::from(error).context(format!(
+                    "cannot remove the writable layer of container {id}"
+                )));
+            }
+        }
+        let released = match self.store.remove_container(id) {
+            Ok(released) => released,
+            // Removed meanwhile by its monitor (`--rm`).
+            Err(error) if error.kind() == stencil_layerstore::ErrorKind::ContainerNotFound => None,
+            Err(error) => return Err(error.into()),
+        };
+        if let Some(snapshot) = released {
+            let _ = self.snapshots.remove(&snapshot.key);
+        }
+        let dir = self.container_dir(id);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)
+                .with_context(|| format!("cannot remove {}", dir.display()))?;
+        }
+        Ok(())
+    }
+
+    /// `docker diff`: `A`, `C` and `D` lines for what the container added, changed and
+    /// deleted, sorted by path.
+    pub fn container_changes(&self, container: &Container) -> Result<Vec<(char, String)>> {
+        let target = self
+            .snapshots
+            .layer_target(&container.record.snapshot_key)
+            .with_context(|| {
+                format!(
+                    "the writable layer of container {} is missing",
+                    container.record.name
+                )
+            })?;
+        let mut changes = Vec::new();
+        upper_changes(&target.dir, &target.parents, Path::new(""), &mut changes)?;
+        changes.sort_by(|a, b| a.1.cmp(&b.1));
+        Ok(changes)
+    }
+
+    /// `docker export`: the container's whole filesystem as one tar, written to `out`.
+    pub fn export_container(&self, container: &Container, out: &mut dyn Write) -> Result<()> {
+        let was_mounted = is_mountpoint(&self.container_rootfs(&container.record.id));
+        let rootfs = self.mount_container(container)?;
+        let empty = tempfile::tempdir().context("cannot create a temporary directory")?;
+        let written = diff_trees(empty.path(), &rootfs, out, &DiffOptions::default())
+            .map(|_| ())
+            .with_context(|| format!("cannot export container {}", container.record.name));
+        if !was_mounted && !container.is_running() {
+            let _ = self.unmount_container(container);
+        }
+        written
+    }
+
+    /// `docker commit`: the container's changes become a new image on its image; the
+    /// container keeps its layer.
+    pub fn commit_container(
+        &self,
+        container: &Container,
+        options: &CommitOptions,
+    ) -> Result<Committed> {
+        let image = self
+            .container_image(container)?
+            .ok_or_else(|| anyhow!("the image of container {} is gone", container.record.name))?;
+        let mut options = options.clone();
+        options.keep_snapshot = true;
+        if options.created_by.is_none() {
+            options.created_by = Some(container.config.args.join(" "));
+        }
+        self.commit_snapshot(&container.record.snapshot_key, Some(&image), &options)
+    }
+
+    /// The image a container was created from.
+    pub fn container_image(&self, container: &Container) -> Result<Option<ImageRecord>> {
+        let Some(image_id) = container.record.image_id else {
+            return Ok(None);
+        };
+        Ok(self
+            .store
+            .images()?
+            .into_iter()
+            .find(|image| image.id == image_id))
+    }
+
+    fn unused_name(&self) -> Result<String> {
+        let mut seed = random_bytes::<8>()?;
+        for attempt in 0..64u32 {
+            let name = super::names::generate(u64::from_le_bytes(seed), attempt);
+            match self.store.container(&name) {
+                Err(error) if error.kind() == stencil_layerstore::ErrorKind::ContainerNotFound => {
+                    return Ok(name);
+                }
+                _ => seed = random_bytes::<8>()?,
+            }
+        }
+        bail!("cannot find an unused container name: give one with --name")
+    }
+}
+
+/// The snapshotter key of a container's writable layer.
+fn snapshot_key(id: &str) -> String {
+    format!("container-{id}")
+}
+
+fn string_field(settings: &serde_json::Map<String, Value>, key: &str) -> Option<String> {
+    settings.get(key).and_then(Value::as_str).map(str::to_owned)
+}
+
+fn string_list(settings: &serde_json::Map<String, Value>, key: &str) -> Vec<String> {
+    settings
+        .get(key)
+        .and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Entrypoint + Cmd with docker's rules.
+fn command_line(
+    settings: &serde_json::Map<String, Value>,
+    options: &CreateOptions,
+) -> Result<Vec<String>> {
+    let (entrypoint, cmd) = match &options.entrypoint {
+        // `--entrypoint` resets the image's Cmd.
+        Some(entrypoint) if entrypoint.is_empty() => (Vec::new(), options.args.clone()),
+        Some(entrypoint) => (vec![entrypoint.clone()], options.args.clone()),
+        None => {
+            let cmd = if options.args.is_empty() {
+                string_list(settings, "Cmd")
+            } else {
+                options.args.clone()
+            };
+            (string_list(settings, "Entrypoint"), cmd)
+        }
+    };
+    let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+    if args.is_empty() {
+        bail!(
+            "No command specified: the image {} has no CMD or ENTRYPOINT; give a command after the image",
+            options.image
+        );
+    }
+    Ok(args)
+}
+
+/// The final environment with docker's rules.
+fn environment(
+    settings: &serde_json::Map<String, Value>,
+    options: &CreateOptions,
+    hostname: &str,
+) -> Result<Vec<String>> {
+    let mut env = vec![
+        format!("PATH={DEFAULT_PATH}"),
+        format!("HOSTNAME={hostname}"),
+    ];
+    if options.tty {
+        env.push("TERM=xterm".to_owned());
+    }
+    let mut wanted = string_list(settings, "Env");
+    for file in &options.env_files {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read env file {}", file.display()))?;
+        for line in text.lines() {
+            let line = line.trim_start();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            wanted.extend(from_host(line));
+        }
+    }
+    for entry in &options.env {
+        if entry.is_empty() || entry.starts_with('=') {
+            bail!("invalid environment variable {entry:?}: give NAME=VALUE or NAME");
+        }
+        wanted.extend(from_host(entry));
+    }
+    for entry in wanted {
+        let name = entry.split('=').next().unwrap_or_default().to_owned();
+        match env
+            .iter_mut()
+            .find(|e| e.split('=').next() == Some(name.as_str()))
+        {
+            Some(existing) => *existing = entry,
+            None => env.push(entry),
+        }
+    }
+    Ok(env)
+}
+
+/// `NAME=VALUE` as it is; a bare `NAME` takes stencil's own value, or nothing.
+fn from_host(entry: &str) -> Option<String> {
+    if entry.contains('=') {
+        return Some(entry.to_owned());
+    }
+    std::env::var(entry)
+        .ok()
+        .map(|value| format!("{entry}={value}"))
+}
+
+/// `HOST:CONTAINER[:ro|rw]` with absolute paths.
+fn parse_volume(text: &str) -> Result<VolumeConfig> {
+    let parts: Vec<&str> = text.split(':').collect();
+    let (host, container, mode) = match parts.as_slice() {
+        [host, container] => (*host, *container, "rw"),
+        [host, container, mode] => (*host, *container, *mode),
+        _ => bail!("invalid volume specification {text:?}: give HOST:CONTAINER[:ro]"),
+    };
+    if !host.starts_with('/') {
+        bail!(
+            "invalid volume specification {text:?}: named volumes are not supported, give an absolute host path"
+        );
+    }
+    if !container.starts_with('/') {
+        bail!("invalid volume specification {text:?}: the container path must be absolute");
+    }
+    let read_only = match mode {
+        "ro" => true,
+        "rw" => false,
+        other => bail!("invalid volume specification {text:?}: unknown mode {other:?} (ro or rw)"),
+    };
+    Ok(VolumeConfig {
+        host: PathBuf::from(host),
+        container: container.to_owned(),
+        read_only,
+    })
+}
+
+/// Docker's rule for names: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
+fn validate_name(name: &str) -> Result<()> {
+    let name = name.strip_prefix('/').unwrap_or(name);
+    let mut chars = name.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
+    let rest_ok =
+        name.len() >= 2 && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if !first_ok || !rest_ok {
+        bail!("Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed");
+    }
+    Ok(())
+}
+
+fn random_bytes<const N: usize>() -> Result<[u8; N]> {
+    let mut bytes = [0u8; N];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut file| file.read_exact(&mut bytes))
+        .context("cannot read /dev/urandom")?;
+    Ok(bytes)
+}
+
+/// 64 random hex digits; never all digits, so a short ID is never read as a number.
+fn random_id() -> Result<String> {
+    loop {
+        let id = hex_string(&random_bytes::<32>()?);
+        if id[..12].bytes().any(|b| b.is_ascii_alphabetic()) {
+            return Ok(id);
+        }
+    }
+}
+
+fn hex_string(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Now, as RFC 3339.
+pub fn now() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Nanos, true)
+}
+
+/// Parses an RFC 3339 time written by [`now`].
+pub fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut file = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    serde_json::to_writer_pretty(&mut file, value)?;
+    file.write_all(b"\n")?;
+    file.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// The start time of process `pid` (field 22 of `/proc/PID/stat`), `None` when it is gone
+/// or a zombie.
+pub fn process_start_time(pid: i32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    let rest = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    if fields.first() == Some(&"Z") || fields.first() == Some(&"X") {
+        return None;
+    }
+    fields.get(19)?.parse().ok()
+}
+
+/// Whether `path` is a mountpoint (its device differs from its parent's, or it appears in
+/// the mount table).
+fn is_mountpoint(path: &Path) -> bool {
+    let Ok(mounts) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let wanted = path.to_string_lossy();
+    mounts
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .any(|point| unescape_mount_path(point) == wanted)
+}
+
+/// Mount table paths escape space, tab, newline and backslash as `\NNN` (octal).
+fn unescape_mount_path(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let code = (bytes[i] == b'\\')
+            .then(|| text.get(i + 1..i + 4))
+            .flatten()
+            .and_then(|digits| u8::from_str_radix(digits, 8).ok());
+        match code {
+            Some(code) => {
+                out.push(code);
+                i += 4;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Whether `rel` exists in the merged view of the lower layers `lowers` (topmost first).
+fn exists_below(lowers: &[PathBuf], rel: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    use std::os::unix::fs::MetadataExt;
+    for lower in lowers {
+        // An opaque ancestor in this layer hides everything below it.
+        let mut hidden = false;
+        let mut ancestor = rel.parent();
+        while let Some(dir) = ancestor {
+            if dir.as_os_str().is_empty() {
+                break;
+            }
+            let path = lower.join(dir);
+            match std::fs::symlink_metadata(&path) {
+                Ok(meta) if meta.file_type().is_char_device() && meta.rdev() == 0 => hidden = true,
+                Ok(meta) if !meta.is_dir() => hidden = true,
+                Ok(_) if is_opaque(&path) => {
+                    // Opaque hides lower layers, not this one: look here, then stop.
+                    return std::fs::symlink_metadata(lower.join(rel))
+                        .is_ok_and(|m| !(m.file_type().is_char_device() && m.rdev() == 0));
+                }
+                _ => {}
+            }
+            ancestor = dir.parent();
+        }
+        if hidden {
+            return false;
+        }
+        match std::fs::symlink_metadata(lower.join(rel)) {
+            Ok(meta) => return !(meta.file_type().is_char_device() && meta.rdev() == 0),
+            Err(_) => continue,
+        }
+    }
+    false
+}
+
+fn is_opaque(path: &Path) -> bool {
+    ["trusted.overlay.opaque", "user.overlay.opaque"]
+        .iter()
+        .any(|name| read_xattr(path, name).as_deref() == Some(b"y".as_slice()))
+}
+
+fn read_xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let name = std::ffi::CString::new(name).ok()?;
+    let mut buffer = [0u8; 16];
+    // SAFETY: both strings are NUL-terminated and the buffer's length is passed with it.
+    let n = unsafe {
+        libc::lgetxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            buffer.as_mut_ptr().cast(),
+            buffer.len(),
+        )
+    };
+    usize::try_from(n).ok().map(|n| buffer[..n].to_vec())
+}
+
+/// Directories the runtime creates in a root filesystem that lacks them, to mount on.
+const RUNTIME_MOUNTPOINTS: &[&str] = &["/proc", "/sys", "/dev"];
+
+/// Whether `dir` holds nothing but (empty) directories.
+fn is_empty_tree(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries.flatten().all(|entry| {
+            entry.file_type().is_ok_and(|t| t.is_dir()) && is_empty_tree(&entry.path())
+        })
+    })
+}
+
+/// Walks the upper directory: whiteouts are deletions, entries that exist below are
+/// changes, others additions; an opaque directory deletes what was below it.
+fn upper_changes(
+    upper: &Path,
+    lowers: &[PathBuf],
+    rel: &Path,
+    changes: &mut Vec<(char, String)>,
+) -> Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    use std::os::unix::fs::MetadataExt;
+    let dir = upper.join(rel);
+    let entries =
+        std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))?;
+    let mut names: Vec<std::ffi::OsString> = Vec::new();
+    for entry in entries {
+        names.push(
+            entry
+                .with_context(|| format!("cannot read {}", dir.display()))?
+                .file_name(),
+        );
+    }
+    if !rel.as_os_str().is_empty() && is_opaque(&dir) {
+        // Everything below that the upper does not show again was deleted.
+        for lower in lowers {
+            let Ok(below) = std::fs::read_dir(lower.join(rel)) else {
+                continue;
+            };
+            for entry in below.flatten() {
+                let name = entry.file_name();
+                let child = rel.join(&name);
+                if !names.contains(&name) && exists_below(lowers, &child) {
+                    let line = ('D', format!("/{}", child.display()));
+                    if !changes.contains(&line) {
+                        changes.push(line);
+                    }
+                }
+            }
+        }
+    }
+    for name in names {
+        let child = rel.join(&name);
+        let meta = std::fs::symlink_metadata(upper.join(&child))
+            .with_context(|| format!("cannot inspect {}", upper.join(&child).display()))?;
+        let shown = format!("/{}", child.display());
+        if meta.file_type().is_char_device() && meta.rdev() == 0 {
+            changes.push(('D', shown));
+            continue;
+        }
+        let kind = if exists_below(lowers, &child) {
+            'C'
+        } else {
+            'A'
+        };
+        if kind == 'A'
+            && meta.is_dir()
+            && RUNTIME_MOUNTPOINTS.contains(&shown.as_str())
+            && is_empty_tree(&upper.join(&child))
+        {
+            // Made by the runtime to mount /proc, /sys and /dev on, as docker's init
+            // layer does; not the container's own change.
+            continue;
+        }
+        changes.push((kind, shown));
+        if meta.is_dir() {
+            upper_changes(upper, lowers, &child, changes)?;
+        }
+    }
+    Ok(())
+}
