@@ -59,7 +59,11 @@ impl Rootfs {
             fs::create_dir_all(root.join(sub)).expect("rootfs directory");
         }
         fs::set_permissions(root.join("tmp"), fs::Permissions::from_mode(0o1777)).expect("chmod");
-        fs::copy(BUSYBOX, root.join("bin/busybox")).expect("copy busybox");
+        // A hard link when possible: a copy is open for writing for a moment, and a
+        // container cloned by another test thread meanwhile would hold that descriptor.
+        if fs::hard_link(BUSYBOX, root.join("bin/busybox")).is_err() {
+            fs::copy(BUSYBOX, root.join("bin/busybox")).expect("copy busybox");
+        }
         let applets = std::process::Command::new(BUSYBOX)
             .arg("--list")
             .output()
@@ -552,4 +556,36 @@ fn oci_runtime_delegate_runs_with_runc() {
         config["root"]["path"],
         rootfs.path().to_str().expect("utf8")
     );
+}
+
+#[test]
+fn foreground_wait_forwards_signals() {
+    if !runnable() {
+        return;
+    }
+    let rootfs = Rootfs::new();
+    // PID 1 receives only the signals it handles: this one traps SIGTERM.
+    let spec = rootfs.spec(&[
+        "sh",
+        "-c",
+        "trap 'exit 42' TERM; echo ready > /tmp/ready; while true; do sleep 0.05; done",
+    ]);
+    let ready = rootfs.path().join("tmp/ready");
+    let (_out, _err, stdio) = capture_files();
+    let started = start(&spec, stdio).expect("start");
+    let signaller = std::thread::spawn(move || {
+        for _ in 0..200 {
+            if ready.exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        // Handlers are installed by now: wait_forwarding_signals runs right after start.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::Signal::SIGTERM)
+            .expect("signal ourselves");
+    });
+    let code = started.wait_forwarding_signals().expect("wait");
+    signaller.join().expect("signaller");
+    assert_eq!(code, 42, "SIGTERM sent to stencil reached the container");
 }

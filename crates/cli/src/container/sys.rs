@@ -521,14 +521,29 @@ pub(crate) fn set_no_new_privs() -> Result<(), i32> {
 }
 
 /// `execve(2)`; returns only on failure, with its errno.
+///
+/// `ETXTBSY` is retried for up to half a second: it means some process holds the file open
+/// for writing, and that is often a sibling cloned by another thread of our parent while
+/// the file was being written, which drops the descriptor when it execs in turn.
 pub(crate) fn execve(
     path: &CStr,
     argv: &[*const libc::c_char],
     envp: &[*const libc::c_char],
 ) -> i32 {
-    // SAFETY: argv and envp are null-terminated arrays of NUL-terminated strings that the
-    // caller keeps alive.
-    unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    for _ in 0..50 {
+        // SAFETY: argv and envp are null-terminated arrays of NUL-terminated strings that
+        // the caller keeps alive.
+        unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+        if errno() != libc::ETXTBSY {
+            break;
+        }
+        let pause = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 10_000_000,
+        };
+        // SAFETY: nanosleep reads the timespec; a null remainder is allowed.
+        unsafe { libc::nanosleep(&pause, ptr::null_mut()) };
+    }
     errno()
 }
 

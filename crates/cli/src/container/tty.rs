@@ -69,11 +69,19 @@ fn read_some(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize, Errno> {
     }
 }
 
+/// Writes everything, waiting for room when `fd` is non-blocking (the master is).
 fn write_all(fd: BorrowedFd<'_>, mut bytes: &[u8]) -> io::Result<()> {
     while !bytes.is_empty() {
         match nix::unistd::write(fd, bytes) {
             Ok(n) => bytes = &bytes[n..],
             Err(Errno::EINTR) => continue,
+            Err(Errno::EAGAIN) => {
+                let mut fds = [PollFd::new(fd, PollFlags::POLLOUT)];
+                match poll(&mut fds, PollTimeout::NONE) {
+                    Ok(_) | Err(Errno::EINTR) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
             Err(e) => return Err(e.into()),
         }
     }
@@ -149,11 +157,7 @@ impl Relay {
                 let _ = write_all(self.master.as_fd(), &[4]);
                 self.input = None;
             }
-            Ok(n) => match write_all(self.master.as_fd(), &buf[..n]) {
-                Ok(()) => {}
-                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {}
-                Err(e) => return Err(e),
-            },
+            Ok(n) => write_all(self.master.as_fd(), &buf[..n])?,
         }
         Ok(())
     }
