@@ -90,12 +90,15 @@ fn write_all(fd: BorrowedFd<'_>, mut bytes: &[u8]) -> io::Result<()> {
 
 impl Relay {
     /// Relays until process `pid` has exited and its output is drained; returns its wait
-    /// status. Our input terminal, if any, is in raw mode meanwhile.
+    /// status. Our input and output terminals, if any, are in raw mode meanwhile.
     pub(crate) fn run(mut self, pid: i32) -> io::Result<WaitStatus> {
-        let _raw = self
+        // Output too, as docker does: otherwise our terminal turns the container terminal's
+        // "\r\n" into "\r\r\n". Dropped in reverse order, so the first saved state wins.
+        let _raw_input = self
             .input
             .as_ref()
             .and_then(|fd| RawMode::enter(fd.as_fd()));
+        let _raw_output = RawMode::enter(self.output.as_fd());
         nix::fcntl::fcntl(
             self.master.as_fd(),
             nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
