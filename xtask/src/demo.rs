@@ -4,7 +4,8 @@
 //! output, against a private store under `target/demo/`: names in the three namespaces,
 //! then the images chapter end to end: a busybox root filesystem (Debian's static busybox)
 //! imported as an image, tagged in the self-hosted namespace, pushed to a registry on
-//! loopback, removed, pulled back, listed, inspected, mounted and checked.
+//! loopback, removed, pulled back, listed, inspected, mounted and checked; then an image
+//! built from a two-stage Dockerfile on it, built again from the cache.
 //!
 //! The registry is stencil's own (`stencil registry serve`) on a free loopback port, with
 //! a store of its own, so the image really travels.
@@ -95,6 +96,25 @@ pub fn run_demo() -> Result<()> {
     );
     stencil.run(&["image", "unmount", &image])?;
 
+    section(
+        "Build an image from a Dockerfile: a builder stage runs a command, the final stage copies its result.",
+    );
+    let context = build_context(&demo)?;
+    let context = context.display().to_string();
+    stencil.run(&["build", "-t", "demo/hello:1", &context])?;
+    section("Build it again: every step comes from the cache, no command runs, no layer is made.");
+    stencil.run(&["build", "-t", "demo/hello:1", &context])?;
+    stencil.run(&["history", "demo/hello:1"])?;
+    let mounted = stencil.output(&["image", "mount", "demo/hello:1"])?;
+    let greeting = Path::new(mounted.trim()).join("etc/greeting");
+    println!("$ cat {}", greeting.display());
+    print!(
+        "{}",
+        std::fs::read_to_string(&greeting)
+            .with_context(|| format!("cannot read {}", greeting.display()))?
+    );
+    stencil.run(&["image", "unmount", "demo/hello:1"])?;
+
     section("Every blob re-hashed, every record and snapshot accounted for.");
     stencil.run(&["fsck"])?;
     println!("\nThe store is at {}.", stencil.root.display());
@@ -162,6 +182,28 @@ fn reset(demo: &Path) -> Result<()> {
             .with_context(|| format!("cannot clean {}", demo.display()))?;
     }
     std::fs::create_dir_all(demo).with_context(|| format!("cannot create {}", demo.display()))
+}
+
+/// A build context: a two-stage Dockerfile on the demo's busybox image and a file.
+fn build_context(demo: &Path) -> Result<PathBuf> {
+    let context = demo.join("build-context");
+    std::fs::create_dir_all(&context)?;
+    std::fs::write(
+        context.join("Dockerfile"),
+        "FROM busybox-demo:latest AS builder\n\
+         RUN echo \"Made by a RUN step of stencil build.\" > /greeting && cat /etc/motd >> /greeting\n\
+         \n\
+         FROM busybox-demo:latest\n\
+         COPY --from=builder /greeting /etc/greeting\n\
+         COPY message.txt /etc/message\n\
+         LABEL org.opencontainers.image.title=\"stencil demo\"\n\
+         CMD [\"cat\", \"/etc/greeting\", \"/etc/message\"]\n",
+    )?;
+    std::fs::write(
+        context.join("message.txt"),
+        "Copied from the build context.\n",
+    )?;
+    Ok(context)
 }
 
 /// A tiny root filesystem: Debian's static busybox with a few applets and a message.

@@ -1,13 +1,16 @@
 //! `RUN` steps: a command in a container of the root filesystem built so far.
 //!
 //! The container gets its own namespaces (no network unless `--network host`), the
-//! image's environment, working directory and user; its output goes to the build's output
-//! (nowhere with `-q`). The caller mounts the root filesystem and commits it afterwards.
+//! image's environment, working directory and user, through the built-in runtime
+//! ([`crate::container::runtime`]). Its standard output and error are the build's own
+//! (stencil's standard streams), or nothing with `-q`. The caller mounts the root
+//! filesystem before and commits it after.
 
-use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result};
+
+use crate::container::runtime::{self, DEFAULT_PATH, Network, Spec, Stdio};
 
 /// What a `RUN` step runs.
 #[derive(Debug, Clone)]
@@ -22,6 +25,8 @@ pub(super) struct Container {
     pub cwd: String,
     /// `USER`.
     pub user: String,
+    /// The container's host name (its ID, as docker gives it).
+    pub hostname: String,
     /// Share the host's network.
     pub network_host: bool,
     /// Discard the command's output.
@@ -29,20 +34,45 @@ pub(super) struct Container {
 }
 
 /// Runs `container` to completion and returns its exit status.
-pub(super) fn run(container: &Container, out: &mut dyn Write) -> Result<i32> {
-    let _ = out;
-    bail!(
-        "RUN {:?} (in {}, as {:?} in {}, {} variables, network {}, quiet {}) needs the container runtime, which this stencil does not have yet",
-        container.args,
-        container.rootfs.display(),
-        container.user,
-        container.cwd,
-        container.env.len(),
-        if container.network_host {
-            "host"
+pub(super) fn run(container: &Container) -> Result<i32> {
+    let mut env = container.env.clone();
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        env.insert(0, format!("PATH={DEFAULT_PATH}"));
+    }
+    let spec = Spec {
+        rootfs: container.rootfs.clone(),
+        args: container.args.clone(),
+        env,
+        cwd: container.cwd.clone(),
+        user: container.user.clone(),
+        hostname: container.hostname.clone(),
+        network: if container.network_host {
+            Network::Host
         } else {
-            "none"
+            Network::None
         },
-        container.quiet
-    )
+        ..Spec::default()
+    };
+    let stdio = if container.quiet {
+        let null = |what: &str| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/null")
+                .map(std::os::fd::OwnedFd::from)
+                .with_context(|| format!("cannot open /dev/null for the {what} of RUN"))
+        };
+        Stdio::Files {
+            stdin: None,
+            stdout: null("output")?,
+            stderr: null("errors")?,
+        }
+    } else {
+        Stdio::Inherit
+    };
+    let started =
+        runtime::start(&spec, stdio).with_context(|| format!("cannot run {:?}", container.args))?;
+    let status = started
+        .wait()
+        .with_context(|| format!("cannot wait for {:?}", container.args))?;
+    Ok(status)
 }

@@ -830,10 +830,11 @@ impl<'a> Builder<'a> {
                 env,
                 cwd,
                 user,
+                hostname: id.clone(),
                 network_host,
                 quiet,
             };
-            let status = super::run::run(&container, &mut *self.out)?;
+            let status = super::run::run(&container)?;
             if status != 0 {
                 bail!(
                     "the command '{}' returned a non-zero code: {status}",
