@@ -88,6 +88,38 @@ enum Command {
     /// Manage images (`stencil image ls`, …).
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Create a container (prints its ID).
+    Create(cmd::containers::CreateArgs),
+    /// Create and start a container.
+    Run(cmd::containers::RunArgs),
+    /// Start stopped containers.
+    Start(cmd::containers::StartArgs),
+    /// List containers.
+    Ps(cmd::containers::PsArgs),
+    /// Show the output of a detached container.
+    Logs(cmd::containers::LogsArgs),
+    /// Stop running containers (SIGTERM, then SIGKILL).
+    Stop(cmd::containers::StopArgs),
+    /// Send a signal to running containers.
+    Kill(cmd::containers::KillArgs),
+    /// Wait for containers to stop and print their exit codes.
+    Wait(cmd::containers::WaitArgs),
+    /// Remove containers.
+    Rm(cmd::containers::RmArgs),
+    /// Run a command in a running container.
+    Exec(cmd::containers::ExecArgs),
+    /// Show the files a container added (A), changed (C) and deleted (D).
+    Diff(cmd::containers::DiffArgs),
+    /// Create a new image from a container's changes.
+    Commit(cmd::containers::CommitArgs),
+    /// Write a container's filesystem as a tar archive.
+    Export(cmd::containers::ExportArgs),
+    /// Internal: watch a detached container (started by `run -d` and `start`).
+    #[command(name = "container-monitor", hide = true)]
+    ContainerMonitor {
+        /// The container's full ID.
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -213,12 +245,52 @@ fn main() -> ExitCode {
         Command::Images(args) | Command::Image(ImageCommand::Ls(args)) => {
             with_engine(root, |engine| print(cmd::images::run(engine, &args)?))
         }
+        Command::Ps(args) => with_engine(root, |engine| print(cmd::containers::ps(engine, &args)?)),
+        Command::Diff(args) => {
+            with_engine(root, |engine| print(cmd::containers::diff(engine, &args)?))
+        }
+        Command::Commit(args) => with_engine(root, |engine| {
+            print(cmd::containers::commit(engine, &args)?)
+        }),
+        Command::Create(args) => return with_status(root, |e| cmd::containers::create(e, &args)),
+        Command::Run(args) => return with_status(root, |e| cmd::containers::run(e, &args)),
+        Command::Start(args) => return with_status(root, |e| cmd::containers::start(e, &args)),
+        Command::Logs(args) => return with_status(root, |e| cmd::containers::logs(e, &args)),
+        Command::Stop(args) => return with_status(root, |e| cmd::containers::stop(e, &args)),
+        Command::Kill(args) => return with_status(root, |e| cmd::containers::kill(e, &args)),
+        Command::Wait(args) => return with_status(root, |e| cmd::containers::wait(e, &args)),
+        Command::Rm(args) => return with_status(root, |e| cmd::containers::rm(e, &args)),
+        Command::Exec(args) => return with_status(root, |e| cmd::containers::exec(e, &args)),
+        Command::Export(args) => return with_status(root, |e| cmd::containers::export(e, &args)),
+        Command::ContainerMonitor { id } => {
+            return with_status(root, |e| Ok(stencil::container::monitor::monitor(e, &id)));
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("Error: {error:#}");
             ExitCode::from(EXIT_STENCIL_ERROR)
+        }
+    }
+}
+
+/// Like [`with_engine`] for verbs whose status is a process's: `body`'s code is the exit
+/// status; a container that could not start exits with docker's 125, 126 or 127.
+fn with_status(flag: Option<PathBuf>, body: impl FnOnce(&Engine) -> Result<i32>) -> ExitCode {
+    let mut code = 0;
+    let result = with_engine(flag, |engine| {
+        code = body(engine)?;
+        Ok(())
+    });
+    match result {
+        Ok(()) => ExitCode::from(u8::try_from(code).unwrap_or(EXIT_STENCIL_ERROR)),
+        Err(error) => {
+            eprintln!("Error: {error:#}");
+            let status = error
+                .downcast_ref::<stencil::container::monitor::StartFailure>()
+                .map_or(i32::from(EXIT_STENCIL_ERROR), |failure| failure.code);
+            ExitCode::from(u8::try_from(status).unwrap_or(EXIT_STENCIL_ERROR))
         }
     }
 }

@@ -6,6 +6,7 @@
 pub mod all_tags;
 pub mod archive;
 pub mod build;
+pub mod containers;
 pub mod fsck;
 pub mod images;
 pub mod import;

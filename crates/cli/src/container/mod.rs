@@ -11,6 +11,7 @@
 
 pub mod caps;
 mod child;
+pub mod monitor;
 pub mod namespaces;
 pub mod oci;
 pub mod rootpath;

@@ -1,0 +1,620 @@
+//! The container verbs: `create`, `run`, `start`, `ps`, `logs`, `stop`, `kill`, `wait`,
+//! `rm`, `exec`, `diff`, `commit`, `export`, with docker's flags, output and exit codes.
+//!
+//! Verbs that run a process return its exit code; errors of stencil itself exit 125 and a
+//! container that cannot start exits 126 or 127 as docker's do
+//! ([`crate::container::monitor::StartFailure`]).
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use chrono::Utc;
+use serde_json::{Value, json};
+use stencil_reference::Reference;
+
+use crate::container::monitor;
+use crate::container::runtime::ProcessSpec;
+use crate::engine::{CommitOptions, Container, CreateOptions, Engine, Status, parse_time};
+use crate::render::units::human_duration;
+use crate::render::{Column, Format};
+
+/// Flags shared by `create` and `run`.
+#[derive(Debug, clap::Args)]
+pub struct CreateArgs {
+    /// Set environment variables (NAME=VALUE, or NAME to pass ours on).
+    #[arg(short = 'e', long = "env", value_name = "NAME[=VALUE]")]
+    pub env: Vec<String>,
+    /// Read environment variables from a file (one NAME=VALUE per line).
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_file: Vec<PathBuf>,
+    /// Working directory inside the container.
+    #[arg(short = 'w', long = "workdir", value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// User (name|uid[:group|gid]).
+    #[arg(short = 'u', long = "user", value_name = "USER")]
+    pub user: Option<String>,
+    /// Overwrite the image's ENTRYPOINT (and reset its CMD).
+    #[arg(long, value_name = "COMMAND")]
+    pub entrypoint: Option<String>,
+    /// Bind mount a host path: HOST:CONTAINER[:ro].
+    #[arg(short = 'v', long = "volume", value_name = "HOST:CONTAINER[:ro]")]
+    pub volume: Vec<String>,
+    /// Container host name (default: the short container ID).
+    #[arg(long, value_name = "NAME")]
+    pub hostname: Option<String>,
+    /// Assign a name to the container.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Remove the container when it exits.
+    #[arg(long)]
+    pub rm: bool,
+    /// Keep standard input open.
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-terminal.
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Mount the container's root filesystem read-only.
+    #[arg(long)]
+    pub read_only: bool,
+    /// Network: host (default) or none.
+    #[arg(long = "network", alias = "net", value_name = "NETWORK")]
+    pub network: Option<String>,
+    /// Run an init inside the container that forwards signals and reaps processes.
+    #[arg(long)]
+    pub init: bool,
+    /// Hand the container to this OCI runtime (runc, crun, youki) instead of the built-in one.
+    #[arg(long, value_name = "PATH")]
+    pub runtime: Option<PathBuf>,
+    /// The image, by name or ID.
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
+    /// The command and its arguments (default: the image's).
+    #[arg(
+        value_name = "COMMAND",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub command: Vec<String>,
+}
+
+/// Arguments of `run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Run in the background and print the container ID.
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// The container.
+    #[command(flatten)]
+    pub create: CreateArgs,
+}
+
+impl CreateArgs {
+    fn options(&self) -> Result<CreateOptions> {
+        let network_none = match self.network.as_deref() {
+            None | Some("host") | Some("default") => false,
+            Some("none") => true,
+            Some(other) => {
+                bail!("network {other} not found: stencil offers --network host (default) or none")
+            }
+        };
+        Ok(CreateOptions {
+            image: self.image.clone(),
+            args: self.command.clone(),
+            entrypoint: self.entrypoint.clone(),
+            env: self.env.clone(),
+            env_files: self.env_file.clone(),
+            workdir: self.workdir.clone(),
+            user: self.user.clone(),
+            volumes: self.volume.clone(),
+            hostname: self.hostname.clone(),
+            name: self.name.clone(),
+            network_none,
+            read_only: self.read_only,
+            tty: self.tty,
+            interactive: self.interactive,
+            init: self.init,
+            auto_remove: self.rm,
+            runtime: self.runtime.clone(),
+        })
+    }
+}
+
+/// `stencil create`: prints the new container's ID.
+pub fn create(engine: &Engine, args: &CreateArgs) -> Result<i32> {
+    let container = engine.create_container(&args.options()?)?;
+    println!("{}", container.record.id);
+    Ok(0)
+}
+
+/// `stencil run`: the container's exit code, or 0 after printing the ID with `-d`.
+pub fn run(engine: &Engine, args: &RunArgs) -> Result<i32> {
+    let mut container = engine.create_container(&args.create.options()?)?;
+    if args.detach {
+        monitor::start_detached(engine, &container)?;
+        println!("{}", container.record.id);
+        return Ok(0);
+    }
+    monitor::run_attached(engine, &mut container)
+}
+
+/// Arguments of `start`.
+#[derive(Debug, clap::Args)]
+pub struct StartArgs {
+    /// Attach standard output and error, and exit with the container's status.
+    #[arg(short = 'a', long)]
+    pub attach: bool,
+    /// Attach standard input.
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Containers, by name or ID.
+    #[arg(required = true, value_name = "CONTAINER")]
+    pub containers: Vec<String>,
+}
+
+/// `stencil start`.
+pub fn start(engine: &Engine, args: &StartArgs) -> Result<i32> {
+    if args.attach || args.interactive {
+        if args.containers.len() > 1 {
+            bail!("you cannot start and attach multiple containers at once");
+        }
+        let mut container = engine.container(&args.containers[0])?;
+        container.config.interactive |= args.interactive;
+        return monitor::run_attached(engine, &mut container);
+    }
+    let mut failed = None;
+    for name in &args.containers {
+        let started = engine.container(name).and_then(|container| {
+            if container.is_running() {
+                return Ok(());
+            }
+            monitor::start_detached(engine, &container)
+        });
+        match started {
+            Ok(()) => println!("{name}"),
+            Err(error) => {
+                eprintln!("Error: {error:#}");
+                failed = Some(error);
+            }
+        }
+    }
+    match failed {
+        Some(_) if args.containers.len() > 1 => {
+            bail!("failed to start containers: {}", args.containers.join(", "))
+        }
+        Some(error) => Err(error),
+        None => Ok(0),
+    }
+}
+
+/// Arguments of `ps`.
+#[derive(Debug, clap::Args)]
+pub struct PsArgs {
+    /// Show all containers (default: running ones).
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// Only print container IDs.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Do not truncate output.
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// `table`, `json`, or a template such as `{{.ID}} {{.Status}}`.
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
+}
+
+const PS_COLUMNS: [Column; 7] = [
+    Column {
+        field: "ID",
+        header: "CONTAINER ID",
+    },
+    Column {
+        field: "Image",
+        header: "IMAGE",
+    },
+    Column {
+        field: "Command",
+        header: "COMMAND",
+    },
+    Column {
+        field: "RunningFor",
+        header: "CREATED",
+    },
+    Column {
+        field: "Status",
+        header: "STATUS",
+    },
+    Column {
+        field: "Ports",
+        header: "PORTS",
+    },
+    Column {
+        field: "Names",
+        header: "NAMES",
+    },
+];
+
+/// `stencil ps`.
+pub fn ps(engine: &Engine, args: &PsArgs) -> Result<String> {
+    let containers: Vec<Container> = engine
+        .containers()?
+        .into_iter()
+        .filter(|c| args.all || c.is_running())
+        .collect();
+    if args.quiet {
+        return Ok(containers
+            .iter()
+            .map(|c| {
+                let id = if args.no_trunc {
+                    c.record.id.as_str()
+                } else {
+                    c.short_id()
+                };
+                format!("{id}\n")
+            })
+            .collect());
+    }
+    let rows: Vec<Value> = containers
+        .iter()
+        .map(|c| ps_row(c, args.no_trunc))
+        .collect();
+    let format = Format::parse(args.format.as_deref().unwrap_or("table"))?;
+    Ok(format.render(&PS_COLUMNS, &rows)?)
+}
+
+fn ps_row(container: &Container, no_trunc: bool) -> Value {
+    let now = Utc::now();
+    let ago = |text: &Option<String>| {
+        let seconds = text
+            .as_deref()
+            .and_then(parse_time)
+            .map_or(0, |t| (now - t).num_seconds().max(0) as u64);
+        human_duration(seconds)
+    };
+    let created = Some(container.config.created.clone());
+    let status = match container.state.status {
+        Status::Created => "Created".to_owned(),
+        Status::Running => format!("Up {}", ago(&container.state.started_at)),
+        Status::Exited => match container.state.exit_code {
+            Some(code) => format!("Exited ({code}) {} ago", ago(&container.state.finished_at)),
+            None => format!("Exited (unknown) {} ago", ago(&container.state.finished_at)),
+        },
+    };
+    let command = container.config.args.join(" ");
+    let command = if no_trunc || command.chars().count() <= 20 {
+        command
+    } else {
+        let kept: String = command.chars().take(19).collect();
+        format!("{kept}…")
+    };
+    json!({
+        "ID": if no_trunc { container.record.id.as_str() } else { container.short_id() },
+        "Image": container.config.image,
+        "Command": format!("\"{command}\""),
+        "CreatedAt": container.config.created,
+        "RunningFor": format!("{} ago", ago(&created)),
+        "Status": status,
+        "State": container.state.status.as_str(),
+        "Ports": "",
+        "Names": container.record.name,
+    })
+}
+
+/// Arguments of `logs`.
+#[derive(Debug, clap::Args)]
+pub struct LogsArgs {
+    /// Follow the output until the container stops.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// The container.
+    #[arg(value_name = "CONTAINER")]
+    pub container: String,
+}
+
+/// `stencil logs`.
+pub fn logs(engine: &Engine, args: &LogsArgs) -> Result<i32> {
+    let container = engine.container(&args.container)?;
+    let mut out = std::io::stdout().lock();
+    monitor::logs(engine, &container, args.follow, &mut out)?;
+    Ok(0)
+}
+
+/// Arguments of `stop`.
+#[derive(Debug, clap::Args)]
+pub struct StopArgs {
+    /// Seconds to wait before killing the container.
+    #[arg(short = 't', long = "time", alias = "timeout", default_value_t = 10)]
+    pub time: u64,
+    /// Containers.
+    #[arg(required = true, value_name = "CONTAINER")]
+    pub containers: Vec<String>,
+}
+
+/// `stencil stop`.
+pub fn stop(engine: &Engine, args: &StopArgs) -> Result<i32> {
+    each(&args.containers, |name| {
+        let container = engine.container(name)?;
+        monitor::stop(engine, &container, Duration::from_secs(args.time))
+    })
+}
+
+/// Arguments of `kill`.
+#[derive(Debug, clap::Args)]
+pub struct KillArgs {
+    /// The signal to send.
+    #[arg(short = 's', long, default_value = "KILL")]
+    pub signal: String,
+    /// Containers.
+    #[arg(required = true, value_name = "CONTAINER")]
+    pub containers: Vec<String>,
+}
+
+/// `stencil kill`.
+pub fn kill(engine: &Engine, args: &KillArgs) -> Result<i32> {
+    let signal = monitor::parse_signal(&args.signal)?;
+    each(&args.containers, |name| {
+        let container = engine.container(name)?;
+        monitor::signal(&container, signal)
+    })
+}
+
+/// Arguments of `wait`.
+#[derive(Debug, clap::Args)]
+pub struct WaitArgs {
+    /// Containers.
+    #[arg(required = true, value_name = "CONTAINER")]
+    pub containers: Vec<String>,
+}
+
+/// `stencil wait`: prints each container's exit code once it stops.
+pub fn wait(engine: &Engine, args: &WaitArgs) -> Result<i32> {
+    let mut failed = false;
+    for name in &args.containers {
+        let waited = engine
+            .container(name)
+            .and_then(|c| monitor::wait_until_stopped(engine, &c.record.id, None));
+        match waited {
+            Ok(Some(container)) => println!("{}", container.state.exit_code.unwrap_or(-1)),
+            Ok(None) => {
+                eprintln!("Error: container {name} was removed before its exit code could be read");
+                failed = true;
+            }
+            Err(error) => {
+                eprintln!("Error: {error:#}");
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        return Ok(125);
+    }
+    Ok(0)
+}
+
+/// Arguments of `rm`.
+#[derive(Debug, clap::Args)]
+pub struct RmArgs {
+    /// Kill a running container first.
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    /// Containers.
+    #[arg(required = true, value_name = "CONTAINER")]
+    pub containers: Vec<String>,
+}
+
+/// `stencil rm`.
+pub fn rm(engine: &Engine, args: &RmArgs) -> Result<i32> {
+    each(&args.containers, |name| {
+        let mut container = engine.container(name)?;
+        if container.is_running() && args.force {
+            let _ = monitor::signal(&container, libc::SIGKILL);
+            match monitor::wait_until_stopped(
+                engine,
+                &container.record.id,
+                Some(Duration::from_secs(10)),
+            )? {
+                Some(stopped) => container = stopped,
+                // Removed by its own monitor (`--rm`): nothing left to do.
+                None => return Ok(()),
+            }
+        }
+        engine.remove_container(&container, false)
+    })
+}
+
+/// Runs `action` on every name, printing the names that worked as docker does; errors are
+/// printed as they come and make the exit status 1.
+fn each(names: &[String], mut action: impl FnMut(&str) -> Result<()>) -> Result<i32> {
+    let mut failures = Vec::new();
+    for name in names {
+        match action(name) {
+            Ok(()) => println!("{name}"),
+            Err(error) => failures.push(error),
+        }
+    }
+    match failures.len() {
+        0 => Ok(0),
+        1 if names.len() == 1 => Err(failures.remove(0)),
+        _ => {
+            for error in &failures {
+                eprintln!("Error: {error:#}");
+            }
+            Ok(1)
+        }
+    }
+}
+
+/// Arguments of `exec`.
+#[derive(Debug, clap::Args)]
+pub struct ExecArgs {
+    /// Keep standard input open.
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-terminal.
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Run in the background.
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// Set environment variables.
+    #[arg(short = 'e', long = "env", value_name = "NAME[=VALUE]")]
+    pub env: Vec<String>,
+    /// Working directory inside the container.
+    #[arg(short = 'w', long = "workdir", value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// User (name|uid[:group|gid]).
+    #[arg(short = 'u', long = "user", value_name = "USER")]
+    pub user: Option<String>,
+    /// The container.
+    #[arg(value_name = "CONTAINER")]
+    pub container: String,
+    /// The command and its arguments.
+    #[arg(
+        required = true,
+        value_name = "COMMAND",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub command: Vec<String>,
+}
+
+/// `stencil exec`: the command's exit code.
+pub fn exec(engine: &Engine, args: &ExecArgs) -> Result<i32> {
+    if args.detach {
+        bail!("exec -d is not supported: run the command in the foreground");
+    }
+    let container = engine.container(&args.container)?;
+    let mut env = container.config.env.clone();
+    for entry in &args.env {
+        let entry = if entry.contains('=') {
+            entry.clone()
+        } else {
+            match std::env::var(entry) {
+                Ok(value) => format!("{entry}={value}"),
+                Err(_) => continue,
+            }
+        };
+        let name = entry.split('=').next().unwrap_or_default().to_owned();
+        env.retain(|e| e.split('=').next() != Some(name.as_str()));
+        env.push(entry);
+    }
+    if let Some(dir) = &args.workdir
+        && !dir.starts_with('/')
+    {
+        bail!("the working directory '{dir}' is invalid, it needs to be an absolute path");
+    }
+    let process = ProcessSpec {
+        args: args.command.clone(),
+        env,
+        cwd: args
+            .workdir
+            .clone()
+            .unwrap_or_else(|| container.config.working_dir.clone()),
+        user: args
+            .user
+            .clone()
+            .unwrap_or_else(|| container.config.user.clone()),
+        tty: args.tty,
+        interactive: args.interactive,
+    };
+    monitor::exec(&container, &process)
+}
+
+/// Arguments of `diff`.
+#[derive(Debug, clap::Args)]
+pub struct DiffArgs {
+    /// The container.
+    #[arg(value_name = "CONTAINER")]
+    pub container: String,
+}
+
+/// `stencil diff`.
+pub fn diff(engine: &Engine, args: &DiffArgs) -> Result<String> {
+    let container = engine.container(&args.container)?;
+    Ok(engine
+        .container_changes(&container)?
+        .into_iter()
+        .map(|(kind, path)| format!("{kind} {path}\n"))
+        .collect())
+}
+
+/// Arguments of `commit`.
+#[derive(Debug, clap::Args)]
+pub struct CommitArgs {
+    /// Commit message.
+    #[arg(short = 'm', long)]
+    pub message: Option<String>,
+    /// Author (e.g. "Jane Doe <jane@example.com>").
+    #[arg(short = 'a', long)]
+    pub author: Option<String>,
+    /// Apply a Dockerfile instruction to the image (CMD, ENV, …).
+    #[arg(short = 'c', long = "change", value_name = "CHANGE")]
+    pub change: Vec<String>,
+    /// Accepted for docker compatibility; containers are not paused.
+    #[arg(short = 'p', long, num_args = 0..=1, default_missing_value = "true")]
+    pub pause: Option<String>,
+    /// The container.
+    #[arg(value_name = "CONTAINER")]
+    pub container: String,
+    /// The name of the new image.
+    #[arg(value_name = "REPOSITORY[:TAG]")]
+    pub reference: Option<String>,
+}
+
+/// `stencil commit`: prints the new image ID.
+pub fn commit(engine: &Engine, args: &CommitArgs) -> Result<String> {
+    let container = engine.container(&args.container)?;
+    let reference = args
+        .reference
+        .as_deref()
+        .map(Reference::parse)
+        .transpose()
+        .context("invalid reference for the new image")?;
+    let options = CommitOptions {
+        message: args.message.clone(),
+        author: args.author.clone(),
+        changes: args.change.clone(),
+        reference,
+        ..CommitOptions::default()
+    };
+    let committed = engine.commit_container(&container, &options)?;
+    Ok(format!("{}\n", committed.image.config_digest))
+}
+
+/// Arguments of `export`.
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// Write to this file instead of standard output.
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// The container.
+    #[arg(value_name = "CONTAINER")]
+    pub container: String,
+}
+
+/// `stencil export`.
+pub fn export(engine: &Engine, args: &ExportArgs) -> Result<i32> {
+    let container = engine.container(&args.container)?;
+    match &args.output {
+        Some(path) => {
+            let file = std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            let mut out = std::io::BufWriter::new(file);
+            engine.export_container(&container, &mut out)?;
+            out.flush()
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        None => {
+            if std::io::stdout().is_terminal() {
+                bail!("cowardly refusing to save to a terminal. Use the -o flag or redirect");
+            }
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            engine.export_container(&container, &mut out)?;
+            out.flush().context("cannot write to standard output")?;
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,545 @@
+//! Container lifecycles: foreground runs, the detached monitor, stop, kill, wait, exec.
+//!
+//! A foreground container (`run` without `-d`, `start -a`) is started by the CLI itself
+//! with our standard streams, and the CLI records its exit. A detached container is
+//! started by a *monitor*: the stencil binary re-executed as `stencil --root ROOT
+//! container-monitor ID` (a hidden verb) in a session of its own (`setsid`), with no
+//! terminal. The monitor mounts the root filesystem, starts the container with its output
+//! appended to `ROOT/containers/ID/log`, tells the CLI on a pipe whether the start worked
+//! (`ok`, or `error CODE MESSAGE` with docker's 125/126/127), then waits for it, records
+//! the exit status, unmounts, and removes the container when `--rm` asked. The CLI returns
+//! as soon as the pipe says `ok`, so detached containers outlive it.
+//!
+//! Other verbs act through the recorded state: `stop` and `kill` signal the recorded pid
+//! (checked against its start time) and poll the state until the waiting process has
+//! recorded the exit; when that process died too, the state reads as an unseen exit
+//! (see [`crate::engine::Container`]).
+//!
+//! The runtime starts processes with `clone3` and async-signal-safe code only, so these
+//! functions may be called from any thread; the CLI calls them outside any async runtime.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use super::oci;
+use super::runtime::{self, Network, ProcessSpec, RunError, Spec, Stdio, Volume};
+use crate::engine::{Container, Engine, Status, now, process_start_time};
+
+/// The hidden verb that runs a monitor.
+pub const MONITOR_VERB: &str = "container-monitor";
+
+/// How often `stop`, `wait` and `logs -f` look at the state.
+const POLL: Duration = Duration::from_millis(50);
+
+/// A container that could not start, with docker's exit code for it (125, 126, 127).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct StartFailure {
+    /// 125 for stencil's own failures, 126 not executable, 127 not found.
+    pub code: i32,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl StartFailure {
+    fn from_run_error(error: &RunError) -> StartFailure {
+        StartFailure {
+            code: error.exit_code(),
+            message: error.to_string(),
+        }
+    }
+}
+
+/// The runtime's description of `container`, rooted at `rootfs`.
+pub fn spec_of(container: &Container, rootfs: &Path) -> Spec {
+    let config = &container.config;
+    Spec {
+        rootfs: rootfs.to_path_buf(),
+        args: config.args.clone(),
+        env: config.env.clone(),
+        cwd: config.working_dir.clone(),
+        user: config.user.clone(),
+        hostname: config.hostname.clone(),
+        volumes: config
+            .volumes
+            .iter()
+            .map(|v| Volume {
+                host: v.host.clone(),
+                container: v.container.clone(),
+                read_only: v.read_only,
+            })
+            .collect(),
+        network: if config.network_none {
+            Network::None
+        } else {
+            Network::Host
+        },
+        read_only: config.read_only,
+        tty: config.tty,
+        interactive: config.interactive,
+        init: config.init,
+    }
+}
+
+/// Records that `container` could not start: it stays `created`, with the error and
+/// docker's exit code, unmounted (and removed with `--rm`).
+fn record_failed_start(engine: &Engine, container: &mut Container, failure: &StartFailure) {
+    container.state.status = Status::Created;
+    container.state.error = Some(failure.message.clone());
+    container.state.exit_code = Some(failure.code);
+    let _ = engine.set_container_state(container);
+    let _ = engine.unmount_container(container);
+    if container.config.auto_remove {
+        let _ = engine.remove_container(container, true);
+    }
+}
+
+/// Records that `container` runs as host process `pid` (`None` when an external OCI
+/// runtime runs it and only the waiting process is known), watched by this process.
+fn record_running(engine: &Engine, container: &mut Container, pid: Option<i32>) -> Result<()> {
+    container.state.status = Status::Running;
+    container.state.pid = pid;
+    container.state.pid_start = pid.and_then(process_start_time);
+    container.state.monitor_pid = Some(std::process::id() as i32);
+    container.state.exit_code = None;
+    container.state.error = None;
+    container.state.started_at = Some(now());
+    container.state.finished_at = None;
+    engine.set_container_state(container)
+}
+
+/// Records the exit of the process this process waited for, unmounts, removes with
+/// `--rm`. A container removed meanwhile (`rm -f`) is left alone.
+fn record_exit(engine: &Engine, id: &str, code: Option<i32>) {
+    let Ok(mut container) = engine.container(id) else {
+        return;
+    };
+    container.state.status = Status::Exited;
+    container.state.pid = None;
+    container.state.pid_start = None;
+    container.state.monitor_pid = None;
+    container.state.exit_code = code;
+    container.state.finished_at = Some(now());
+    if let Err(error) = engine.set_container_state(&container) {
+        tracing::warn!(container = id, "cannot record the exit: {error:#}");
+    }
+    if let Err(error) = engine.unmount_container(&container) {
+        tracing::warn!(container = id, "{error:#}");
+    }
+    if container.config.auto_remove
+        && let Err(error) = engine.remove_container(&container, true)
+    {
+        tracing::warn!(container = id, "cannot remove the container: {error:#}");
+    }
+}
+
+/// Runs `container` attached to our standard streams and returns its exit code (`run`
+/// without `-d`, `start -a`). Signals we receive are forwarded to it.
+pub fn run_attached(engine: &Engine, container: &mut Container) -> Result<i32> {
+    refuse_running(container)?;
+    let rootfs = engine.mount_container(container)?;
+    let spec = spec_of(container, &rootfs);
+    let id = container.record.id.clone();
+    if let Some(path) = container.config.runtime.clone() {
+        record_running(engine, container, None)?;
+        let bundle = engine.container_dir(&id).join("bundle");
+        let code = oci::run_with_runtime(&path, &spec, &bundle, &id, Stdio::Inherit);
+        return finish(engine, &id, code);
+    }
+    let started = match runtime::start(&spec, Stdio::Inherit) {
+        Ok(started) => started,
+        Err(error) => {
+            let failure = StartFailure::from_run_error(&error);
+            record_failed_start(engine, container, &failure);
+            return Err(failure.into());
+        }
+    };
+    record_running(engine, container, Some(started.pid()))?;
+    finish(engine, &id, started.wait_forwarding_signals())
+}
+
+/// Records how a foreground container ended and returns its code.
+fn finish(engine: &Engine, id: &str, code: std::result::Result<i32, RunError>) -> Result<i32> {
+    match code {
+        Ok(code) => {
+            record_exit(engine, id, Some(code));
+            Ok(code)
+        }
+        Err(error) => {
+            record_exit(engine, id, None);
+            Err(StartFailure::from_run_error(&error).into())
+        }
+    }
+}
+
+fn refuse_running(container: &Container) -> Result<()> {
+    if container.is_running() {
+        bail!("container {} is already running", container.record.name);
+    }
+    Ok(())
+}
+
+/// Starts `container` detached: spawns the monitor and returns once it says the process
+/// runs (or why it does not).
+pub fn start_detached(engine: &Engine, container: &Container) -> Result<()> {
+    refuse_running(container)?;
+    let exe =
+        std::env::current_exe().context("cannot find the stencil binary to run the monitor")?;
+    let mut command = std::process::Command::new(exe);
+    command
+        .arg("--root")
+        .arg(engine.root())
+        .arg(MONITOR_VERB)
+        .arg(&container.record.id)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    // SAFETY: setsid is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command
+        .spawn()
+        .context("cannot start the container monitor")?;
+    let mut report = String::new();
+    if let Some(mut out) = child.stdout.take() {
+        let _ = out.read_to_string(&mut report);
+    }
+    let report = report.trim();
+    if report == "ok" {
+        // The monitor lives on; its exit is of no interest to this process.
+        return Ok(());
+    }
+    let _ = child.wait();
+    match report
+        .strip_prefix("error ")
+        .and_then(|rest| rest.split_once(' '))
+    {
+        Some((code, message)) => Err(StartFailure {
+            code: code.parse().unwrap_or(125),
+            message: message.to_owned(),
+        }
+        .into()),
+        None => bail!(
+            "the monitor of container {} ended without starting it (see `stencil logs {}`)",
+            container.record.name,
+            container.short_id()
+        ),
+    }
+}
+
+/// The monitor process: starts container `id` with its output in its log, reports on
+/// standard output, waits, records the exit. Returns the monitor's exit status.
+pub fn monitor(engine: &Engine, id: &str) -> i32 {
+    let report = |line: &str| {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    };
+    let mut container = match engine.container(id) {
+        Ok(container) => container,
+        Err(error) => {
+            report(&format!("error 125 {error:#}"));
+            return 125;
+        }
+    };
+    if let Some(path) = container.config.runtime.clone() {
+        return monitor_delegated(engine, &mut container, &path, &report);
+    }
+    let started = prepare_and_start(engine, &container);
+    let started = match started {
+        Ok(started) => started,
+        Err(failure) => {
+            record_failed_start(engine, &mut container, &failure);
+            report(&format!("error {} {}", failure.code, failure.message));
+            return failure.code;
+        }
+    };
+    if let Err(error) = record_running(engine, &mut container, Some(started.pid())) {
+        report(&format!("error 125 {error:#}"));
+    } else {
+        report("ok");
+    }
+    detach_stdout();
+    let code = started.wait().ok();
+    record_exit(engine, id, code);
+    0
+}
+
+/// The monitor of a container handed to an external OCI runtime: it runs the runtime in
+/// the foreground with the log as its output.
+fn monitor_delegated(
+    engine: &Engine,
+    container: &mut Container,
+    path: &Path,
+    report: &dyn Fn(&str),
+) -> i32 {
+    let id = container.record.id.clone();
+    let prepared = log_streams(engine, container).and_then(|stdio| {
+        let rootfs = engine.mount_container(container).map_err(own_failure)?;
+        record_running(engine, container, None).map_err(own_failure)?;
+        Ok((stdio, rootfs))
+    });
+    let (stdio, rootfs) = match prepared {
+        Ok(prepared) => prepared,
+        Err(failure) => {
+            record_failed_start(engine, container, &failure);
+            report(&format!("error {} {}", failure.code, failure.message));
+            return failure.code;
+        }
+    };
+    report("ok");
+    detach_stdout();
+    let spec = spec_of(container, &rootfs);
+    let bundle = engine.container_dir(&id).join("bundle");
+    let code = oci::run_with_runtime(path, &spec, &bundle, &id, stdio);
+    if let Err(error) = &code {
+        let _ = std::fs::OpenOptions::new()
+            .append(true)
+            .open(engine.container_dir(&id).join("log"))
+            .and_then(|mut log| writeln!(log, "Error: {error}"));
+    }
+    record_exit(engine, &id, code.ok());
+    0
+}
+
+fn own_failure(error: anyhow::Error) -> StartFailure {
+    StartFailure {
+        code: 125,
+        message: format!("{error:#}"),
+    }
+}
+
+/// The container's log, opened for appending, as its standard output and error.
+fn log_streams(engine: &Engine, container: &Container) -> std::result::Result<Stdio, StartFailure> {
+    let log_path = engine.container_dir(&container.record.id).join("log");
+    let open = || {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .with_context(|| format!("cannot open {}", log_path.display()))
+    };
+    let stdout: OwnedFd = open().map_err(own_failure)?.into();
+    let stderr: OwnedFd = open().map_err(own_failure)?.into();
+    Ok(Stdio::Files {
+        stdin: None,
+        stdout,
+        stderr,
+    })
+}
+
+fn prepare_and_start(
+    engine: &Engine,
+    container: &Container,
+) -> std::result::Result<runtime::Started, StartFailure> {
+    let stdio = log_streams(engine, container)?;
+    let rootfs = engine.mount_container(container).map_err(own_failure)?;
+    let spec = spec_of(container, &rootfs);
+    runtime::start(&spec, stdio).map_err(|error| StartFailure::from_run_error(&error))
+}
+
+/// Points standard output at `/dev/null`, so the CLI reading the report sees its end.
+fn detach_stdout() {
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        // SAFETY: both descriptors are open; dup2 replaces descriptor 1 atomically.
+        unsafe {
+            libc::dup2(null.as_raw_fd(), libc::STDOUT_FILENO);
+        }
+    }
+}
+
+/// Parses a signal as docker's `kill -s` and `STOPSIGNAL` take it: `KILL`, `SIGKILL`, `9`.
+pub fn parse_signal(text: &str) -> Result<i32> {
+    if let Ok(number) = text.parse::<i32>() {
+        if (1..=64).contains(&number) {
+            return Ok(number);
+        }
+        bail!("invalid signal: {text}");
+    }
+    let upper = text.to_ascii_uppercase();
+    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+    let number = match name {
+        "HUP" => libc::SIGHUP,
+        "INT" => libc::SIGINT,
+        "QUIT" => libc::SIGQUIT,
+        "ILL" => libc::SIGILL,
+        "TRAP" => libc::SIGTRAP,
+        "ABRT" | "IOT" => libc::SIGABRT,
+        "BUS" => libc::SIGBUS,
+        "FPE" => libc::SIGFPE,
+        "KILL" => libc::SIGKILL,
+        "USR1" => libc::SIGUSR1,
+        "SEGV" => libc::SIGSEGV,
+        "USR2" => libc::SIGUSR2,
+        "PIPE" => libc::SIGPIPE,
+        "ALRM" => libc::SIGALRM,
+        "TERM" => libc::SIGTERM,
+        "STKFLT" => libc::SIGSTKFLT,
+        "CHLD" => libc::SIGCHLD,
+        "CONT" => libc::SIGCONT,
+        "STOP" => libc::SIGSTOP,
+        "TSTP" => libc::SIGTSTP,
+        "TTIN" => libc::SIGTTIN,
+        "TTOU" => libc::SIGTTOU,
+        "URG" => libc::SIGURG,
+        "XCPU" => libc::SIGXCPU,
+        "XFSZ" => libc::SIGXFSZ,
+        "VTALRM" => libc::SIGVTALRM,
+        "PROF" => libc::SIGPROF,
+        "WINCH" => libc::SIGWINCH,
+        "IO" | "POLL" => libc::SIGIO,
+        "PWR" => libc::SIGPWR,
+        "SYS" => libc::SIGSYS,
+        _ => bail!("invalid signal: {text}"),
+    };
+    Ok(number)
+}
+
+/// Sends `signal` to the container's first process.
+pub fn signal(container: &Container, signal: i32) -> Result<()> {
+    let pid = match (container.is_running(), container.state.pid) {
+        (true, Some(pid)) if process_start_time(pid) == container.state.pid_start => pid,
+        _ => bail!(
+            "cannot kill container: {}: container {} is not running",
+            container.record.name,
+            container.short_id()
+        ),
+    };
+    // SAFETY: kill has no memory-safety preconditions.
+    if unsafe { libc::kill(pid, signal) } != 0 {
+        let error = std::io::Error::last_os_error();
+        bail!("cannot signal container {}: {error}", container.record.name);
+    }
+    Ok(())
+}
+
+/// Waits until container `id` no longer runs, at most `timeout`; returns its state then,
+/// or `None` when it was removed meanwhile (`--rm`).
+pub fn wait_until_stopped(
+    engine: &Engine,
+    id: &str,
+    timeout: Option<Duration>,
+) -> Result<Option<Container>> {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    loop {
+        let container = match engine.container(id) {
+            Ok(container) => container,
+            Err(error)
+                if error
+                    .downcast_ref::<stencil_layerstore::Error>()
+                    .is_some_and(|e| {
+                        e.kind() == stencil_layerstore::ErrorKind::ContainerNotFound
+                    }) =>
+            {
+                return Ok(None);
+            }
+            Err(error) => return Err(error),
+        };
+        if !container.is_running() || deadline.is_some_and(|d| Instant::now() >= d) {
+            return Ok(Some(container));
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// `docker stop`: the stop signal (the image's, else SIGTERM), then SIGKILL after
+/// `timeout`.
+pub fn stop(engine: &Engine, container: &Container, timeout: Duration) -> Result<()> {
+    if !container.is_running() {
+        return Ok(());
+    }
+    let stop_signal = match &container.config.stop_signal {
+        Some(name) => parse_signal(name)?,
+        None => libc::SIGTERM,
+    };
+    let id = &container.record.id;
+    // The process may end between the state check and the signal: that is a stop too.
+    let _ = signal(container, stop_signal);
+    let after = wait_until_stopped(engine, id, Some(timeout))?;
+    if let Some(after) = after.filter(Container::is_running) {
+        let _ = signal(&after, libc::SIGKILL);
+        let after = wait_until_stopped(engine, id, Some(Duration::from_secs(30)))?;
+        if after.is_some_and(|c| c.is_running()) {
+            bail!(
+                "container {} did not stop after SIGKILL",
+                container.record.name
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `docker exec`: runs `process` in the running container and returns its exit code.
+pub fn exec(container: &Container, process: &ProcessSpec) -> Result<i32> {
+    let pid = match (container.is_running(), container.state.pid) {
+        (true, Some(pid)) => pid,
+        _ => bail!("container {} is not running", container.short_id()),
+    };
+    runtime::exec(pid, process, Stdio::Inherit)
+        .map_err(|error| StartFailure::from_run_error(&error).into())
+}
+
+/// `docker logs [-f]`: copies the log to `out`; with `follow`, until the container stops.
+pub fn logs(
+    engine: &Engine,
+    container: &Container,
+    follow: bool,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let path = engine.container_dir(&container.record.id).join("log");
+    let mut file = match std::fs::File::open(&path) {
+        Ok(file) => Some(file),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+        Err(error) => return Err(error).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        if file.is_none() {
+            file = std::fs::File::open(&path).ok();
+        }
+        let mut read_any = false;
+        if let Some(file) = file.as_mut() {
+            loop {
+                let n = file
+                    .read(&mut buffer)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                if n == 0 {
+                    break;
+                }
+                read_any = true;
+                if out.write_all(&buffer[..n]).is_err() {
+                    return Ok(());
+                }
+            }
+            let _ = out.flush();
+        }
+        if !follow {
+            return Ok(());
+        }
+        if !read_any {
+            let running = engine
+                .container(&container.record.id)
+                .map(|c| c.is_running())
+                .unwrap_or(false);
+            if !running {
+                // One last read catches what was written just before the exit.
+                if let Some(file) = file.as_mut() {
+                    let _ = std::io::copy(file, out);
+                }
+                return Ok(());
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+}

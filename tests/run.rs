@@ -1,0 +1,575 @@
+//! Containers end to end, as root and for real: `run`, `create`, `start`, `ps`, `logs`,
+//! `stop`, `kill`, `wait`, `rm`, `exec`, `diff`, `commit`, `export`, against an image
+//! imported from a busybox root filesystem (Debian's static busybox, with its applets as
+//! relative symlinks, an `/etc/os-release`, a user 1000 and a file to delete).
+//!
+//! Without root these tests skip with a reason, except under `CI=true` where that fails.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use stencil_e2e::peers::{DockerRegistry, run_peer};
+use stencil_e2e::{Stencil, in_ci, peer};
+
+const IMAGE: &str = "e2e/busybox:1";
+const OS_RELEASE: &str = "NAME=\"Stencil Test Linux\"\nID=stencil-test\n";
+
+/// Whether we run as root; otherwise skips (or fails under CI) with a reason.
+fn root_or_skip(test: &str) -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let root = status
+        .lines()
+        .find(|line| line.starts_with("Uid:"))
+        .and_then(|line| line.split_whitespace().nth(2))
+        == Some("0");
+    if !root {
+        assert!(
+            !in_ci(),
+            "{test} needs root (namespaces, mounts) under CI=true"
+        );
+        eprintln!("skipping {test}: needs root for namespaces and mounts");
+    }
+    root
+}
+
+/// A store holding [`IMAGE`]; `None` when root or busybox is missing outside CI.
+fn store_with_image(test: &str) -> Option<Stencil> {
+    if !root_or_skip(test) {
+        return None;
+    }
+    let busybox = peer("busybox")?;
+    let stencil = Stencil::new();
+    let rootfs = stencil.scratch().join("rootfs");
+    for dir in ["bin", "etc", "tmp", "root", "home/user"] {
+        std::fs::create_dir_all(rootfs.join(dir)).unwrap_or_else(|e| panic!("mkdir {dir}: {e}"));
+    }
+    std::fs::copy(&busybox, rootfs.join("bin/busybox"))
+        .unwrap_or_else(|e| panic!("copy busybox: {e}"));
+    let applets = run_peer(Command::new(&busybox).arg("--list"));
+    for applet in applets.lines().filter(|a| !a.is_empty() && *a != "busybox") {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet))
+            .unwrap_or_else(|e| panic!("symlink {applet}: {e}"));
+    }
+    let files = [
+        ("etc/os-release", OS_RELEASE),
+        (
+            "etc/passwd",
+            "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000::/home/user:/bin/sh\n",
+        ),
+        ("etc/group", "root:x:0:\nuser:x:1000:\n"),
+        ("etc/doomed", "delete me\n"),
+    ];
+    for (path, text) in files {
+        std::fs::write(rootfs.join(path), text).unwrap_or_else(|e| panic!("write {path}: {e}"));
+    }
+    let tarball = stencil.scratch().join("rootfs.tar");
+    run_peer(
+        Command::new("tar")
+            .arg("-C")
+            .arg(&rootfs)
+            .arg("-cf")
+            .arg(&tarball)
+            .arg("."),
+    );
+    stencil
+        .run(&[
+            "import",
+            "-c",
+            "CMD [\"/bin/sh\"]",
+            tarball.to_str().unwrap_or_default(),
+            IMAGE,
+        ])
+        .success();
+    Some(stencil)
+}
+
+/// Polls `check` for up to ten seconds.
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// Removes every container left by a failed test, so no process or mount outlives it.
+struct Cleanup<'a>(&'a Stencil);
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        let ids = self.0.run(&["ps", "-aq", "--no-trunc"]);
+        for id in ids.lines() {
+            self.0.run(&["rm", "-f", id]);
+        }
+    }
+}
+
+#[test]
+fn run_prints_output_and_propagates_exit_codes() {
+    let Some(stencil) = store_with_image("run_prints_output") else {
+        return;
+    };
+    stencil
+        .run(&["run", "--rm", IMAGE, "cat", "/etc/os-release"])
+        .success()
+        .stdout_is(OS_RELEASE);
+    stencil
+        .run(&["run", "--rm", IMAGE, "sh", "-c", "exit 7"])
+        .expect_code(7);
+    stencil.run(&["run", "--rm", IMAGE, "true"]).expect_code(0);
+    stencil
+        .run(&["run", "--rm", IMAGE, "/etc/os-release"])
+        .expect_code(126)
+        .stderr_contains("permission denied");
+    stencil
+        .run(&["run", "--rm", IMAGE, "no-such-command"])
+        .expect_code(127)
+        .stderr_contains("executable file not found");
+    stencil
+        .run(&["run", "--rm", "e2e/absent:1", "true"])
+        .expect_code(125)
+        .stderr_contains("e2e/absent:1");
+    // --rm left nothing behind.
+    stencil.run(&["ps", "-aq"]).success().stdout_is("");
+}
+
+#[test]
+fn run_flags_set_environment_directory_user_entrypoint_volumes_and_hostname() {
+    let Some(stencil) = store_with_image("run_flags") else {
+        return;
+    };
+    let _cleanup = Cleanup(&stencil);
+    let env_file = stencil.scratch().join("env.list");
+    std::fs::write(&env_file, "# comment\nFROM_FILE=file\nBOTH=file\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let run = stencil.run(&[
+        "run",
+        "--rm",
+        "-e",
+        "A=one",
+        "--env-file",
+        env_file.to_str().unwrap_or_default(),
+        "-e",
+        "BOTH=flag",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo $A $FROM_FILE $BOTH; echo $PATH",
+    ]);
+    run.success()
+        .stdout_is("one file flag\n/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n");
+    stencil
+        .run(&["run", "--rm", "-w", "/tmp/work", IMAGE, "pwd"])
+        .success()
+        .stdout_is("/tmp/work\n");
+    stencil
+        .run(&["run", "--rm", "-u", "1000", IMAGE, "id", "-u"])
+        .success()
+        .stdout_is("1000\n");
+    stencil
+        .run(&[
+            "run",
+            "--rm",
+            "-u",
+            "user",
+            IMAGE,
+            "sh",
+            "-c",
+            "id -un; echo $HOME",
+        ])
+        .success()
+        .stdout_is("user\n/home/user\n");
+    stencil
+        .run(&[
+            "run",
+            "--rm",
+            "--entrypoint",
+            "echo",
+            IMAGE,
+            "from",
+            "entrypoint",
+        ])
+        .success()
+        .stdout_is("from entrypoint\n");
+    // The image's CMD is used when no command is given.
+    stencil
+        .run(&["run", "--rm", "-e", "X=y", IMAGE])
+        .success()
+        .stdout_is("");
+
+    let volume = stencil.scratch().join("volume");
+    std::fs::create_dir_all(&volume).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(volume.join("host.txt"), "from the host\n").unwrap_or_else(|e| panic!("{e}"));
+    let spec = format!("{}:/data", volume.display());
+    stencil
+        .run(&[
+            "run",
+            "--rm",
+            "-v",
+            &spec,
+            IMAGE,
+            "sh",
+            "-c",
+            "cat /data/host.txt; echo back > /data/back.txt",
+        ])
+        .success()
+        .stdout_is("from the host\n");
+    assert_eq!(
+        std::fs::read_to_string(volume.join("back.txt")).unwrap_or_default(),
+        "back\n"
+    );
+    let read_only = format!("{}:/data:ro", volume.display());
+    stencil
+        .run(&["run", "--rm", "-v", &read_only, IMAGE, "touch", "/data/no"])
+        .expect_code(1);
+    assert!(
+        !volume.join("no").exists(),
+        "a read-only volume was written"
+    );
+
+    // PID 1 is the command, and only the container's processes are visible.
+    let ps = stencil.run(&[
+        "run",
+        "--rm",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo $$; ps -o pid,args; true",
+    ]);
+    ps.success();
+    let lines = ps.lines();
+    assert_eq!(lines.first().copied(), Some("1"), "{ps}");
+    let processes = &lines[2..];
+    assert_eq!(processes.len(), 2, "only sh and ps are visible:\n{ps}");
+
+    // The hostname is the short ID, or --hostname.
+    let created = stencil.run(&["create", IMAGE, "hostname"]);
+    created.success();
+    let id = created.stdout.trim().to_owned();
+    assert_eq!(id.len(), 64, "{created}");
+    stencil
+        .run(&["start", "-a", &id])
+        .success()
+        .stdout_is(&format!("{}\n", &id[..12]));
+    stencil
+        .run(&["rm", &id])
+        .success()
+        .stdout_is(&format!("{id}\n"));
+    stencil
+        .run(&["run", "--rm", "--hostname", "box", IMAGE, "hostname"])
+        .success()
+        .stdout_is("box\n");
+}
+
+#[test]
+fn detached_containers_log_stop_wait_kill_exec_and_rm() {
+    let Some(stencil) = store_with_image("detached") else {
+        return;
+    };
+    let _cleanup = Cleanup(&stencil);
+    let script = "echo started; trap 'echo stopping; exit 3' TERM; while true; do sleep 0.1; done";
+    let run = stencil.run(&["run", "-d", "--name", "looper", IMAGE, "sh", "-c", script]);
+    run.success();
+    let id = run.stdout.trim().to_owned();
+    assert_eq!(id.len(), 64, "{run}");
+    eventually("the log", || {
+        stencil.run(&["logs", "looper"]).stdout == "started\n"
+    });
+    let ps = stencil.run(&["ps"]);
+    ps.success();
+    assert_eq!(ps.lines().len(), 2, "{ps}");
+    assert!(ps.lines()[0].starts_with("CONTAINER ID   IMAGE"), "{ps}");
+    assert!(
+        ps.stdout.contains(&id[..12]) && ps.stdout.contains("Up ") && ps.stdout.contains("looper"),
+        "{ps}"
+    );
+    stencil
+        .run(&["ps", "-q"])
+        .success()
+        .stdout_is(&format!("{}\n", &id[..12]));
+
+    // exec joins the running container.
+    stencil
+        .run(&[
+            "exec",
+            "-e",
+            "E=x",
+            "looper",
+            "sh",
+            "-c",
+            "echo $E; cat /proc/1/cmdline | tr '\\0' ' '",
+        ])
+        .success()
+        .stdout_is(&format!("x\nsh -c {script} "));
+    stencil
+        .run(&["exec", "looper", "sh", "-c", "exit 5"])
+        .expect_code(5);
+
+    // rm refuses a running container; stop sends SIGTERM, which the script traps.
+    stencil
+        .run(&["rm", "looper"])
+        .expect_code(125)
+        .stderr_contains("container is running");
+    stencil
+        .run(&["stop", "looper"])
+        .success()
+        .stdout_is("looper\n");
+    stencil.run(&["wait", "looper"]).success().stdout_is("3\n");
+    stencil
+        .run(&["logs", "looper"])
+        .success()
+        .stdout_is("started\nstopping\n");
+    let status = stencil.run(&["ps", "-a", "--format", "{{.Names}} {{.State}} {{.Status}}"]);
+    assert!(
+        status.stdout.starts_with("looper exited Exited (3) "),
+        "{status}"
+    );
+    stencil.run(&["ps", "-q"]).success().stdout_is("");
+
+    // start again, then kill; a command ignoring SIGTERM is killed after -t.
+    stencil
+        .run(&["start", "looper"])
+        .success()
+        .stdout_is("looper\n");
+    eventually("the second start", || {
+        stencil.run(&["ps", "-q"]).stdout.len() == 13
+    });
+    stencil
+        .run(&["kill", "looper"])
+        .success()
+        .stdout_is("looper\n");
+    stencil
+        .run(&["wait", "looper"])
+        .success()
+        .stdout_is("137\n");
+    let stubborn = stencil.run(&["run", "-d", IMAGE, "sleep", "60"]);
+    stubborn.success();
+    let stubborn = stubborn.stdout.trim().to_owned();
+    let started = Instant::now();
+    stencil.run(&["stop", "-t", "1", &stubborn]).success();
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "stop -t 1 took {:?}",
+        started.elapsed()
+    );
+    stencil
+        .run(&["wait", &stubborn])
+        .success()
+        .stdout_is("137\n");
+
+    // The image cannot go while a container uses it.
+    stencil
+        .run(&["rmi", IMAGE])
+        .expect_code(125)
+        .stderr_contains("must force");
+    stencil.run(&["rm", "looper", &stubborn]).success();
+    stencil.run(&["ps", "-aq"]).success().stdout_is("");
+    stencil.run(&["rmi", IMAGE]).success();
+    let snapshots = std::fs::read_dir(stencil.root().join("snapshots/snapshots"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(snapshots, 0, "snapshots left after rm and rmi");
+}
+
+#[test]
+fn a_container_dies_unexpectedly_and_ps_says_so() {
+    let Some(stencil) = store_with_image("dies") else {
+        return;
+    };
+    let _cleanup = Cleanup(&stencil);
+    let run = stencil.run(&["run", "-d", IMAGE, "sleep", "60"]);
+    run.success();
+    let id = run.stdout.trim().to_owned();
+    let state_path = stencil
+        .root()
+        .join("containers")
+        .join(&id)
+        .join("state.json");
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state_path).unwrap_or_default()).unwrap_or_default();
+    let monitor = state["MonitorPid"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no monitor pid: {state}"));
+    let pid = state["Pid"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no pid: {state}"));
+    // The monitor dies first, then the container: nobody sees the exit status.
+    run_peer(Command::new("kill").args(["-9", &monitor.to_string()]));
+    run_peer(Command::new("kill").args(["-9", &pid.to_string()]));
+    eventually("the dead container", || {
+        stencil
+            .run(&["ps", "-a", "--format", "{{.Status}}"])
+            .stdout
+            .starts_with("Exited (unknown)")
+    });
+    stencil.run(&["rm", &id]).success();
+}
+
+#[test]
+fn writes_stay_in_their_container_until_commit() {
+    let Some(stencil) = store_with_image("writes") else {
+        return;
+    };
+    let _cleanup = Cleanup(&stencil);
+    let first = stencil.run(&[
+        "create",
+        "--name",
+        "first",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo changed > /etc/os-release; rm /etc/doomed; mkdir /srv; echo new > /srv/new",
+    ]);
+    first.success();
+    stencil.run(&["start", "-a", "first"]).success();
+    stencil
+        .run(&["run", "--rm", IMAGE, "cat", "/etc/os-release"])
+        .success()
+        .stdout_is(OS_RELEASE);
+    stencil
+        .run(&[
+            "run",
+            "--name",
+            "second",
+            IMAGE,
+            "sh",
+            "-c",
+            "cat /etc/os-release; ls /etc",
+        ])
+        .success()
+        .stdout_is(&format!("{OS_RELEASE}doomed\ngroup\nos-release\npasswd\n"));
+    stencil
+        .run(&["diff", "first"])
+        .success()
+        .stdout_is("C /etc\nD /etc/doomed\nC /etc/os-release\nA /srv\nA /srv/new\n");
+
+    // export: the whole flattened filesystem.
+    let exported = stencil.scratch().join("first.tar");
+    stencil
+        .run(&[
+            "export",
+            "first",
+            "-o",
+            exported.to_str().unwrap_or_default(),
+        ])
+        .success();
+    let names = tar_names(&exported);
+    for wanted in ["etc/os-release", "srv/new", "bin/busybox", "bin/sh"] {
+        assert!(
+            names.iter().any(|n| n.trim_start_matches("./") == wanted),
+            "{wanted} not in {names:?}"
+        );
+    }
+    assert!(
+        !names.iter().any(|n| n.contains("doomed")),
+        "deleted file exported: {names:?}"
+    );
+
+    let commit = stencil.run(&[
+        "commit",
+        "-m",
+        "edited",
+        "-a",
+        "Tester",
+        "-c",
+        "ENV EDITED=yes",
+        "first",
+        "e2e/edited:1",
+    ]);
+    commit.success();
+    assert!(
+        commit.stdout.starts_with("sha256:") && commit.stdout.trim().len() == 71,
+        "{commit}"
+    );
+    stencil
+        .run(&[
+            "run",
+            "--rm",
+            "e2e/edited:1",
+            "sh",
+            "-c",
+            "cat /etc/os-release /srv/new; echo $EDITED; ls /etc",
+        ])
+        .success()
+        .stdout_is("changed\nnew\nyes\ngroup\nos-release\npasswd\n");
+    let history = stencil.run(&["history", "e2e/edited:1"]);
+    assert!(history.stdout.contains("edited"), "{history}");
+    stencil.run(&["rm", "first", "second"]).success();
+}
+
+#[test]
+fn committed_deletions_reach_other_tools_through_a_registry() {
+    let Some(stencil) = store_with_image("commit_push") else {
+        return;
+    };
+    let _cleanup = Cleanup(&stencil);
+    let (Some(skopeo), Some(umoci)) = (peer("skopeo"), peer("umoci")) else {
+        return;
+    };
+    let Some(registry) = DockerRegistry::start() else {
+        return;
+    };
+    stencil
+        .run(&[
+            "run",
+            "--name",
+            "deleter",
+            IMAGE,
+            "sh",
+            "-c",
+            "rm /etc/doomed; echo kept > /etc/kept",
+        ])
+        .success();
+    let target = format!("{}/e2e/deleted:1", registry.host());
+    stencil.run(&["commit", "deleter", &target]).success();
+    stencil.run(&["push", &target]).success();
+    let layout = stencil.scratch().join("layout");
+    run_peer(Command::new(&skopeo).args([
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{target}"),
+        &format!("oci:{}:deleted", layout.display()),
+    ]));
+    let bundle = stencil.scratch().join("bundle");
+    run_peer(Command::new(&umoci).args([
+        "unpack",
+        "--image",
+        &format!("{}:deleted", layout.display()),
+        bundle.to_str().unwrap_or_default(),
+    ]));
+    let rootfs = bundle.join("rootfs");
+    assert!(
+        rootfs.join("etc/os-release").is_file(),
+        "the base layer is there"
+    );
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("etc/kept")).unwrap_or_default(),
+        "kept\n"
+    );
+    assert!(
+        !rootfs.join("etc/doomed").exists(),
+        "umoci still shows the deleted file"
+    );
+    stencil.run(&["rm", "deleter"]).success();
+}
+
+fn tar_names(path: &Path) -> Vec<String> {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    let mut archive = tar::Archive::new(file);
+    archive
+        .entries()
+        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+        .map(|entry| {
+            let entry = entry.unwrap_or_else(|e| panic!("entry: {e}"));
+            let path: PathBuf = entry
+                .path()
+                .unwrap_or_else(|e| panic!("path: {e}"))
+                .into_owned();
+            path.display().to_string()
+        })
+        .collect()
+}
