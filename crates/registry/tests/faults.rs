@@ -753,3 +753,98 @@ async fn identity_tokens_are_exchanged_with_a_form_post() {
         .await
         .unwrap();
 }
+
+/// A chunk of a large upload cut half-way (the registry kept part of it, then failed): the
+/// client asks the upload's status and goes on from what the registry holds, streaming
+/// each chunk from the store.
+#[tokio::test]
+async fn an_interrupted_chunked_upload_resumes_from_the_registry_offset() {
+    let bytes = noise(300_000, 9);
+    let digest = sha256_digest(&bytes);
+    let (_dir, store) = store();
+    let descriptor = put(&store, LAYER, &bytes);
+    let held = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let failed_once = Arc::new(AtomicUsize::new(0));
+    let server = {
+        let (held, failed_once, digest) = (held.clone(), failed_once.clone(), digest.clone());
+        FakeServer::start("127.0.0.1", move |seen| {
+            let upload = "/v2/app/blobs/uploads/u1";
+            let mut data = held.lock().unwrap();
+            let status = |data: &Vec<u8>, code| {
+                Reply::new(code, Vec::new())
+                    .header("location", upload)
+                    .header("range", &format!("0-{}", data.len().saturating_sub(1)))
+            };
+            match (seen.method.as_str(), seen.path()) {
+                ("HEAD", _) => Reply::new(404, Vec::new()),
+                ("POST", _) => status(&data, 202),
+                ("GET", path) if path == upload => status(&data, 204),
+                ("PATCH", path) if path == upload => {
+                    let start: usize = seen
+                        .header("content-range")
+                        .and_then(|r| r.split('-').next()?.parse().ok())
+                        .unwrap_or(usize::MAX);
+                    if start != data.len() {
+                        return Reply::new(416, Vec::new());
+                    }
+                    // The second chunk: keep half of it, then fail.
+                    if start > 0 && failed_once.fetch_add(1, Ordering::SeqCst) == 0 {
+                        let half = seen.body.len() / 2;
+                        data.extend_from_slice(&seen.body[..half]);
+                        return Reply::new(500, Vec::new());
+                    }
+                    data.extend_from_slice(&seen.body);
+                    status(&data, 202)
+                }
+                ("PUT", path) if path == upload => {
+                    if sha256_digest(&data) == digest {
+                        Reply::new(201, Vec::new()).header("docker-content-digest", digest.as_str())
+                    } else {
+                        Reply::new(400, Vec::new())
+                    }
+                }
+                _ => Reply::new(404, Vec::new()),
+            }
+        })
+        .await
+    };
+    let clock = TestClock::new();
+    let client = client_with(&clock, 3);
+    let options = stencil_registry::PushOptions {
+        monolithic_limit: 1024,
+        chunk_size: 100_000,
+        ..Default::default()
+    };
+    let (events, sink) = events();
+    let outcome = client
+        .push_blob_to(
+            &reference(&server.host(), "app:1"),
+            &descriptor,
+            &store,
+            &options,
+            &sink,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("push: {e}"));
+    assert_eq!(
+        *held.lock().unwrap(),
+        bytes,
+        "the registry got the blob whole"
+    );
+    assert!(
+        matches!(outcome, stencil_registry::PushOutcome::Chunked(_)),
+        "{outcome:?}"
+    );
+    let resumed: Vec<u64> = events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| match e {
+            ProgressEvent::Resuming { offset, .. } => Some(*offset),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(resumed, [150_000], "resumed where the registry stopped");
+    let statuses = server.seen().iter().filter(|s| s.method == "GET").count();
+    assert_eq!(statuses, 1, "one status request");
+}

@@ -3,9 +3,12 @@
 //! Each blob is checked with `HEAD` first and skipped when present. A missing blob is
 //! mounted from another repository of the same registry when the caller names candidates
 //! (`POST …/blobs/uploads/?mount=DIGEST&from=REPO`), otherwise uploaded: in one `PUT` when
-//! small, in `PATCH` chunks when large, so memory holds at most one chunk. Manifests go
-//! last, children of an index before the index. This module reads from the store; it does
-//! not build images.
+//! small, in `PATCH` chunks when large. Bodies stream from the store a few pieces at a
+//! time (memory does not grow with blob or chunk size), anew for each retry; a chunk cut
+//! half-way resumes from the offset the registry reports for the upload (`GET` of its
+//! location). An upload abandoned by a killed push is simply started afresh next time.
+//! Manifests go last, children of an index before the index. This module reads from the
+//! store; it does not build images.
 //!
 //! ```no_run
 //! # async fn demo(root: stencil_registry::Descriptor) -> Result<(), stencil_registry::Error> {
@@ -22,18 +25,19 @@
 //! # Ok(()) }
 //! ```
 
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION};
+use http_body_util::channel::Channel;
+use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION, RANGE};
 use reqwest::{Method, StatusCode, Url};
 use stencil_reference::{Digest, Reference};
 
 use super::manifest::{self, Descriptor, Manifest};
 use super::progress::{Progress, ProgressEvent};
 use super::store::{ContentStore, store_error};
-use super::transport::{Answer, Call, expect_success};
+use super::transport::{Answer, BodySource, Call, expect_success};
 use super::{Client, Repository};
 use crate::error::{Error, Result};
 
@@ -163,7 +167,7 @@ impl Client {
             tasks.spawn(async move {
                 let _permit = semaphore.acquire_owned().await;
                 client
-                    .push_blob(&repository, &descriptor, &*store, &options, &*progress)
+                    .push_blob(&repository, &descriptor, &store, &options, &*progress)
                     .await
             });
         }
@@ -188,7 +192,7 @@ impl Client {
         &self,
         target: &Reference,
         descriptor: &Descriptor,
-        store: &S,
+        store: &Arc<S>,
         options: &PushOptions,
         progress: &dyn Progress,
     ) -> Result<PushOutcome> {
@@ -206,7 +210,7 @@ impl Client {
         &self,
         repository: &Repository,
         descriptor: &Descriptor,
-        store: &S,
+        store: &Arc<S>,
         options: &PushOptions,
         progress: &dyn Progress,
     ) -> Result<PushOutcome> {
@@ -274,35 +278,33 @@ impl Client {
             size: descriptor.size,
             offset: 0,
         });
-        let mut reader = store
-            .open(digest)
-            .map_err(|e| store_error("local store", digest, e))?;
+        let size = descriptor.size;
         let scopes = vec![push_scope];
         let outcome;
         let mut location = location;
-        if descriptor.size <= options.monolithic_limit {
-            let body = read_chunk(&mut reader, descriptor.size, digest)?;
-            check_length(&body, descriptor.size, digest)?;
+        // Bodies stream from the store, a few pieces at a time: memory does not grow with
+        // the blob, whichever way it goes.
+        if size <= options.monolithic_limit {
             let url = with_digest(&location, digest);
             let call = Call::new(Method::PUT, url, &repository.host, scopes)
                 .header(CONTENT_TYPE, "application/octet-stream")
-                .body(body);
+                .header(CONTENT_LENGTH, &size.to_string())
+                .streamed_body(blob_body(store, digest, 0, size));
             let answer = expect_success(self.send(&call).await?, digest.as_str()).await?;
             check_pushed_digest(&answer, digest)?;
             progress.event(ProgressEvent::Bytes {
                 digest: digest.clone(),
-                done: descriptor.size,
-                size: descriptor.size,
+                done: size,
+                size,
             });
             outcome = PushOutcome::Monolithic;
         } else {
             let chunk_size = options.chunk_size.max(1);
             let mut sent = 0u64;
             let mut chunks = 0u64;
-            while sent < descriptor.size {
-                let want = chunk_size.min(descriptor.size - sent);
-                let body = read_chunk(&mut reader, want, digest)?;
-                check_length(&body, want, digest)?;
+            let mut recoveries = 0;
+            while sent < size {
+                let want = chunk_size.min(size - sent);
                 let end = sent + want - 1;
                 let call = Call::new(
                     Method::PATCH,
@@ -312,16 +314,47 @@ impl Client {
                 )
                 .header(CONTENT_TYPE, "application/octet-stream")
                 .header(CONTENT_RANGE, &format!("{sent}-{end}"))
-                .body(body);
-                let answer = expect_success(self.send(&call).await?, digest.as_str()).await?;
-                location = upload_location(&answer)?;
-                sent += want;
-                chunks += 1;
-                progress.event(ProgressEvent::Bytes {
-                    digest: digest.clone(),
-                    done: sent,
-                    size: descriptor.size,
-                });
+                .header(CONTENT_LENGTH, &want.to_string())
+                .streamed_body(blob_body(store, digest, sent, want));
+                let failure = match self.send(&call).await {
+                    Ok(answer) if answer.response.status().is_success() => {
+                        location = upload_location(&answer)?;
+                        sent += want;
+                        chunks += 1;
+                        progress.event(ProgressEvent::Bytes {
+                            digest: digest.clone(),
+                            done: sent,
+                            size,
+                        });
+                        continue;
+                    }
+                    Ok(answer) => match expect_success(answer, digest.as_str()).await {
+                        Err(err) => err,
+                        Ok(_) => continue,
+                    },
+                    Err(err) => err,
+                };
+                // A chunk cut half-way may have left part of itself with the registry: ask
+                // how much it holds and go on from there.
+                recoveries += 1;
+                if recoveries > self.inner.retry.attempts {
+                    return Err(failure);
+                }
+                match self
+                    .upload_status(&location, &repository.host, &scopes)
+                    .await
+                {
+                    Ok((status_location, offset)) if offset <= size => {
+                        tracing::debug!(%digest, offset, "upload interrupted; resuming");
+                        progress.event(ProgressEvent::Resuming {
+                            digest: digest.clone(),
+                            offset,
+                        });
+                        location = status_location;
+                        sent = offset;
+                    }
+                    _ => return Err(failure),
+                }
             }
             let call = Call::new(
                 Method::PUT,
@@ -338,6 +371,27 @@ impl Client {
             digest: digest.clone(),
         });
         Ok(outcome)
+    }
+
+    /// How much of the upload at `location` the registry holds (`GET` of the upload:
+    /// `Range: 0-LAST`), and where to send the next chunk.
+    async fn upload_status(
+        &self,
+        location: &Url,
+        host: &str,
+        scopes: &[String],
+    ) -> Result<(Url, u64)> {
+        let call = Call::new(Method::GET, location.clone(), host, scopes.to_vec());
+        let answer = expect_success(self.send(&call).await?, location.as_str()).await?;
+        let held = answer
+            .response
+            .headers()
+            .get(RANGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|range| range.trim().rsplit('-').next()?.trim().parse::<u64>().ok())
+            .map_or(0, |last| last + 1);
+        let next = upload_location(&answer).unwrap_or_else(|_| location.clone());
+        Ok((next, held))
     }
 
     /// The first of `candidates` (other repositories of the same registry) that holds
@@ -401,6 +455,61 @@ fn read_manifest<S: ContentStore>(store: &S, descriptor: &Descriptor) -> Result<
     let bytes = read_chunk(&mut reader, descriptor.size, digest)?;
     check_length(&bytes, descriptor.size, digest)?;
     Ok(bytes.to_vec())
+}
+
+/// Bytes per piece of a streamed upload body.
+const PIECE: usize = 256 * 1024;
+/// Pieces read ahead of the network.
+const PIECES_AHEAD: usize = 4;
+
+/// A body source that streams `len` bytes of blob `digest` from `offset`, read from the
+/// store on a blocking thread a piece at a time, anew for each attempt.
+fn blob_body<S: ContentStore>(store: &Arc<S>, digest: &Digest, offset: u64, len: u64) -> BodySource
+where
+    S::Reader: 'static,
+{
+    let (store, digest) = (store.clone(), digest.clone());
+    Arc::new(move || {
+        let (mut sender, body) = Channel::<Bytes, std::io::Error>::new(PIECES_AHEAD);
+        let (store, digest) = (store.clone(), digest.clone());
+        tokio::spawn(async move {
+            let opened = tokio::task::spawn_blocking(move || {
+                let mut reader = store.open(&digest).map_err(std::io::Error::other)?;
+                reader.seek(SeekFrom::Start(offset))?;
+                Ok::<_, std::io::Error>(reader)
+            })
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+            let mut reader = match opened {
+                Ok(reader) => reader,
+                Err(error) => return sender.abort(error),
+            };
+            let mut left = len;
+            while left > 0 {
+                let want = PIECE.min(usize::try_from(left).unwrap_or(PIECE));
+                let read = tokio::task::spawn_blocking(move || {
+                    let mut piece = vec![0u8; want];
+                    let read = reader.read_exact(&mut piece).map(|()| piece);
+                    (reader, read)
+                })
+                .await;
+                let piece = match read {
+                    Ok((back, Ok(piece))) => {
+                        reader = back;
+                        piece
+                    }
+                    Ok((_, Err(error))) => return sender.abort(error),
+                    Err(error) => return sender.abort(std::io::Error::other(error)),
+                };
+                left -= want as u64;
+                // The request was dropped (a failure, a redirect): stop reading.
+                if sender.send_data(Bytes::from(piece)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        reqwest::Body::wrap(body)
+    })
 }
 
 /// Reads up to `len` bytes: one chunk, never the whole of a large blob.

@@ -13,6 +13,7 @@
 //! GET https://cdn.example/…                  (no Authorization)        → 200
 //! ```
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -30,13 +31,42 @@ const MAX_REDIRECTS: usize = 10;
 /// Error bodies are read up to this size for their message.
 const ERROR_BODY_LIMIT: u64 = 64 * 1024;
 
+/// Makes a fresh streamed body for each attempt of a request.
+pub(crate) type BodySource = Arc<dyn Fn() -> reqwest::Body + Send + Sync>;
+
+/// A request body: bytes in memory, or a source that streams them anew for each attempt
+/// (so that retries and redirects can resend a body that is never held whole).
+#[derive(Clone)]
+pub(crate) enum CallBody {
+    Bytes(Bytes),
+    Streamed(BodySource),
+}
+
+impl std::fmt::Debug for CallBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallBody::Bytes(bytes) => write!(f, "{} bytes", bytes.len()),
+            CallBody::Streamed(_) => f.write_str("streamed"),
+        }
+    }
+}
+
+impl CallBody {
+    fn to_body(&self) -> reqwest::Body {
+        match self {
+            CallBody::Bytes(bytes) => reqwest::Body::from(bytes.clone()),
+            CallBody::Streamed(source) => source(),
+        }
+    }
+}
+
 /// One request as the client means it, re-sendable for retries.
 #[derive(Debug, Clone)]
 pub(crate) struct Call {
     pub method: Method,
     pub url: Url,
     pub headers: HeaderMap,
-    pub body: Option<Bytes>,
+    pub body: Option<CallBody>,
     /// The registry host the credentials and tokens are for.
     pub host: String,
     /// Token scopes the request needs.
@@ -63,7 +93,13 @@ impl Call {
     }
 
     pub(crate) fn body(mut self, body: Bytes) -> Call {
-        self.body = Some(body);
+        self.body = Some(CallBody::Bytes(body));
+        self
+    }
+
+    /// A body streamed from `source`, called once per attempt.
+    pub(crate) fn streamed_body(mut self, source: BodySource) -> Call {
+        self.body = Some(CallBody::Streamed(source));
         self
     }
 }
@@ -143,7 +179,7 @@ impl Client {
                 request = request.header(header::AUTHORIZATION, value);
             }
             if let Some(body) = &body {
-                request = request.body(body.clone());
+                request = request.body(body.to_body());
             }
             let response = request.send().await.map_err(|source| Error::Transport {
                 url: url.to_string(),
