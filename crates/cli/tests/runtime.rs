@@ -549,6 +549,18 @@ fn oci_runtime_delegate_runs_with_runc() {
         fs::read_to_string(volume.join("file")).expect("written"),
         "hi\n"
     );
+    for (args, code) in [
+        (&["nosuchcommand"][..], 127),
+        (&["/etc/notexec"][..], 126),
+        (&["/etc"][..], 126),
+        (&["/bin/nosuch"][..], 127),
+    ] {
+        let spec = rootfs.spec(args);
+        let error =
+            stencil::container::oci::run_with_runtime(&runc, &spec, &bundle, &id, Stdio::Inherit)
+                .expect_err("refused before runc runs");
+        assert_eq!(error.exit_code(), code, "{args:?}: {error}");
+    }
     let config: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(bundle.join("config.json")).expect("config"))
             .expect("json");

@@ -22,7 +22,7 @@
 //! ```
 
 use std::collections::HashSet;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -36,7 +36,7 @@ use oci_spec::runtime::{
 
 use super::caps::DEFAULT_CAPABILITIES;
 use super::rootpath;
-use super::runtime::{Network, RunError, Spec, Stdio};
+use super::runtime::{DEFAULT_PATH, Network, RunError, Spec, Stdio};
 use super::user::{self, ResolvedUser};
 
 fn oci_error(what: &str, error: impl std::fmt::Display) -> RunError {
@@ -125,7 +125,9 @@ pub fn bundle_config(spec: &Spec, user: &ResolvedUser) -> Result<OciSpec, RunErr
 }
 
 /// Writes `DIR/config.json` for `spec`, resolving its user in the rootfs and creating its
-/// working directory there (as the built-in runtime does).
+/// working directory there (as the built-in runtime does). A command that is not in the
+/// rootfs, or not executable, fails here with [`RunError::NotFound`] (127) or
+/// [`RunError::CannotExecute`] (126), as docker reports them.
 pub fn write_bundle(spec: &Spec, bundle: &Path) -> Result<(), RunError> {
     let root = open(
         &spec.rootfs,
@@ -143,6 +145,7 @@ pub fn write_bundle(spec: &Spec, bundle: &Path) -> Result<(), RunError> {
             source: e,
         })?;
     }
+    check_command(root.as_fd(), spec)?;
     let config = bundle_config(spec, &user)?;
     std::fs::create_dir_all(bundle).map_err(|e| RunError::Setup {
         what: format!("cannot create bundle directory {}", bundle.display()),
@@ -152,6 +155,62 @@ pub fn write_bundle(spec: &Spec, bundle: &Path) -> Result<(), RunError> {
     config
         .save(&path)
         .map_err(|e| oci_error(&format!("cannot write {}", path.display()), e))
+}
+
+/// Looks `spec`'s command up in the rootfs as the runtime will, so that a missing or
+/// unexecutable command fails with docker's 127 or 126 (runc reports both as 1).
+fn check_command(root: BorrowedFd<'_>, spec: &Spec) -> Result<(), RunError> {
+    let Some(command) = spec.args.first() else {
+        return Err(RunError::InvalidSpec(
+            "no command specified: give one after the image, or set Cmd or Entrypoint".into(),
+        ));
+    };
+    let executable = |stat: &nix::sys::stat::FileStat| {
+        stat.st_mode & libc::S_IFMT == libc::S_IFREG && stat.st_mode & 0o111 != 0
+    };
+    if command.contains('/') {
+        let path = if command.starts_with('/') {
+            command.clone()
+        } else {
+            format!("{}/{command}", spec.cwd)
+        };
+        return match rootpath::stat_in_root(root, &path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(RunError::NotFound {
+                command: command.clone(),
+                reason: format!("stat {command}: no such file or directory"),
+            }),
+            Ok(stat) if stat.st_mode & libc::S_IFMT == libc::S_IFDIR => {
+                Err(RunError::CannotExecute {
+                    command: command.clone(),
+                    reason: "is a directory".into(),
+                })
+            }
+            Ok(stat) if !executable(&stat) => Err(RunError::CannotExecute {
+                command: command.clone(),
+                reason: "permission denied".into(),
+            }),
+            // Other errors (a permission on the way) are left for the runtime to report.
+            _ => Ok(()),
+        };
+    }
+    let path = spec
+        .env
+        .iter()
+        .rev()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or(DEFAULT_PATH);
+    let found = path.split(':').filter(|dir| !dir.is_empty()).any(|dir| {
+        rootpath::stat_in_root(root, &format!("{dir}/{command}"))
+            .is_ok_and(|stat| executable(&stat))
+    });
+    if found {
+        Ok(())
+    } else {
+        Err(RunError::NotFound {
+            command: command.clone(),
+            reason: "executable file not found in $PATH".into(),
+        })
+    }
 }
 
 /// Writes the bundle of `spec` into `bundle` and runs `RUNTIME run --bundle BUNDLE ID` in

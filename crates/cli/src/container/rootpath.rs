@@ -92,6 +92,23 @@ pub fn create_dir_all_in_root(root: BorrowedFd<'_>, path: &str) -> io::Result<()
     Ok(())
 }
 
+/// The metadata of `path` (as seen inside the container, relative to `/`) under `root`,
+/// following symlinks inside the root only.
+pub fn stat_in_root(root: BorrowedFd<'_>, path: &str) -> io::Result<nix::sys::stat::FileStat> {
+    let relative: Vec<Vec<u8>> = split(path.as_bytes()).collect();
+    let joined = if relative.is_empty() {
+        b".".to_vec()
+    } else {
+        relative.join(&b'/')
+    };
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
+        .mode(Mode::empty())
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let fd = openat2(root, joined.as_slice(), how)?;
+    Ok(nix::sys::stat::fstat(&fd)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
