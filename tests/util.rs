@@ -8,6 +8,7 @@
 //! missing the test skips with a printed reason, except under `CI=true`, where that is a
 //! failure (CI installs them through `cargo xtask test`).
 
+pub mod hostile_server;
 pub mod peers;
 
 use std::fmt::Write as _;

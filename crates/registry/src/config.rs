@@ -43,6 +43,61 @@ pub struct RegistriesConfig {
     /// One entry per registry host.
     #[serde(default, rename = "registry")]
     pub registries: Vec<RegistrySettings>,
+    /// How long the client waits on the network, for every host.
+    #[serde(default)]
+    pub timeouts: Timeouts,
+}
+
+/// How long the client waits on the network (the `[timeouts]` table, in seconds;
+/// fractions allowed). A registry that stops sending fails the request after `read`
+/// seconds of silence instead of hanging the pull.
+///
+/// ```
+/// use std::time::Duration;
+/// use stencil_registry::RegistriesConfig;
+///
+/// let config = RegistriesConfig::parse("[timeouts]\nread = 2.5\n").unwrap();
+/// assert_eq!(config.timeouts.read(), Duration::from_millis(2500));
+/// assert_eq!(config.timeouts.connect(), Duration::from_secs(30));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    /// Seconds to establish a connection (default 30).
+    #[serde(default = "default_connect_timeout")]
+    pub connect: f64,
+    /// Seconds a response may send nothing, headers or body (default 120).
+    #[serde(default = "default_read_timeout")]
+    pub read: f64,
+}
+
+fn default_connect_timeout() -> f64 {
+    30.0
+}
+
+fn default_read_timeout() -> f64 {
+    120.0
+}
+
+impl Default for Timeouts {
+    fn default() -> Timeouts {
+        Timeouts {
+            connect: default_connect_timeout(),
+            read: default_read_timeout(),
+        }
+    }
+}
+
+impl Timeouts {
+    /// The connect timeout.
+    pub fn connect(&self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(self.connect)
+    }
+
+    /// The read timeout.
+    pub fn read(&self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(self.read)
+    }
 }
 
 /// The settings of one registry host.
@@ -88,6 +143,18 @@ impl RegistriesConfig {
             path: path.to_owned(),
             reason: err.to_string().trim().to_owned(),
         })?;
+        for (name, value) in [
+            ("connect", config.timeouts.connect),
+            ("read", config.timeouts.read),
+        ] {
+            // Duration::from_secs_f64 panics on these; refuse them here with a clear word.
+            if !(value.is_finite() && value > 0.0 && value < 1e9) {
+                return Err(Error::Config {
+                    path: path.to_owned(),
+                    reason: format!("timeouts.{name} = {value} is not a number of seconds above 0"),
+                });
+            }
+        }
         if let Some(bad) = config.registries.iter().find(|r| r.concurrency == 0) {
             return Err(Error::Config {
                 path: path.to_owned(),

@@ -35,6 +35,10 @@ const PAGE_LIMIT: u64 = 16 * 1024 * 1024;
 /// At most this many pages are followed, so a looping `Link` cannot run forever.
 const MAX_PAGES: usize = 10_000;
 
+/// At most this many names are collected over all pages, so that a registry sending page
+/// after full page cannot grow memory without bound (about 50 MB of names at most).
+const MAX_ENTRIES: usize = 1_000_000;
+
 /// One search hit.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct SearchResult {
@@ -199,6 +203,7 @@ impl Client {
         let mut all = Vec::new();
         let mut next = Some(first);
         let mut pages = 0;
+        let mut visited = std::collections::HashSet::new();
         while let Some(url) = next.take() {
             pages += 1;
             if pages > MAX_PAGES {
@@ -207,12 +212,24 @@ impl Client {
                     reason: format!("more than {MAX_PAGES} pages"),
                 });
             }
+            if !visited.insert(url.clone()) {
+                return Err(Error::Protocol {
+                    url: url.to_string(),
+                    reason: "the next-page link leads back to a page already read".to_owned(),
+                });
+            }
             let call = Call::new(Method::GET, url, host, scopes.clone());
             let answer = expect_success(self.send(&call).await?, what).await?;
             next = next_link(answer.response.headers(), &answer.url);
             let url = answer.url.clone();
             let body = read_limited(answer.response, &url, PAGE_LIMIT).await?;
             all.extend(parse(&body, &url)?);
+            if all.len() > MAX_ENTRIES {
+                return Err(Error::Protocol {
+                    url: url.to_string(),
+                    reason: format!("more than {MAX_ENTRIES} entries over {pages} pages"),
+                });
+            }
         }
         Ok(all)
     }

@@ -42,7 +42,7 @@ use std::time::{Duration, Instant};
 
 use stencil_reference::Reference;
 
-use crate::config::RegistriesConfig;
+use crate::config::{RegistriesConfig, Timeouts};
 use crate::error::{Error, Result};
 use credentials::{Anonymous, CredentialSource};
 
@@ -163,7 +163,7 @@ impl ClientBuilder {
             .unwrap_or_else(|| format!("stencil/{}", env!("CARGO_PKG_VERSION")));
         let http = match self.http {
             Some(http) => http,
-            None => default_http_client(&agent)?,
+            None => default_http_client(&agent, &self.config.timeouts)?,
         };
         Ok(Client {
             inner: Arc::new(Inner {
@@ -178,7 +178,7 @@ impl ClientBuilder {
     }
 }
 
-fn default_http_client(agent: &str) -> Result<reqwest::Client> {
+fn default_http_client(agent: &str, timeouts: &Timeouts) -> Result<reqwest::Client> {
     // reqwest is built without a bundled crypto provider (the default one needs cmake);
     // install ring as the process default unless the program already chose one.
     if rustls::crypto::CryptoProvider::get_default().is_none() {
@@ -187,8 +187,8 @@ fn default_http_client(agent: &str) -> Result<reqwest::Client> {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(agent)
-        .connect_timeout(Duration::from_secs(30))
-        .read_timeout(Duration::from_secs(120))
+        .connect_timeout(timeouts.connect())
+        .read_timeout(timeouts.read())
         .build()
         .map_err(|source| Error::Transport {
             url: "(client setup)".into(),

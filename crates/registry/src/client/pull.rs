@@ -552,7 +552,18 @@ impl Client {
             },
         };
         let (writer, mut stream, written) = pipeline.finish().await.map_err(worker_error)?;
-        written.map_err(worker_error)?;
+        if let Err(failure) = written {
+            // The store refused the bytes themselves (more than the descriptor's size):
+            // they are wrong content, not an interruption, so nothing is kept to resume.
+            let err = worker_error(failure);
+            if matches!(
+                err.kind(),
+                ErrorKind::SizeMismatch | ErrorKind::DigestMismatch
+            ) {
+                let _ = writer.abort();
+            }
+            return Err(err);
+        }
         if let Err(err) = transferred {
             // An interrupted transfer keeps its ingest for a later resume; wrong content
             // does not.
