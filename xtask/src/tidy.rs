@@ -4,7 +4,8 @@
 //! - no unfinished or debugging markers in landed code (the macros for unfinished work,
 //!   debug printing, ignored tests and tests that expect a panic);
 //! - member crates take third-party versions from `[workspace.dependencies]` only;
-//! - library crates deny missing docs.
+//! - library crates deny missing docs;
+//! - the fuzz targets stay a workspace of their own, out of the normal build.
 
 use std::path::{Path, PathBuf};
 
@@ -43,7 +44,7 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 fn all_rust_files() -> Vec<PathBuf> {
     let mut files = Vec::new();
     let root = workspace_root();
-    for top in ["crates", "xtask", "tests"] {
+    for top in ["crates", "xtask", "tests", "fuzz"] {
         rust_files(&root.join(top), &mut files);
     }
     files.sort();
@@ -164,4 +165,25 @@ fn library_crates_deny_missing_docs() {
         .map(|path| relative(&path))
         .collect();
     check(problems, "library crates without #![deny(missing_docs)]");
+}
+
+#[test]
+fn fuzz_targets_stay_out_of_the_main_workspace() {
+    let root = workspace_root();
+    let main = std::fs::read_to_string(root.join("Cargo.toml")).unwrap_or_default();
+    let fuzz = std::fs::read_to_string(root.join("fuzz/Cargo.toml")).unwrap_or_default();
+    let mut problems = Vec::new();
+    if !main.contains("exclude = [\"fuzz\"]") {
+        problems.push("Cargo.toml: the workspace must exclude \"fuzz\"".to_owned());
+    }
+    if !fuzz.lines().any(|line| line.trim() == "[workspace]") {
+        problems.push("fuzz/Cargo.toml: must be a workspace of its own".to_owned());
+    }
+    // Each target the xtask runs must exist as a bin of the fuzz package.
+    for target in crate::fuzz::TARGETS {
+        if !fuzz.contains(&format!("fuzz_targets/{target}.rs")) {
+            problems.push(format!("fuzz/Cargo.toml: no [[bin]] for target {target}"));
+        }
+    }
+    check(problems, "fuzz workspace");
 }

@@ -37,7 +37,7 @@ mod config;
 mod error;
 pub mod server;
 
-pub use client::auth::IDENTITY_TOKEN_USER;
+pub use client::auth::{Challenge, IDENTITY_TOKEN_USER, parse_challenge};
 pub use client::credentials::{
     Anonymous, CredentialSource, Credentials, DOCKER_HUB_AUTH_KEY, DockerConfig,
 };
@@ -53,5 +53,5 @@ pub use client::push::{PushOptions, PushOutcome};
 pub use client::store::{ContentStore, pull_ingest_ref};
 pub use client::tap::{BlobStream, BlobTap};
 pub use client::{Client, ClientBuilder, Clock, RetryPolicy, SleepFuture, SystemClock};
-pub use config::{DEFAULT_CONCURRENCY, RegistriesConfig, RegistrySettings, is_loopback};
+pub use config::{DEFAULT_CONCURRENCY, RegistriesConfig, RegistrySettings, Timeouts, is_loopback};
 pub use error::{Error, ErrorKind, Result};

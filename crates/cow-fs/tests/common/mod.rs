@@ -199,12 +199,25 @@ impl Layer {
 
     /// The finished tar stream (with the two zero blocks that end an archive).
     pub fn tar(mut self) -> Vec<u8> {
-        if self.finished {
-            return self.bytes;
+        if !self.finished {
+            self.bytes.extend(std::iter::repeat_n(0u8, 1024));
         }
-        self.bytes.extend(std::iter::repeat_n(0u8, 1024));
+        save_fuzz_seed(&self.bytes);
         self.bytes
     }
+}
+
+/// When `STENCIL_FUZZ_SEEDS` names a directory, every layer a test builds is also written
+/// there, named by its hash: `cargo xtask fuzz` seeds the `layer_apply` corpus this way.
+fn save_fuzz_seed(bytes: &[u8]) {
+    use std::hash::{Hash, Hasher};
+    let Some(dir) = std::env::var_os("STENCIL_FUZZ_SEEDS") else {
+        return;
+    };
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut hasher);
+    let path = Path::new(&dir).join(format!("{:016x}.tar", hasher.finish()));
+    fs::write(&path, bytes).unwrap_or_else(|e| panic!("writing fuzz seed {}: {e}", path.display()));
 }
 
 /// One line per entry below `root`: path, type, mode, owner, size, contents, link target,

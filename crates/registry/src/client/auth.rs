@@ -30,20 +30,37 @@ use crate::error::{Error, Result};
 
 /// A parsed `WWW-Authenticate` challenge.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Challenge {
+#[non_exhaustive]
+pub enum Challenge {
     /// `Basic realm="…"`.
     Basic,
     /// `Bearer realm="…",service="…",scope="…"`.
     Bearer {
+        /// Where tokens are asked for.
         realm: String,
+        /// The service the token is for, when named.
         service: Option<String>,
+        /// The scope the registry asks for, when named.
         scope: Option<String>,
     },
 }
 
 /// Parses a `WWW-Authenticate` value: a scheme, then `key="value"` pairs whose quoted
-/// values may hold commas (scopes like `pull,push` do).
-pub(crate) fn parse_challenge(header: &str) -> Option<Challenge> {
+/// values may hold commas (scopes like `pull,push` do). `None` for schemes other than
+/// Basic and Bearer, and for a Bearer challenge without a realm. Public so that the fuzz
+/// targets can reach it; it never panics, whatever the header holds.
+///
+/// ```
+/// use stencil_registry::{Challenge, parse_challenge};
+///
+/// let challenge = parse_challenge(r#"Bearer realm="https://auth.example/token",scope="repository:a:pull,push""#);
+/// assert_eq!(challenge, Some(Challenge::Bearer {
+///     realm: "https://auth.example/token".into(),
+///     service: None,
+///     scope: Some("repository:a:pull,push".into()),
+/// }));
+/// ```
+pub fn parse_challenge(header: &str) -> Option<Challenge> {
     let header = header.trim();
     let (scheme, rest) = header
         .split_once(char::is_whitespace)

@@ -251,6 +251,26 @@ impl Server {
         &self.state.domain
     }
 
+    /// Serves one connection that is already open, over any byte stream, until the client
+    /// closes it: the same request handling as [`Server::run`] without the listener, for
+    /// in-process use (fuzzing feeds raw HTTP/1 bytes through an in-memory pipe). `peer`
+    /// is the address logged for the connection.
+    pub async fn serve_stream<S>(&self, stream: S, peer: SocketAddr)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        // The sender lives until the connection ends, so the connection never sees a stop.
+        let (_stop_sender, stop_receiver) = watch::channel(false);
+        serve_connection(
+            self.state.clone(),
+            stream,
+            peer,
+            self.header_timeout,
+            stop_receiver,
+        )
+        .await;
+    }
+
     /// Serves until `shutdown` completes, then stops accepting, lets requests in flight
     /// finish (at most 10 s) and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
