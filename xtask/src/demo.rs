@@ -4,8 +4,9 @@
 //! output, against a private store under `target/demo/`: names in the three namespaces,
 //! then the images chapter end to end: a busybox root filesystem (Debian's static busybox)
 //! imported as an image, tagged in the self-hosted namespace, pushed to a registry on
-//! loopback, removed, pulled back, listed, inspected, mounted and checked; then an image
-//! built from a two-stage Dockerfile on it, built again from the cache.
+//! loopback, removed, pulled back, listed, inspected and mounted; a container run from it,
+//! a file changed in another, committed as a new image and run; then an image built from a
+//! two-stage Dockerfile on it, built again from the cache; and the store checked.
 //!
 //! The registry is stencil's own (`stencil registry serve`) on a free loopback port, with
 //! a store of its own, so the image really travels.
@@ -95,6 +96,31 @@ pub fn run_demo() -> Result<()> {
             .with_context(|| format!("cannot read {}", motd.display()))?
     );
     stencil.run(&["image", "unmount", &image])?;
+
+    section("Run a container from the pulled image: its command prints the message.");
+    stencil.run(&["run", "--rm", &image])?;
+    section("Change a file in a container, see the change, commit it as a new image and run that.");
+    stencil.run(&[
+        "run",
+        "--name",
+        "demo-edit",
+        &image,
+        "sh",
+        "-c",
+        "echo 'Changed in a container, committed by stencil.' > /etc/motd",
+    ])?;
+    stencil.run(&["diff", "demo-edit"])?;
+    stencil.run(&["ps", "-a"])?;
+    stencil.run(&[
+        "commit",
+        "-m",
+        "new message",
+        "demo-edit",
+        "demo/busybox-edited:1",
+    ])?;
+    stencil.run(&["run", "--rm", "demo/busybox-edited:1"])?;
+    stencil.run(&["history", "demo/busybox-edited:1"])?;
+    stencil.run(&["rm", "demo-edit"])?;
 
     section(
         "Build an image from a Dockerfile: a builder stage runs a command, the final stage copies its result.",

@@ -948,3 +948,102 @@ fn upper_changes(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn settings(value: Value) -> serde_json::Map<String, Value> {
+        value.as_object().cloned().unwrap_or_default()
+    }
+
+    #[track_caller]
+    fn check_command(
+        image: Value,
+        args: &[&str],
+        entrypoint: Option<&str>,
+        expected: Result<&[&str], &str>,
+    ) {
+        let options = CreateOptions {
+            image: "img".into(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            entrypoint: entrypoint.map(str::to_owned),
+            ..CreateOptions::default()
+        };
+        match (command_line(&settings(image), &options), expected) {
+            (Ok(got), Ok(want)) => assert_eq!(got, want),
+            (Err(error), Err(needle)) => {
+                assert!(format!("{error:#}").contains(needle), "{error:#}")
+            }
+            (got, want) => panic!("got {got:?}, want {want:?}"),
+        }
+    }
+
+    #[test]
+    fn entrypoint_and_cmd_follow_docker() {
+        let image = json!({"Entrypoint": ["/entry"], "Cmd": ["default"]});
+        check_command(image.clone(), &[], None, Ok(&["/entry", "default"]));
+        check_command(image.clone(), &["mine"], None, Ok(&["/entry", "mine"]));
+        // --entrypoint resets the image's Cmd.
+        check_command(image.clone(), &[], Some("/other"), Ok(&["/other"]));
+        check_command(image.clone(), &["a"], Some("/other"), Ok(&["/other", "a"]));
+        check_command(image, &["sh"], Some(""), Ok(&["sh"]));
+        check_command(json!({}), &[], None, Err("No command specified"));
+        check_command(json!({"Cmd": null}), &["ls", "-l"], None, Ok(&["ls", "-l"]));
+    }
+
+    #[test]
+    fn environment_layers_image_file_and_flags() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let file = dir.path().join("env");
+        std::fs::write(&file, "# comment\n\nFILE=1\nBOTH=file\n").unwrap_or_else(|e| panic!("{e}"));
+        let options = CreateOptions {
+            env: vec!["BOTH=flag".into(), "STENCIL_SURELY_UNSET_VARIABLE".into()],
+            env_files: vec![file],
+            tty: true,
+            ..CreateOptions::default()
+        };
+        let image = settings(json!({"Env": ["PATH=/image/bin", "IMG=1"]}));
+        let env = environment(&image, &options, "abc").unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(
+            env,
+            [
+                "PATH=/image/bin",
+                "HOSTNAME=abc",
+                "TERM=xterm",
+                "IMG=1",
+                "FILE=1",
+                "BOTH=flag"
+            ]
+        );
+        let env = environment(&settings(json!({})), &CreateOptions::default(), "h")
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(
+            env,
+            [format!("PATH={DEFAULT_PATH}"), "HOSTNAME=h".to_owned()]
+        );
+    }
+
+    #[test]
+    fn volumes_and_names_are_checked() {
+        let volume = parse_volume("/host:/ctr:ro").unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(
+            (
+                volume.host.as_path(),
+                volume.container.as_str(),
+                volume.read_only
+            ),
+            (Path::new("/host"), "/ctr", true)
+        );
+        for bad in ["named:/ctr", "/host:rel", "/a:/b:xx", "/only"] {
+            assert!(parse_volume(bad).is_err(), "{bad}");
+        }
+        assert!(validate_name("web-1.a_b").is_ok());
+        for bad in ["-x", "a", "a b", "a/b"] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+        assert_eq!(unescape_mount_path(r"/a\040b"), "/a b");
+    }
+}
