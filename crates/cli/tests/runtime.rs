@@ -439,6 +439,14 @@ fn exec_joins_a_running_container() {
     };
     let (out, err, stdio) = capture_files();
     let code = exec(pid, &process, stdio);
+    // With -t the exec'd process gets a terminal of the container's own /dev/pts.
+    let terminal = ProcessSpec {
+        args: vec!["sh".into(), "-c".into(), "tty; ls -1 /dev/pts".into()],
+        tty: true,
+        ..process.clone()
+    };
+    let (tty_out, _tty_err, stdio) = capture_files();
+    let tty_code = exec(pid, &terminal, stdio);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid),
         nix::sys::signal::Signal::SIGKILL,
@@ -452,6 +460,16 @@ fn exec_joins_a_running_container() {
     assert_ne!(lines[2], "1", "the exec'd shell is not PID 1");
     assert!(lines[2].parse::<u32>().is_ok_and(|n| n < 10), "{stdout}");
     assert_eq!(lines[3..], ["lo", "1000", "/tmp"], "{stdout} {stderr}");
+    assert_eq!(tty_code.expect("exec -t"), 0);
+    let tty_lines: Vec<String> = read_back(tty_out)
+        .lines()
+        .map(|l| l.trim_end_matches('\r').to_owned())
+        .collect();
+    assert_eq!(
+        tty_lines,
+        ["/dev/pts/0", "0", "ptmx"],
+        "terminal of exec -t"
+    );
     let missing = exec(pid, &process, Stdio::Inherit).expect_err("container is gone");
     assert_eq!(missing.exit_code(), 125, "{missing}");
 }

@@ -264,7 +264,8 @@ impl Started {
 
     /// As [`Started::wait`], forwarding SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2
     /// received by stencil to the process, and window-size changes (SIGWINCH) to its
-    /// terminal. Our previous handlers are restored before returning.
+    /// terminal. Our previous handlers are restored before returning. The handlers are
+    /// process-wide: one foreground container per process at a time.
     pub fn wait_forwarding_signals(self) -> Result<i32, RunError> {
         let master = self
             .relay
