@@ -1,4 +1,5 @@
-//! End-to-end tests of `stencil system df [-v]` and `stencil image prune [-a] [-f]`.
+//! End-to-end tests of `stencil system df [-v]` and `stencil image prune [-a] [-f]`, and of
+//! a store given as a relative `--root`.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -236,5 +237,87 @@ fn prune_on_a_terminal_asks_and_only_yes_removes() {
         "{accepted}"
     );
     stencil.run(&["images", "-aq"]).success().stdout_is("");
+    assert_consistent(&stencil);
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("Uid:"))
+                .and_then(|ids| ids.split_whitespace().nth(1).map(|id| id == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// The mount points under `dir`, from /proc/self/mountinfo.
+fn mounts_under(dir: &std::path::Path) -> Vec<String> {
+    let prefix = dir.display().to_string();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .filter(|point| point.starts_with(&prefix))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn a_relative_root_leaves_no_mount_behind() {
+    if !is_root() {
+        assert!(!stencil_e2e::in_ci(), "this test needs root under CI");
+        eprintln!("skipping: mounting needs root");
+        return;
+    }
+    let stencil = Stencil::new();
+    let base = stencil
+        .root()
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| panic!("the root has a parent"));
+    let file = tarball(&stencil, "rel.tar", b"relative\n");
+    let relative = |args: &[&str]| {
+        let output = Command::new(stencil_binary())
+            .current_dir(&base)
+            .args(["--root", "root"])
+            .args(args)
+            .env_remove("STENCIL_ROOT")
+            .output()
+            .unwrap_or_else(|e| panic!("cannot start stencil: {e}"));
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (code, _, stderr) = relative(&["import", &file, "rel:1"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let (code, mounted, stderr) = relative(&["image", "mount", "rel:1"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let data = base.join(mounted.trim()).join("data");
+    assert_eq!(
+        std::fs::read_to_string(&data).unwrap_or_else(|e| panic!("{}: {e}", data.display())),
+        "relative\n"
+    );
+    let (code, _, stderr) = relative(&["image", "unmount", "rel:1"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let root = base.join("root");
+    assert_eq!(
+        mounts_under(&root),
+        Vec::<String>::new(),
+        "unmount left a mount"
+    );
+    // A container that cannot start still unmounts and, with --rm, goes.
+    let (code, _, stderr) = relative(&["run", "--rm", "rel:1", "/no/such/program"]);
+    assert_eq!(code, Some(127), "{stderr}");
+    assert_eq!(
+        mounts_under(&root),
+        Vec::<String>::new(),
+        "run left a mount"
+    );
+    let (code, listed, stderr) = relative(&["ps", "-a", "-q"]);
+    assert_eq!((code, listed.trim()), (Some(0), ""), "{stderr}");
     assert_consistent(&stencil);
 }

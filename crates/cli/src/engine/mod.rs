@@ -74,6 +74,13 @@ impl Engine {
     /// Opens (creating when needed, mode 0700) the store at `root`.
     pub fn open(root: &Path) -> Result<Engine> {
         create_private_dir(root)?;
+        // Mount points are compared with /proc/self/mountinfo, which holds absolute paths
+        // without symlinks: a relative or symlinked --root would make mounts look absent
+        // and leave them behind.
+        let canonical = root
+            .canonicalize()
+            .with_context(|| format!("cannot resolve the stencil root {}", root.display()))?;
+        let root = canonical.as_path();
         let store = Store::open(root)
             .with_context(|| format!("cannot open the stencil store at {}", root.display()))?;
         let content = Arc::new(
