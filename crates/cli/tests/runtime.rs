@@ -598,20 +598,33 @@ fn foreground_wait_forwards_signals() {
     let spec = rootfs.spec(&[
         "sh",
         "-c",
-        "trap 'exit 42' TERM; echo ready > /tmp/ready; while true; do sleep 0.05; done",
+        "trap 'exit 42' TERM; echo ready > /tmp/ready; i=0; while [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done; exit 1",
     ]);
     let ready = rootfs.path().join("tmp/ready");
     let (_out, _err, stdio) = capture_files();
     let started = start(&spec, stdio).expect("start");
     let signaller = std::thread::spawn(move || {
-        for _ in 0..200 {
-            if ready.exists() {
+        // Only once our SIGTERM handler is in place (SigCgt in /proc/self/status) and the
+        // container has set its trap: an unhandled SIGTERM would end the test process.
+        let handled = || {
+            fs::read_to_string("/proc/self/status")
+                .ok()
+                .and_then(|status| {
+                    let mask = status_field(&status, "SigCgt:");
+                    u64::from_str_radix(&mask, 16).ok()
+                })
+                .is_some_and(|mask| mask & (1 << (libc::SIGTERM - 1)) != 0)
+        };
+        for _ in 0..400 {
+            if ready.exists() && handled() {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(25));
         }
-        // Handlers are installed by now: wait_forwarding_signals runs right after start.
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert!(
+            handled(),
+            "wait_forwarding_signals installed no SIGTERM handler"
+        );
         nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::Signal::SIGTERM)
             .expect("signal ourselves");
     });
