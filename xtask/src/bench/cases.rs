@@ -71,7 +71,7 @@ impl Case {
         if let Some(ratio) = self.ratio(label) {
             self.checks.push(Check {
                 what: format!("stencil / {label} (wall)"),
-                value: format!("{ratio:.2}"),
+                value: format!("{ratio:.3}"),
                 target: format!("≤ {at_most}"),
                 holds: ratio <= at_most,
             });

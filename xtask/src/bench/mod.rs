@@ -237,8 +237,10 @@ pub fn run_bench(args: &[String]) -> Result<()> {
     };
     let started = report::now();
     let saved = bench.fx.dir.join("results");
+    let commit = source_commit();
     cases::run_all(&bench, |case| {
-        report::save_case(&bench, case, &report::now(), &saved)
+        let when = format!("{} with stencil at {commit}", report::now());
+        report::save_case(&bench, case, &when, &saved)
     })?;
     let text = report::render(&bench, &started, &cases::all_ids(), &saved)?;
     println!("{text}");
@@ -250,6 +252,26 @@ pub fn run_bench(args: &[String]) -> Result<()> {
     fixtures::remove_if_present(&bench.disk)?;
     fixtures::remove_if_present(Path::new("/run/stencil-bench"))?;
     Ok(())
+}
+
+/// The commit the measured binaries were built from (`+changes` when the crates differ
+/// from it), so that figures kept from older runs say what they measured.
+fn source_commit() -> String {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .current_dir(workspace_root())
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default()
+    };
+    let head = git(&["rev-parse", "--short", "HEAD"]);
+    let dirty = !git(&["status", "--porcelain", "--", "crates"]).is_empty();
+    match (head.is_empty(), dirty) {
+        (true, _) => "an unknown commit".to_owned(),
+        (false, true) => format!("{head}+changes"),
+        (false, false) => head,
+    }
 }
 
 /// Unmounts the tmpfs (and whatever is mounted inside it) when the bench ends.
