@@ -979,12 +979,12 @@ fn serve(b: &Bench) -> Result<Case> {
         target: "≥ 1.5".to_owned(),
         holds: push_ratio >= 1.5,
     });
-    case.notes.push(
-        "Both servers log errors only (stencil `--log-level warn`, docker-registry access \
-         log off) and store on the same tmpfs; the load generator shares the two cores \
-         with the server."
-            .to_owned(),
-    );
+    case.notes.push(format!(
+        "Medians of {} runs of each server, alternating. Both servers log errors only \
+             (stencil `--log-level warn`, docker-registry access log off) and store on the \
+             same tmpfs; the load generator shares the two cores with the server.",
+        b.options.runs
+    ));
     drop(ours);
     drop(theirs);
     if results.iter().any(|(_, a, b)| a.is_empty() || b.is_empty()) {

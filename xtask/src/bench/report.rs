@@ -242,8 +242,14 @@ fn render_case(bench: &Bench, case: &Case, date: &str) -> Pieces {
     }
     let mut out = String::new();
     let _ = writeln!(out, "#### {}: {}\n", case.id, case.title);
-    let runs = case.rows.first().map(|r| r.samples.len()).unwrap_or(0);
-    let _ = writeln!(out, "Measured {date}, {runs} runs each.\n");
+    match case.rows.first().map(|r| r.samples.len()) {
+        Some(runs) => {
+            let _ = writeln!(out, "Measured {date}, {runs} runs each.\n");
+        }
+        None => {
+            let _ = writeln!(out, "Measured {date}.\n");
+        }
+    }
     if let Some(error) = &case.error {
         let _ = writeln!(
             out,
