@@ -328,10 +328,46 @@ fn a_multi_stage_build_records_every_instruction_and_rebuilds_from_the_cache() {
         ".dockerignore keeps secret.md out"
     );
 
+    // It runs: ENTRYPOINT and CMD as the USER, in the WORKDIR.
+    let ran = stencil.run(&["run", "--rm", "e2e/built:1"]);
+    ran.success()
+        .stdout_is("made hello world from builder\napp v1\n");
+    let whoami = stencil.run(&["run", "--rm", "e2e/built:1", "id -u; pwd; echo $APP"]);
+    whoami.success().stdout_is("1000\n/app\n/app\n");
+
+    // A child image runs the ONBUILD trigger.
+    let child_ctx = context(
+        &stencil,
+        "child",
+        &[("Dockerfile", b"FROM e2e/built:1\n", 0o644)],
+    );
+    let child = stencil.run(&[
+        "build",
+        "-t",
+        "e2e/child:1",
+        &child_ctx.display().to_string(),
+    ]);
+    child.success();
+    assert!(
+        child.stdout.contains("# Executing 1 build trigger\n"),
+        "{child}"
+    );
+    assert!(child.stdout.contains("\ntriggered\n"), "{child}");
+    let child_config = inspect(&stencil, "e2e/child:1");
+    assert_eq!(
+        child_config["Config"].get("OnBuild"),
+        None,
+        "{child_config}"
+    );
+
     // Intermediate images are hidden unless -a, as docker hides them.
     let listed = stencil.run(&["images", "-q"]);
     listed.success();
-    assert_eq!(listed.lines().len(), 2, "busybox and the result\n{listed}");
+    assert_eq!(
+        listed.lines().len(),
+        3,
+        "busybox, the result and its child\n{listed}"
+    );
     let all = stencil.run(&["images", "-a", "-q"]);
     assert!(all.lines().len() > 10, "{all}");
 
