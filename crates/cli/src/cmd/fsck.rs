@@ -37,6 +37,12 @@ pub fn run(engine: &Engine, args: &FsckArgs) -> Result<()> {
             store.unreferenced_blobs.len()
         );
     }
+    if !checked.unreferenced_snapshots.is_empty() {
+        println!(
+            "{} unreferenced snapshots (reclaimable with `stencil fsck --repair`)",
+            checked.unreferenced_snapshots.len()
+        );
+    }
     let problems = store.problems.len() + checked.snapshot_problems.len();
     if problems == 0 {
         println!("store is consistent");

@@ -16,6 +16,10 @@ pub struct Checked {
     pub snapshot_problems: Vec<String>,
     /// What repair did about them.
     pub snapshot_repairs: Vec<String>,
+    /// Committed snapshots no image uses: garbage an interrupted removal or pull left
+    /// (the database changed, the process died before the snapshot went, or the other
+    /// way round), reclaimable, not a problem.
+    pub unreferenced_snapshots: Vec<String>,
 }
 
 impl Checked {
@@ -28,6 +32,10 @@ impl Checked {
 impl Engine {
     /// Checks (and with `repair`, fixes) the whole store.
     pub fn fsck(&self, repair: bool) -> Result<Checked> {
+        // Scratch snapshots of pulls whose process died (killed, crashed) are recovery
+        // work, like ingests nobody holds: they go first, and are no problem of the store.
+        // Those of pulls still running are theirs.
+        self.remove_stale_extractions();
         let store = self.store.fsck(&FsckOptions { repair })?;
         let recorded = self.store.snapshots()?;
         let mut problems = Vec::new();
@@ -41,11 +49,15 @@ impl Engine {
             }
         }
         let mut extra = Vec::new();
+        let mut unreferenced = Vec::new();
         self.snapshots.walk(&mut |info| {
             let known = recorded.iter().any(|r| r.chain_id.as_str() == info.key);
             if info.kind == Kind::Committed && !known {
-                extra.push((info.key.clone(), "committed snapshot no image uses"));
-            } else if info.kind != Kind::Committed && info.key.starts_with("extract-") {
+                unreferenced.push(info.key.clone());
+            } else if info.kind != Kind::Committed
+                && info.key.starts_with("extract-")
+                && !extraction_is_running(&info.key)
+            {
                 extra.push((
                     info.key.clone(),
                     "leftover extraction from an interrupted pull",
@@ -55,6 +67,26 @@ impl Engine {
         })?;
         // Children sort after parents by creation; remove newest first.
         extra.reverse();
+        if repair {
+            unreferenced.reverse();
+            // A snapshot can be the parent of another unreferenced one: retry until no
+            // more goes.
+            let mut left = unreferenced.clone();
+            while !left.is_empty() {
+                let before = left.len();
+                left.retain(|key| self.snapshots.remove(key).is_err());
+                if left.len() == before {
+                    break;
+                }
+            }
+            for key in &unreferenced {
+                if left.contains(key) {
+                    repairs.push(format!("could not remove unreferenced snapshot {key}"));
+                } else {
+                    repairs.push(format!("removed unreferenced snapshot {key}"));
+                }
+            }
+        }
         for (key, what) in extra {
             problems.push(format!("{what}: {key}"));
             if repair {
@@ -68,6 +100,17 @@ impl Engine {
             store,
             snapshot_problems: problems,
             snapshot_repairs: repairs,
+            unreferenced_snapshots: if repair { Vec::new() } else { unreferenced },
         })
     }
+}
+
+/// Whether the pull that owns extraction `key` (`extract-PID-…`) is still running.
+fn extraction_is_running(key: &str) -> bool {
+    key.strip_prefix("extract-")
+        .and_then(|rest| rest.split('-').next())
+        .and_then(|pid| pid.parse::<u32>().ok())
+        .is_some_and(|pid| {
+            pid != std::process::id() && std::path::Path::new(&format!("/proc/{pid}")).exists()
+        })
 }

@@ -482,6 +482,17 @@ impl Client {
         let started = self.inner.clock.now();
         loop {
             match store.writer(&pull_ingest_ref(digest)) {
+                // Another process may have committed the blob between the caller's check
+                // and this writer (it held the ingest, then released it on commit): look
+                // again now that the ingest is ours, so the blob is not fetched twice.
+                Ok(writer)
+                    if store
+                        .contains(digest)
+                        .map_err(|e| store_error(url, digest, e))? =>
+                {
+                    let _ = writer.abort();
+                    return Ok(None);
+                }
                 Ok(writer) => return Ok(Some(writer)),
                 Err(err) if err.kind() == stencil_layerstore::ErrorKind::InUse => {
                     if store
