@@ -376,3 +376,143 @@ fn endless_pages_of_ten_thousand_tags_are_cut() {
         Duration::from_secs(60),
     );
 }
+
+#[test]
+fn permissions_are_private_and_secrets_stay_out_of_logs_and_errors() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(htpasswd) = stencil_e2e::peer("htpasswd") else {
+        return;
+    };
+    let password = "s3cret-Passw0rd-xyz";
+    // A registry that wants Basic credentials.
+    let served = Stencil::new();
+    let users = served.scratch().join("users");
+    let output = std::process::Command::new(htpasswd)
+        .args(["-nbBC", "4", "alice", password])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&users, &output.stdout).unwrap_or_else(|e| panic!("{e}"));
+    let mut child = std::process::Command::new(stencil_e2e::stencil_binary())
+        .arg("--root")
+        .arg(served.root())
+        .args([
+            "registry",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--auth",
+            "basic",
+            "--htpasswd",
+        ])
+        .arg(&users)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut banner = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap_or_else(|| panic!("stdout"))),
+        &mut banner,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let host = banner.split_whitespace().nth(1).unwrap_or("").to_owned();
+
+    let client = Stencil::new();
+    let docker = client.scratch().join("docker");
+    let env = [("DOCKER_CONFIG", docker.as_path())];
+    let mut seen = Vec::new();
+    let login = client.run_with(
+        &[
+            "--log-level",
+            "debug",
+            "login",
+            "-u",
+            "alice",
+            "--password-stdin",
+            &host,
+        ],
+        &env,
+        Some(password.as_bytes()),
+    );
+    login.success();
+    seen.push(login);
+    let wrong = client.run_with(
+        &[
+            "--log-level",
+            "debug",
+            "login",
+            "-u",
+            "alice",
+            "--password-stdin",
+            &host,
+        ],
+        &env,
+        Some(b"wrong-Passw0rd-abc"),
+    );
+    wrong.expect_code(125);
+    assert!(!wrong.stderr.contains("wrong-Passw0rd-abc"), "{wrong}");
+    // Blobs for the mode check: an imported one-file layer.
+    let tarball = client.scratch().join("rootfs.tar");
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_ustar();
+    header.set_size(2);
+    header.set_mode(0o644);
+    tar.append_data(&mut header, "hi", &b"hi"[..])
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&tarball, tar.into_inner().unwrap_or_else(|e| panic!("{e}")))
+        .unwrap_or_else(|e| panic!("{e}"));
+    client
+        .run(&[
+            "import",
+            &tarball.display().to_string(),
+            "localhost/secret/imported:1",
+        ])
+        .success();
+    // A pull through the stored credentials, at debug level.
+    let missing = client.run_with(
+        &[
+            "--log-level",
+            "debug",
+            "pull",
+            &format!("{host}/secret/none:1"),
+        ],
+        &env,
+        None,
+    );
+    seen.push(missing);
+    let _ = child.kill();
+    let _ = child.wait();
+    for run in &seen {
+        assert!(
+            !run.stdout.contains(password) && !run.stderr.contains(password),
+            "{run}"
+        );
+    }
+    let mode = |path: &std::path::Path| {
+        std::fs::metadata(path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(
+        mode(&docker.join("config.json")),
+        0o600,
+        "credentials file mode"
+    );
+    assert_eq!(mode(&client.root()), 0o700, "store root mode");
+    let blobs: Vec<_> = std::fs::read_dir(client.root().join("blobs/sha256"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .collect();
+    assert!(!blobs.is_empty(), "the import stored blobs");
+    for entry in blobs {
+        assert_eq!(
+            mode(&entry.path()) & 0o222,
+            0,
+            "blob {} is writable",
+            entry.path().display()
+        );
+    }
+}
