@@ -848,3 +848,56 @@ async fn an_interrupted_chunked_upload_resumes_from_the_registry_offset() {
     let statuses = server.seen().iter().filter(|s| s.method == "GET").count();
     assert_eq!(statuses, 1, "one status request");
 }
+
+#[tokio::test]
+async fn a_warm_re_pull_costs_one_request() {
+    let layer = noise(3000, 9);
+    let config = b"{}".to_vec();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2, "mediaType": stencil_registry::OCI_MANIFEST,
+        "config": descriptor(&config), "layers": [descriptor(&layer)],
+    })
+    .to_string();
+    let manifest_digest = sha256_digest(manifest.as_bytes());
+    let server = {
+        let (layer, config, manifest) = (layer.clone(), config.clone(), manifest.clone());
+        let digest = manifest_digest.to_string();
+        FakeServer::start("127.0.0.1", move |seen| {
+            if seen.path().contains("/manifests/") {
+                Reply::new(200, manifest.clone())
+                    .header("content-type", stencil_registry::OCI_MANIFEST)
+                    .header("docker-content-digest", &digest)
+            } else if seen.path().ends_with(sha256_digest(&layer).as_str()) {
+                Reply::new(200, layer.clone())
+            } else {
+                Reply::new(200, config.clone())
+            }
+        })
+        .await
+    };
+    let client = Client::builder().build().unwrap();
+    let (_dir, store) = store();
+    let target = reference(&server.host(), "warm/app:1");
+    let options = PullOptions::default();
+    let pull = || client.pull(&target, &store, &options, Arc::new(NoProgress));
+    let first = pull().await.unwrap_or_else(|e| panic!("first pull: {e}"));
+    let cold = server.seen().len();
+    assert_eq!(
+        cold,
+        4,
+        "HEAD, GET manifest, config, layer: {:?}",
+        server.seen()
+    );
+    let second = pull().await.unwrap_or_else(|e| panic!("warm pull: {e}"));
+    let warm: Vec<String> = server.seen()[cold..]
+        .iter()
+        .map(|seen| format!("{} {}", seen.method, seen.path()))
+        .collect();
+    assert_eq!(
+        warm,
+        ["HEAD /v2/warm/app/manifests/1"],
+        "the manifest comes from the store by the digest HEAD names"
+    );
+    assert_eq!(first.manifest.digest, second.manifest.digest);
+    assert_eq!(second.manifest.digest, manifest_digest);
+}

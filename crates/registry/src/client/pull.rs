@@ -124,13 +124,31 @@ pub(crate) fn digest_like(expected: &Digest, bytes: &[u8]) -> Result<Digest> {
     Ok(digester.finish())
 }
 
+/// Looks a manifest up by digest in the local store.
+type LocalManifests<'a> = dyn Fn(&Digest) -> Option<Vec<u8>> + Send + Sync + 'a;
+
+/// The manifest `digest` from `store` when it is there, small enough and intact.
+fn read_local_manifest<S: stencil_layerstore::content::Provider>(
+    store: &S,
+    digest: &Digest,
+) -> Option<Vec<u8>> {
+    let mut reader = store.open(digest).ok()?;
+    let mut bytes = Vec::new();
+    let limit = manifest::MANIFEST_SIZE_LIMIT + 1;
+    std::io::Read::read_to_end(&mut std::io::Read::take(&mut reader, limit), &mut bytes).ok()?;
+    if bytes.len() as u64 > manifest::MANIFEST_SIZE_LIMIT {
+        return None;
+    }
+    (digest_like(digest, &bytes).ok()? == *digest).then_some(bytes)
+}
+
 impl Client {
     /// Resolves `reference` to its manifest or index, trying mirrors before the origin.
     pub async fn resolve(&self, reference: &Reference) -> Result<Resolved> {
         let candidates = Repository::candidates(self, reference);
         let last = candidates.len() - 1;
         for (i, repository) in candidates.into_iter().enumerate() {
-            match self.resolve_at(&repository, reference).await {
+            match self.resolve_at(&repository, reference, None).await {
                 Ok(resolved) => return Ok(resolved),
                 Err(err) if i < last => {
                     tracing::warn!(mirror = %repository.host, %err, "mirror failed; trying the next source");
@@ -141,7 +159,34 @@ impl Client {
         unreachable_candidates(reference)
     }
 
-    async fn resolve_at(&self, repository: &Repository, reference: &Reference) -> Result<Resolved> {
+    /// Like [`Client::resolve`], but a manifest that `local` already holds (by the digest
+    /// the registry's `HEAD` names) is read from it instead of fetched again, so that a
+    /// warm re-pull costs one request.
+    async fn resolve_with_local(
+        &self,
+        reference: &Reference,
+        local: &LocalManifests<'_>,
+    ) -> Result<Resolved> {
+        let candidates = Repository::candidates(self, reference);
+        let last = candidates.len() - 1;
+        for (i, repository) in candidates.into_iter().enumerate() {
+            match self.resolve_at(&repository, reference, Some(local)).await {
+                Ok(resolved) => return Ok(resolved),
+                Err(err) if i < last => {
+                    tracing::warn!(mirror = %repository.host, %err, "mirror failed; trying the next source");
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        unreachable_candidates(reference)
+    }
+
+    async fn resolve_at(
+        &self,
+        repository: &Repository,
+        reference: &Reference,
+        local: Option<&LocalManifests<'_>>,
+    ) -> Result<Resolved> {
         // A digest pins the content already: no HEAD is needed to learn it.
         if let Some(digest) = reference.digest() {
             return self
@@ -168,6 +213,27 @@ impl Client {
         } else {
             None
         };
+        if let (Some(digest), Some(local)) = (&pinned, local)
+            && let Some(bytes) = local(digest)
+        {
+            let content_type = answer
+                .response
+                .headers()
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok());
+            let url = answer.url.to_string();
+            let manifest = Manifest::parse(&bytes, content_type, &url)?;
+            return Ok(Resolved {
+                descriptor: Descriptor::new(
+                    manifest.media_type(),
+                    digest.clone(),
+                    bytes.len() as u64,
+                ),
+                manifest,
+                bytes: Bytes::from(bytes),
+                repository: repository.clone(),
+            });
+        }
         self.fetch_manifest_at(repository, &target, pinned.as_ref())
             .await
     }
@@ -250,7 +316,8 @@ impl Client {
         options: &PullOptions,
         progress: Arc<dyn Progress>,
     ) -> Result<Pulled> {
-        let resolved = self.resolve(reference).await?;
+        let local = |digest: &Digest| read_local_manifest(&**store, digest);
+        let resolved = self.resolve_with_local(reference, &local).await?;
         let origin = resolved.repository.host.clone();
         put_small(
             &**store,
@@ -270,7 +337,26 @@ impl Client {
                             platform: options.platform.to_string(),
                             available: index.platforms(),
                         })?;
-                let child = self.fetch_manifest(reference, &chosen.digest).await?;
+                let child = match read_local_manifest(&**store, &chosen.digest) {
+                    Some(bytes) => {
+                        let manifest = Manifest::parse(
+                            &bytes,
+                            Some(&chosen.media_type),
+                            &resolved.repository.display,
+                        )?;
+                        Resolved {
+                            descriptor: Descriptor::new(
+                                manifest.media_type(),
+                                chosen.digest.clone(),
+                                bytes.len() as u64,
+                            ),
+                            manifest,
+                            bytes: Bytes::from(bytes),
+                            repository: resolved.repository.clone(),
+                        }
+                    }
+                    None => self.fetch_manifest(reference, &chosen.digest).await?,
+                };
                 put_small(&**store, &child.descriptor.digest, &child.bytes, &origin)?;
                 let Manifest::Image(image) = child.manifest else {
                     return Err(Error::InvalidManifest {
