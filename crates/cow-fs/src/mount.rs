@@ -120,10 +120,22 @@ pub fn unmount_all(target: &Path) -> Result<()> {
 /// [`unmount_all`] through a chosen [`Mounter`].
 pub fn unmount_all_with(mounter: &dyn Mounter, target: &Path) -> Result<()> {
     // A bound keeps a misbehaving mounter from spinning forever.
+    let mut busy_retries = 0;
     for _ in 0..1024 {
         match mounter.unmount(target) {
             Ok(true) => {}
             Ok(false) => return Ok(()),
+            // A mount stays busy for a moment after its last user went: a process forked
+            // by another thread holds copies of our descriptors until it execs, a process
+            // that exited is still being torn down. containerd retries for the same
+            // reason; a mount still busy after a second is reported.
+            Err(source)
+                if source.raw_os_error() == Some(libc::EBUSY)
+                    && busy_retries < UNMOUNT_BUSY_RETRIES =>
+            {
+                busy_retries += 1;
+                std::thread::sleep(UNMOUNT_BUSY_PAUSE);
+            }
             Err(source) => {
                 return Err(Error::Mount {
                     op: "unmount",
@@ -136,6 +148,10 @@ pub fn unmount_all_with(mounter: &dyn Mounter, target: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+/// How often [`unmount_all`] retries a busy mount, and how long it waits between tries.
+const UNMOUNT_BUSY_RETRIES: u32 = 50;
+const UNMOUNT_BUSY_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
 
 const FSCONFIG_SET_FLAG: libc::c_uint = 0;
 const FSCONFIG_SET_STRING: libc::c_uint = 1;
@@ -436,5 +452,53 @@ mod tests {
             Some(ErrorKind::Mount),
         );
         check(Some("bind"), &["mount bind"], Some(ErrorKind::Mount));
+    }
+
+    /// Answers EBUSY `busy` times, then unmounts its one mount.
+    struct Busy {
+        busy: RefCell<u32>,
+        attempts: RefCell<u32>,
+        mounted: RefCell<bool>,
+    }
+
+    impl Mounter for Busy {
+        fn mount(&self, _mount: &Mount, _target: &Path) -> io::Result<()> {
+            Ok(())
+        }
+        fn unmount(&self, _target: &Path) -> io::Result<bool> {
+            *self.attempts.borrow_mut() += 1;
+            let mut busy = self.busy.borrow_mut();
+            if *busy > 0 {
+                *busy -= 1;
+                return Err(io::Error::from_raw_os_error(libc::EBUSY));
+            }
+            Ok(std::mem::replace(&mut *self.mounted.borrow_mut(), false))
+        }
+    }
+
+    #[test]
+    fn a_briefly_busy_mount_is_retried_and_a_stuck_one_reported() {
+        let briefly = Busy {
+            busy: RefCell::new(3),
+            attempts: RefCell::new(0),
+            mounted: RefCell::new(true),
+        };
+        unmount_all_with(&briefly, Path::new("/t")).expect("unmounted after retries");
+        assert!(!*briefly.mounted.borrow());
+        assert_eq!(
+            *briefly.attempts.borrow(),
+            5,
+            "3 busy, 1 unmount, 1 nothing left"
+        );
+
+        let stuck = Busy {
+            busy: RefCell::new(u32::MAX),
+            attempts: RefCell::new(0),
+            mounted: RefCell::new(true),
+        };
+        let error = unmount_all_with(&stuck, Path::new("/t")).expect_err("stays busy");
+        assert_eq!(error.kind(), ErrorKind::Mount);
+        assert_eq!(*stuck.attempts.borrow(), UNMOUNT_BUSY_RETRIES + 1);
+        assert!(error.to_string().contains("/t"), "{error}");
     }
 }
