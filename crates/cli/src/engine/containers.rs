@@ -47,8 +47,8 @@ use super::commit::{CommitOptions, Committed};
 
 /// The containers' directory under the store root.
 const CONTAINERS_DIR: &str = "containers";
-/// Docker's `PATH` when neither the image nor the user sets one.
-pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// Docker's `PATH` when neither the image nor the user sets one (the runtime's).
+pub use crate::container::runtime::DEFAULT_PATH;
 
 /// What `create` and `run` are asked for (docker's flags).
 #[derive(Debug, Clone, Default)]
