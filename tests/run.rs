@@ -376,6 +376,150 @@ fn detached_containers_log_stop_wait_kill_exec_and_rm() {
 }
 
 #[test]
+fn foreground_containers_keep_their_logs() {
+    let Some(stencil) = store_with_image("foreground_logs") else {
+        return;
+    };
+    let _cleanup = Cleanup(&stencil);
+    // Live output still reaches our streams, each on its own.
+    let run = stencil.run(&[
+        "run",
+        "--name",
+        "fg",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo hi; echo oops >&2; exit 4",
+    ]);
+    run.expect_code(4).stdout_is("hi\n").stderr_contains("oops");
+    stencil
+        .run(&["logs", "fg"])
+        .success()
+        .stdout_is("hi\noops\n");
+    // A second start appends, as docker's log does.
+    stencil.run(&["start", "-a", "fg"]).expect_code(4);
+    stencil
+        .run(&["logs", "fg"])
+        .success()
+        .stdout_is("hi\noops\nhi\noops\n");
+    // With a terminal, what it showed.
+    let tty = stencil.run(&["run", "-t", "--name", "fgt", IMAGE, "echo", "on a tty"]);
+    tty.success();
+    assert!(tty.stdout.contains("on a tty"), "{tty}");
+    stencil
+        .run(&["logs", "fgt"])
+        .success()
+        .stdout_is("on a tty\r\n");
+}
+
+#[test]
+fn detached_interactive_containers_keep_their_input_open() {
+    let Some(stencil) = store_with_image("detached_interactive") else {
+        return;
+    };
+    let _cleanup = Cleanup(&stencil);
+    stencil
+        .run(&["run", "-di", "--name", "di", IMAGE, "sh"])
+        .success();
+    stencil
+        .run(&["run", "-dit", "--name", "dit", IMAGE, "sh"])
+        .success();
+    // sh reading end-of-file would have exited at once.
+    std::thread::sleep(Duration::from_millis(1500));
+    let states = stencil.run(&["ps", "-a", "--format", "{{.Names}} {{.State}}"]);
+    states.success();
+    let mut lines = states.lines();
+    lines.sort();
+    assert_eq!(lines, ["di running", "dit running"], "{states}");
+    let input = stencil.run(&["exec", "di", "sh", "-c", "ls -l /proc/1/fd/0"]);
+    input.success();
+    assert!(input.stdout.contains("pipe:"), "{input}");
+    stencil.run(&["stop", "-t", "1", "di", "dit"]).success();
+    stencil.run(&["ps", "-q"]).success().stdout_is("");
+}
+
+#[test]
+fn wait_reads_the_code_of_a_container_that_removes_itself() {
+    let Some(stencil) = store_with_image("wait_rm") else {
+        return;
+    };
+    let _cleanup = Cleanup(&stencil);
+    let run = stencil.run(&["run", "-d", "--rm", IMAGE, "sh", "-c", "sleep 1; exit 3"]);
+    run.success();
+    let id = run.stdout.trim().to_owned();
+    stencil.run(&["wait", &id]).success().stdout_is("3\n");
+    // The monitor removes it once the waiter has read the code.
+    eventually("the removal", || {
+        stencil.run(&["ps", "-aq"]).stdout.is_empty()
+    });
+    stencil
+        .run(&["wait", "no-such-box"])
+        .expect_code(1)
+        .stderr_contains("No such container: no-such-box");
+}
+
+#[test]
+fn containers_handed_to_runc_stop_kill_and_go() {
+    let Some(stencil) = store_with_image("runc_lifecycle") else {
+        return;
+    };
+    let Some(runc) = peer("runc") else {
+        return;
+    };
+    let runc = runc.to_str().unwrap_or_default().to_owned();
+    let _cleanup = Cleanup(&stencil);
+    let script = "echo up; trap 'echo down; exit 4' TERM; while true; do sleep 0.1; done";
+    stencil
+        .run(&[
+            "run",
+            "-d",
+            "--runtime",
+            &runc,
+            "--name",
+            "rc",
+            IMAGE,
+            "sh",
+            "-c",
+            script,
+        ])
+        .success();
+    eventually("the log", || stencil.run(&["logs", "rc"]).stdout == "up\n");
+    stencil
+        .run(&["ps", "--format", "{{.Names}} {{.State}}"])
+        .success()
+        .stdout_is("rc running\n");
+    stencil
+        .run(&["exec", "rc", "cat", "/etc/os-release"])
+        .success()
+        .stdout_is(OS_RELEASE);
+    stencil.run(&["stop", "rc"]).success().stdout_is("rc\n");
+    stencil.run(&["wait", "rc"]).success().stdout_is("4\n");
+    stencil
+        .run(&["logs", "rc"])
+        .success()
+        .stdout_is("up\ndown\n");
+    let status = stencil.run(&["ps", "-a", "--format", "{{.Names}} {{.Status}}"]);
+    assert!(status.stdout.starts_with("rc Exited (4) "), "{status}");
+
+    stencil.run(&["start", "rc"]).success();
+    eventually("the second start", || {
+        stencil.run(&["ps", "-q"]).stdout.len() == 13
+    });
+    stencil.run(&["kill", "rc"]).success().stdout_is("rc\n");
+    stencil.run(&["wait", "rc"]).success().stdout_is("137\n");
+
+    stencil.run(&["start", "rc"]).success();
+    eventually("the third start", || {
+        stencil.run(&["ps", "-q"]).stdout.len() == 13
+    });
+    stencil.run(&["rm", "-f", "rc"]).success();
+    stencil.run(&["ps", "-aq"]).success().stdout_is("");
+    // runc forgot it too.
+    let list = run_peer(Command::new(&runc).args(["list", "-q"]));
+    assert!(!list.lines().any(|l| l.len() == 64), "{list}");
+}
+
+#[test]
 fn a_container_dies_unexpectedly_and_ps_says_so() {
     let Some(stencil) = store_with_image("dies") else {
         return;

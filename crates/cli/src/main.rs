@@ -96,7 +96,7 @@ enum Command {
     Start(cmd::containers::StartArgs),
     /// List containers.
     Ps(cmd::containers::PsArgs),
-    /// Show the output of a detached container.
+    /// Show the output of a container.
     Logs(cmd::containers::LogsArgs),
     /// Stop running containers (SIGTERM, then SIGKILL).
     Stop(cmd::containers::StopArgs),

@@ -369,18 +369,16 @@ pub struct WaitArgs {
     pub containers: Vec<String>,
 }
 
-/// `stencil wait`: prints each container's exit code once it stops.
+/// `stencil wait`: prints each container's exit code once it stops, also for a container
+/// that removes itself (`--rm`). As docker's, it exits 1 when any container could not be
+/// waited for (such as `No such container: X`).
 pub fn wait(engine: &Engine, args: &WaitArgs) -> Result<i32> {
     let mut failed = false;
     for name in &args.containers {
-        let waited = engine
-            .container(name)
-            .and_then(|c| monitor::wait_until_stopped(engine, &c.record.id, None));
-        match waited {
-            Ok(Some(container)) => println!("{}", container.state.exit_code.unwrap_or(-1)),
-            Ok(None) => {
-                eprintln!("Error: container {name} was removed before its exit code could be read");
-                failed = true;
+        match monitor::wait_exit(engine, name) {
+            Ok(code) => {
+                println!("{code}");
+                let _ = std::io::stdout().flush();
             }
             Err(error) => {
                 eprintln!("Error: {error:#}");
@@ -388,10 +386,7 @@ pub fn wait(engine: &Engine, args: &WaitArgs) -> Result<i32> {
             }
         }
     }
-    if failed {
-        return Ok(125);
-    }
-    Ok(0)
+    Ok(if failed { 1 } else { 0 })
 }
 
 /// Arguments of `rm`.

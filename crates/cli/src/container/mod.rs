@@ -4,7 +4,8 @@
 //! a running container, for `exec`); [`oci`] writes an OCI bundle for an external runtime
 //! such as runc. [`user`] resolves `--user` inside a rootfs, [`caps`] holds docker's default
 //! capability set and [`namespaces`] which namespaces a container gets. The child side
-//! (`child`, `sys`) runs between `clone` and `execve` and is private.
+//! (`child`, `sys`) runs between `clone` and `execve` and is private, as are the copies of
+//! a foreground container's output (`tty`, `tee`).
 //!
 //! This module knows nothing about images, snapshots or container records: callers mount
 //! the rootfs and compute the final argv, environment and working directory.
@@ -17,5 +18,6 @@ pub mod oci;
 pub mod rootpath;
 pub mod runtime;
 mod sys;
+mod tee;
 mod tty;
 pub mod user;

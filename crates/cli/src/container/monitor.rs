@@ -1,7 +1,8 @@
 //! Container lifecycles: foreground runs, the detached monitor, stop, kill, wait, exec.
 //!
 //! A foreground container (`run` without `-d`, `start -a`) is started by the CLI itself
-//! with our standard streams, and the CLI records its exit. A detached container is
+//! with our standard streams, and the CLI records its exit; its output is copied to the
+//! log too, as docker keeps the logs of every container. A detached container is
 //! started by a *monitor*: the stencil binary re-executed as `stencil --root ROOT
 //! container-monitor ID` (a hidden verb) in a session of its own (`setsid`), with no
 //! terminal. The monitor mounts the root filesystem, starts the container with its output
@@ -13,18 +14,23 @@
 //! Other verbs act through the recorded state: `stop` and `kill` signal the recorded pid
 //! (checked against its start time) and poll the state until the waiting process has
 //! recorded the exit; when that process died too, the state reads as an unseen exit
-//! (see [`crate::engine::Container`]).
+//! (see [`crate::engine::Container`]). `wait` also gets the code of a container that
+//! removed itself (`--rm`): see [`wait_exit`]. A container handed to an OCI runtime
+//! (`--runtime`) is run by `RUNTIME run` in the foreground of its monitor, and the pid the
+//! runtime writes is recorded as the built-in runtime's is.
 //!
 //! The runtime starts processes with `clone3` and async-signal-safe code only, so these
 //! functions may be called from any thread; the CLI calls them outside any async runtime.
 
-use std::io::{Read, Write};
+use std::io::{Read, Seek, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 
 use super::oci;
 use super::runtime::{self, Network, ProcessSpec, RunError, Spec, Stdio, Volume};
@@ -113,6 +119,46 @@ fn record_running(engine: &Engine, container: &mut Container, pid: Option<i32>) 
     engine.set_container_state(container)
 }
 
+/// The file in `ROOT/containers/ID` holding the container's last exit code (`-1` when
+/// unknown). `wait` holds a shared `flock` on it while it waits; the process that removes
+/// a `--rm` container writes the code first, then takes the lock exclusively, so a waiter
+/// reads the code from the record or, once the container is gone, from its open file.
+const EXIT_FILE: &str = "exit";
+
+/// How long the removal of a `--rm` container waits for `wait`ers to read its exit code.
+const WAITERS_GRACE: Duration = Duration::from_secs(10);
+
+/// Writes `code` into the exit file of container directory `dir`; the open file is kept
+/// for the exclusive lock taken before removal.
+fn write_exit_file(dir: &Path, code: Option<i32>) -> Option<std::fs::File> {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(dir.join(EXIT_FILE))
+        .ok()?;
+    file.write_all(format!("{}\n", code.unwrap_or(-1)).as_bytes())
+        .ok()?;
+    Some(file)
+}
+
+/// Waits (at most [`WAITERS_GRACE`]) until no `wait` holds the exit file, so that the
+/// removal does not take the exit code from under it.
+fn let_waiters_read(file: std::fs::File) -> Option<Flock<std::fs::File>> {
+    let deadline = Instant::now() + WAITERS_GRACE;
+    let mut file = file;
+    loop {
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => return Some(lock),
+            Err((back, Errno::EWOULDBLOCK | Errno::EINTR)) if Instant::now() < deadline => {
+                file = back;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(_) => return None,
+        }
+    }
+}
+
 /// Records the exit of the process this process waited for, unmounts, removes with
 /// `--rm`. A container removed meanwhile (`rm -f`) is left alone.
 fn record_exit(engine: &Engine, id: &str, code: Option<i32>) {
@@ -128,30 +174,98 @@ fn record_exit(engine: &Engine, id: &str, code: Option<i32>) {
     if let Err(error) = engine.set_container_state(&container) {
         tracing::warn!(container = id, "cannot record the exit: {error:#}");
     }
+    let exit_file = write_exit_file(&engine.container_dir(id), code);
     if let Err(error) = engine.unmount_container(&container) {
         tracing::warn!(container = id, "{error:#}");
     }
-    if container.config.auto_remove
-        && let Err(error) = engine.remove_container(&container, true)
-    {
-        tracing::warn!(container = id, "cannot remove the container: {error:#}");
+    if container.config.auto_remove {
+        let _lock = exit_file.and_then(let_waiters_read);
+        if let Err(error) = engine.remove_container(&container, true) {
+            tracing::warn!(container = id, "cannot remove the container: {error:#}");
+        }
     }
 }
 
+/// `docker wait`: waits until container `name` stops and returns its exit code (`-1`
+/// when nobody saw it), also when it removes itself on exit (`--rm`).
+pub fn wait_exit(engine: &Engine, name: &str) -> Result<i32> {
+    let container = engine.container(name)?;
+    let id = container.record.id.clone();
+    let path = engine.container_dir(&id).join(EXIT_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path);
+    let file = match file {
+        Ok(file) => file,
+        // Removed since the look-up: gone with its exit code.
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            return Err(engine.container(&id).err().unwrap_or_else(|| {
+                anyhow::anyhow!("container {name} was removed while waiting for it")
+            }));
+        }
+        Err(error) => {
+            return Err(error).with_context(|| format!("cannot open {}", path.display()));
+        }
+    };
+    let mut lock = Flock::lock(file, FlockArg::LockShared)
+        .map_err(|(_, errno)| errno)
+        .with_context(|| format!("cannot lock {}", path.display()))?;
+    loop {
+        match engine.container(&id) {
+            Ok(container) if !container.is_running() => {
+                return Ok(container.state.exit_code.unwrap_or(-1));
+            }
+            Ok(_) => std::thread::sleep(POLL),
+            Err(error) if is_not_found(&error) => {
+                // Removed (`--rm`, `rm -f`) after its remover wrote the code here.
+                let mut text = String::new();
+                lock.seek(std::io::SeekFrom::Start(0))
+                    .and_then(|_| lock.read_to_string(&mut text))
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                return text.trim().parse().map_err(|_| {
+                    anyhow::anyhow!(
+                        "container {name} was removed before its exit code was recorded"
+                    )
+                });
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+fn is_not_found(error: &anyhow::Error) -> bool {
+    error
+        .downcast_ref::<stencil_layerstore::Error>()
+        .is_some_and(|e| e.kind() == stencil_layerstore::ErrorKind::ContainerNotFound)
+}
+
 /// Runs `container` attached to our standard streams and returns its exit code (`run`
-/// without `-d`, `start -a`). Signals we receive are forwarded to it.
+/// without `-d`, `start -a`). Signals we receive are forwarded to it. Its output is also
+/// appended to its log, as docker keeps the logs of every container.
 pub fn run_attached(engine: &Engine, container: &mut Container) -> Result<i32> {
     refuse_running(container)?;
     let rootfs = engine.mount_container(container)?;
     let spec = spec_of(container, &rootfs);
     let id = container.record.id.clone();
+    let log = open_log(engine, &id).map_err(own_failure)?;
+    let stdio = Stdio::Logged { log };
     if let Some(path) = container.config.runtime.clone() {
-        record_running(engine, container, None)?;
         let bundle = engine.container_dir(&id).join("bundle");
-        let code = oci::run_with_runtime(&path, &spec, &bundle, &id, Stdio::Inherit);
-        return finish(engine, &id, code);
+        let delegated = match oci::start_with_runtime(&path, &spec, &bundle, &id, stdio) {
+            Ok(delegated) => delegated,
+            Err(error) => {
+                let failure = StartFailure::from_run_error(&error);
+                record_failed_start(engine, container, &failure);
+                return Err(failure.into());
+            }
+        };
+        record_running(engine, container, delegated.pid())?;
+        return finish(engine, &id, delegated.wait());
     }
-    let started = match runtime::start(&spec, Stdio::Inherit) {
+    let started = match runtime::start(&spec, stdio) {
         Ok(started) => started,
         Err(error) => {
             let failure = StartFailure::from_run_error(&error);
@@ -257,7 +371,8 @@ pub fn monitor(engine: &Engine, id: &str) -> i32 {
         return monitor_delegated(engine, &mut container, &path, &report);
     }
     let started = prepare_and_start(engine, &container);
-    let started = match started {
+    // `_input`: the write end of a `-i` container's standard input, open until it exits.
+    let (started, _input) = match started {
         Ok(started) => started,
         Err(failure) => {
             record_failed_start(engine, &mut container, &failure);
@@ -277,7 +392,9 @@ pub fn monitor(engine: &Engine, id: &str) -> i32 {
 }
 
 /// The monitor of a container handed to an external OCI runtime: it runs the runtime in
-/// the foreground with the log as its output.
+/// the foreground with the log as its output, and records the container's pid from the
+/// runtime's pid file so that `stop`, `kill`, `exec` and `ps` work as for the built-in
+/// runtime.
 fn monitor_delegated(
     engine: &Engine,
     container: &mut Container,
@@ -285,24 +402,42 @@ fn monitor_delegated(
     report: &dyn Fn(&str),
 ) -> i32 {
     let id = container.record.id.clone();
-    let prepared = log_streams(engine, container).and_then(|stdio| {
+    let bundle = engine.container_dir(&id).join("bundle");
+    let started = log_streams(engine, container).and_then(|(stdio, input)| {
         let rootfs = engine.mount_container(container).map_err(own_failure)?;
-        record_running(engine, container, None).map_err(own_failure)?;
-        Ok((stdio, rootfs))
+        let spec = spec_of(container, &rootfs);
+        let delegated = oci::start_with_runtime(path, &spec, &bundle, &id, stdio)
+            .map_err(|error| StartFailure::from_run_error(&error))?;
+        match delegated.pid() {
+            Some(_) => Ok((delegated, input)),
+            None => {
+                let code = delegated.wait().map_or(125, |code| code);
+                Err(StartFailure {
+                    code: 125,
+                    message: format!(
+                        "OCI runtime {} failed to start the container (exit status {code}); its messages are in `stencil logs {}`",
+                        path.display(),
+                        &id[..12]
+                    ),
+                })
+            }
+        }
     });
-    let (stdio, rootfs) = match prepared {
-        Ok(prepared) => prepared,
+    let (delegated, _input) = match started {
+        Ok(started) => started,
         Err(failure) => {
             record_failed_start(engine, container, &failure);
             report(&format!("error {} {}", failure.code, failure.message));
             return failure.code;
         }
     };
-    report("ok");
+    if let Err(error) = record_running(engine, container, delegated.pid()) {
+        report(&format!("error 125 {error:#}"));
+    } else {
+        report("ok");
+    }
     detach_stdout();
-    let spec = spec_of(container, &rootfs);
-    let bundle = engine.container_dir(&id).join("bundle");
-    let code = oci::run_with_runtime(path, &spec, &bundle, &id, stdio);
+    let code = delegated.wait();
     if let Err(error) = &code {
         let _ = std::fs::OpenOptions::new()
             .append(true)
@@ -320,33 +455,55 @@ fn own_failure(error: anyhow::Error) -> StartFailure {
     }
 }
 
-/// The container's log, opened for appending, as its standard output and error.
-fn log_streams(engine: &Engine, container: &Container) -> std::result::Result<Stdio, StartFailure> {
-    let log_path = engine.container_dir(&container.record.id).join("log");
-    let open = || {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .with_context(|| format!("cannot open {}", log_path.display()))
+/// The container's log, `ROOT/containers/ID/log`, opened for appending.
+fn open_log(engine: &Engine, id: &str) -> Result<OwnedFd> {
+    let log_path = engine.container_dir(id).join("log");
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map(OwnedFd::from)
+        .with_context(|| format!("cannot open {}", log_path.display()))
+}
+
+/// The container's log as its standard output and error; with `-i`, its standard input is
+/// a pipe whose write end (returned) the monitor keeps open until the container exits, so
+/// that it never reads end-of-file, as under docker's `run -di`.
+fn log_streams(
+    engine: &Engine,
+    container: &Container,
+) -> std::result::Result<(Stdio, Option<OwnedFd>), StartFailure> {
+    let id = &container.record.id;
+    let stdout = open_log(engine, id).map_err(own_failure)?;
+    let stderr = open_log(engine, id).map_err(own_failure)?;
+    let (stdin, input) = if container.config.interactive {
+        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .context("cannot create a pipe for the container's input")
+            .map_err(own_failure)?;
+        (Some(read), Some(write))
+    } else {
+        (None, None)
     };
-    let stdout: OwnedFd = open().map_err(own_failure)?.into();
-    let stderr: OwnedFd = open().map_err(own_failure)?.into();
-    Ok(Stdio::Files {
-        stdin: None,
-        stdout,
-        stderr,
-    })
+    Ok((
+        Stdio::Files {
+            stdin,
+            stdout,
+            stderr,
+        },
+        input,
+    ))
 }
 
 fn prepare_and_start(
     engine: &Engine,
     container: &Container,
-) -> std::result::Result<runtime::Started, StartFailure> {
-    let stdio = log_streams(engine, container)?;
+) -> std::result::Result<(runtime::Started, Option<OwnedFd>), StartFailure> {
+    let (stdio, input) = log_streams(engine, container)?;
     let rootfs = engine.mount_container(container).map_err(own_failure)?;
     let spec = spec_of(container, &rootfs);
-    runtime::start(&spec, stdio).map_err(|error| StartFailure::from_run_error(&error))
+    let started =
+        runtime::start(&spec, stdio).map_err(|error| StartFailure::from_run_error(&error))?;
+    Ok((started, input))
 }
 
 /// Points standard output at `/dev/null`, so the CLI reading the report sees its end.
@@ -435,15 +592,7 @@ pub fn wait_until_stopped(
     loop {
         let container = match engine.container(id) {
             Ok(container) => container,
-            Err(error)
-                if error
-                    .downcast_ref::<stencil_layerstore::Error>()
-                    .is_some_and(|e| {
-                        e.kind() == stencil_layerstore::ErrorKind::ContainerNotFound
-                    }) =>
-            {
-                return Ok(None);
-            }
+            Err(error) if is_not_found(&error) => return Ok(None),
             Err(error) => return Err(error),
         };
         if !container.is_running() || deadline.is_some_and(|d| Instant::now() >= d) {

@@ -6,8 +6,10 @@
 //! namespaces (no network namespace with host networking), docker's default capabilities,
 //! `noNewPrivileges`, the user resolved from the rootfs' `/etc/passwd`, the standard
 //! `/proc`, `/dev`, `/sys` mounts of `oci-spec`'s defaults plus the volumes as recursive
-//! binds. [`run_with_runtime`] then runs `PATH run --bundle DIR ID` in the foreground and
-//! returns its exit status, which for runc is the container's.
+//! binds. [`start_with_runtime`] then runs `PATH run --bundle DIR --pid-file DIR/pid ID`
+//! in the foreground and returns once the runtime wrote the container's pid, which `stop`,
+//! `kill` and `exec` act on as for the built-in runtime; [`Delegated::wait`] returns the
+//! runtime's exit status, which for runc is the container's.
 //!
 //! This module does not manage the runtime's state (`runc delete` of a stopped container is
 //! not needed after `runc run`, which deletes it) and adds no cgroup limits.
@@ -25,7 +27,7 @@ use std::collections::HashSet;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command};
 
 use nix::fcntl::{OFlag, open};
 use nix::sys::stat::Mode;
@@ -37,6 +39,7 @@ use oci_spec::runtime::{
 use super::caps::DEFAULT_CAPABILITIES;
 use super::rootpath;
 use super::runtime::{DEFAULT_PATH, Network, RunError, Spec, Stdio};
+use super::tee::Tee;
 use super::user::{self, ResolvedUser};
 
 fn oci_error(what: &str, error: impl std::fmt::Display) -> RunError {
@@ -213,22 +216,81 @@ fn check_command(root: BorrowedFd<'_>, spec: &Spec) -> Result<(), RunError> {
     }
 }
 
-/// Writes the bundle of `spec` into `bundle` and runs `RUNTIME run --bundle BUNDLE ID` in
-/// the foreground; returns its exit status (128 + signal when it was killed).
-pub fn run_with_runtime(
+/// A container that an OCI runtime runs in the foreground (`RUNTIME run`).
+#[derive(Debug)]
+pub struct Delegated {
+    child: Child,
+    pid: Option<i32>,
+    tee: Option<Tee>,
+}
+
+impl Delegated {
+    /// Host pid of the container's process, from the runtime's `--pid-file`; `None` when
+    /// the runtime ended before creating it (it failed to start the container).
+    pub fn pid(&self) -> Option<i32> {
+        self.pid
+    }
+
+    /// Waits for the runtime, copying the container's output to the log with
+    /// [`Stdio::Logged`], and returns its exit status (the container's, for runc; 128 +
+    /// the signal when it was killed).
+    pub fn wait(mut self) -> Result<i32, RunError> {
+        if let Some(tee) = self.tee.take() {
+            let child = &mut self.child;
+            tee.pump(|| Ok(child.try_wait()?.is_some()))
+                .map_err(|e| oci_error("cannot copy the container's output", e))?;
+        }
+        let status = self.child.wait().map_err(|e| RunError::Setup {
+            what: "cannot wait for the OCI runtime".to_owned(),
+            source: e,
+        })?;
+        Ok(status
+            .code()
+            .or_else(|| status.signal().map(|s| 128 + s))
+            .unwrap_or(125))
+    }
+}
+
+/// Writes the bundle of `spec` into `bundle`, starts `RUNTIME run --bundle BUNDLE
+/// --pid-file BUNDLE/pid ID` and returns once the runtime has written the container's pid
+/// (or has ended without).
+pub fn start_with_runtime(
     runtime: &Path,
     spec: &Spec,
     bundle: &Path,
     id: &str,
     stdio: Stdio,
-) -> Result<i32, RunError> {
+) -> Result<Delegated, RunError> {
     write_bundle(spec, bundle)?;
+    let pid_file = bundle.join("pid");
+    match std::fs::remove_file(&pid_file) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(RunError::Setup {
+                what: format!("cannot remove {}", pid_file.display()),
+                source: e,
+            });
+        }
+        _ => {}
+    }
     let mut command = Command::new(runtime);
-    command.arg("run").arg("--bundle").arg(bundle).arg(id);
+    command
+        .arg("run")
+        .arg("--bundle")
+        .arg(bundle)
+        .arg("--pid-file")
+        .arg(&pid_file)
+        .arg(id);
+    let mut log = None;
     match stdio {
-        Stdio::Inherit => {
+        Stdio::Inherit | Stdio::Logged { .. } => {
             if !spec.interactive && !spec.tty {
                 command.stdin(std::process::Stdio::null());
+            }
+            if let (Stdio::Logged { log: file }, false) = (stdio, spec.tty) {
+                command
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped());
+                log = Some(file);
             }
         }
         Stdio::Files {
@@ -243,12 +305,45 @@ pub fn run_with_runtime(
             command.stdout(stdout).stderr(stderr);
         }
     }
-    let status = command.status().map_err(|e| RunError::Setup {
+    let mut child = command.spawn().map_err(|e| RunError::Setup {
         what: format!("cannot run OCI runtime {}", runtime.display()),
         source: e,
     })?;
-    Ok(status
-        .code()
-        .or_else(|| status.signal().map(|s| 128 + s))
-        .unwrap_or(125))
+    let tee = match (log, child.stdout.take(), child.stderr.take()) {
+        (Some(log), Some(out), Some(err)) => Some(Tee::new(out.into(), err.into(), log)),
+        _ => None,
+    };
+    let pid = loop {
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|text| text.trim().parse::<i32>().ok())
+        {
+            break Some(pid);
+        }
+        match child.try_wait() {
+            Ok(Some(_)) => break None,
+            Ok(None) => std::thread::sleep(PID_FILE_POLL),
+            Err(e) => {
+                return Err(RunError::Setup {
+                    what: format!("cannot wait for OCI runtime {}", runtime.display()),
+                    source: e,
+                });
+            }
+        }
+    };
+    Ok(Delegated { child, pid, tee })
+}
+
+/// How often [`start_with_runtime`] looks for the runtime's pid file.
+const PID_FILE_POLL: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// [`start_with_runtime`], then [`Delegated::wait`].
+pub fn run_with_runtime(
+    runtime: &Path,
+    spec: &Spec,
+    bundle: &Path,
+    id: &str,
+    stdio: Stdio,
+) -> Result<i32, RunError> {
+    start_with_runtime(runtime, spec, bundle, id, stdio)?.wait()
 }

@@ -60,6 +60,7 @@ use super::child::{
 use super::namespaces;
 use super::rootpath;
 use super::sys;
+use super::tee::Tee;
 use super::tty::{Relay, window_size};
 use super::user::{self, ResolvedUser, UserError};
 
@@ -155,6 +156,15 @@ pub enum Stdio {
     /// relayed to the container's.
     #[default]
     Inherit,
+    /// As [`Stdio::Inherit`], with the output also appended to `log` (docker keeps the
+    /// logs of foreground containers too). Without `tty` the process writes into pipes
+    /// that [`Started::wait`] copies to our standard output and error and to the log, so
+    /// its output is not our terminal, as under docker; with `tty`, what the terminal
+    /// shows is copied to both.
+    Logged {
+        /// The log, opened for appending.
+        log: OwnedFd,
+    },
     /// Given descriptors (the detached monitor's log); `stdin: None` means `/dev/null`.
     /// With `tty`, the terminal's output is copied to `stdout` by [`Started::wait`].
     Files {
@@ -227,6 +237,13 @@ impl RunError {
 pub struct Started {
     pid: i32,
     relay: Option<Relay>,
+    tee: Option<Tee>,
+}
+
+impl std::fmt::Debug for Tee {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tee")
+    }
 }
 
 impl std::fmt::Debug for Relay {
@@ -253,11 +270,34 @@ impl Started {
     /// code: its own status, or 128 + the signal that killed it.
     pub fn wait(self) -> Result<i32, RunError> {
         let pid = self.pid;
-        let status = match self.relay {
-            Some(relay) => relay.run(pid).map_err(|e| {
+        let status = match (self.relay, self.tee) {
+            (Some(relay), _) => relay.run(pid).map_err(|e| {
                 RunError::setup(format!("cannot relay the terminal of process {pid}"), e)
             })?,
-            None => wait_blocking(pid)?,
+            (None, Some(tee)) => {
+                let mut ended = None;
+                tee.pump(|| {
+                    match waitpid(
+                        Pid::from_raw(pid),
+                        Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+                    ) {
+                        Ok(status @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => {
+                            ended = Some(status);
+                            Ok(true)
+                        }
+                        Ok(_) | Err(Errno::EINTR) => Ok(false),
+                        Err(e) => Err(e.into()),
+                    }
+                })
+                .map_err(|e| {
+                    RunError::setup(format!("cannot copy the output of process {pid}"), e)
+                })?;
+                match ended {
+                    Some(status) => status,
+                    None => wait_blocking(pid)?,
+                }
+            }
+            (None, None) => wait_blocking(pid)?,
         };
         Ok(exit_code(status))
     }
@@ -446,6 +486,8 @@ struct Streams {
     stdin_owned: Option<OwnedFd>,
     relay_input: Option<OwnedFd>,
     relay_output: Option<OwnedFd>,
+    relay_log: Option<OwnedFd>,
+    tee: Option<Tee>,
     window: Option<libc::winsize>,
 }
 
@@ -466,15 +508,34 @@ impl Streams {
             stdin_owned: None,
             relay_input: None,
             relay_output: None,
+            relay_log: None,
+            tee: None,
             window: None,
         };
+        // The log of a foreground container; otherwise streams as for `Inherit`.
+        let (stdio, log) = match stdio {
+            Stdio::Logged { log } => (Stdio::Inherit, Some(log)),
+            other => (other, None),
+        };
         match (stdio, process.tty) {
-            (Stdio::Inherit, false) => {
+            (Stdio::Inherit | Stdio::Logged { .. }, false) => {
                 if process.interactive {
                     streams.stdin = StdinPlan::Keep;
                 }
+                if let Some(log) = log {
+                    let pipe = || {
+                        pipe2(OFlag::O_CLOEXEC)
+                            .map_err(|e| RunError::setup("cannot create a pipe", e))
+                    };
+                    let (out_read, out_write) = pipe()?;
+                    let (err_read, err_write) = pipe()?;
+                    streams.stdout = Some(above_stdio(out_write)?);
+                    streams.stderr = Some(above_stdio(err_write)?);
+                    streams.tee = Some(Tee::new(out_read, err_read, log));
+                }
             }
-            (Stdio::Inherit, true) => {
+            (Stdio::Inherit | Stdio::Logged { .. }, true) => {
+                streams.relay_log = log;
                 if process.interactive {
                     streams.relay_input = Some(dup_std(0)?);
                 }
@@ -1036,11 +1097,16 @@ fn finish_start(
                 master,
                 input: streams.relay_input,
                 output,
+                log: streams.relay_log,
             })
         }
         None => None,
     };
-    Ok(Started { pid, relay })
+    Ok(Started {
+        pid,
+        relay,
+        tee: streams.tee,
+    })
 }
 
 /// Starts `spec` in a new container; returns once the process has exec'd.

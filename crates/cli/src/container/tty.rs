@@ -2,7 +2,7 @@
 //!
 //! The pseudo-terminal is allocated inside the container's own `/dev/pts` by the child
 //! and its master comes back over a socket; this module copies master output to our
-//! standard output (or the log) and our standard input to the master, with our terminal in
+//! standard output (or the log, or both) and our standard input to the master, with our terminal in
 //! raw mode so that keys such as Ctrl-C reach the container's line discipline. It does not
 //! allocate terminals or start processes.
 
@@ -58,6 +58,8 @@ pub(crate) struct Relay {
     pub input: Option<OwnedFd>,
     /// Where the container's output goes.
     pub output: OwnedFd,
+    /// Where a copy of it goes: the log of a foreground container.
+    pub log: Option<OwnedFd>,
 }
 
 fn read_some(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize, Errno> {
@@ -70,7 +72,7 @@ fn read_some(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize, Errno> {
 }
 
 /// Writes everything, waiting for room when `fd` is non-blocking (the master is).
-fn write_all(fd: BorrowedFd<'_>, mut bytes: &[u8]) -> io::Result<()> {
+pub(crate) fn write_all(fd: BorrowedFd<'_>, mut bytes: &[u8]) -> io::Result<()> {
     while !bytes.is_empty() {
         match nix::unistd::write(fd, bytes) {
             Ok(n) => bytes = &bytes[n..],
@@ -142,7 +144,13 @@ impl Relay {
         loop {
             match read_some(self.master.as_fd(), buf) {
                 Ok(0) | Err(Errno::EIO) => return Ok(false),
-                Ok(n) => write_all(self.output.as_fd(), &buf[..n])?,
+                Ok(n) => {
+                    write_all(self.output.as_fd(), &buf[..n])?;
+                    if let Some(log) = &self.log {
+                        // A full disk must not stop the container or its live output.
+                        let _ = write_all(log.as_fd(), &buf[..n]);
+                    }
+                }
                 Err(Errno::EAGAIN) => return Ok(true),
                 Err(e) => return Err(e.into()),
             }
