@@ -158,6 +158,28 @@ impl Store {
         self.delete_pending()
     }
 
+    /// Deletes those of `digests` that no image references and nothing holds: the blobs a
+    /// failed load stored before it found the archive bad. Returns the digests deleted.
+    pub fn discard_blobs(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
+        let database = self.database();
+        database.write(|transaction| {
+            for digest in digests {
+                if !is_referenced(transaction, digest.as_str())
+                    .map_err(|source| database.error(source))?
+                {
+                    transaction
+                        .execute(
+                            "INSERT OR IGNORE INTO gc_pending (digest) VALUES (?1)",
+                            [digest.as_str()],
+                        )
+                        .map_err(|source| database.error(source))?;
+                }
+            }
+            Ok(())
+        })?;
+        self.delete_pending()
+    }
+
     /// Deletes the pending blobs, each in a transaction that re-checks it.
     pub(crate) fn delete_pending(&self) -> Result<Vec<Digest>> {
         let database = self.database();

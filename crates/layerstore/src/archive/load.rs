@@ -60,10 +60,53 @@ struct Collected {
     files: HashMap<String, (Digest, u64)>,
     /// Symbolic links by path, to their target path (legacy archives share layers so).
     links: HashMap<String, String>,
+    /// Blobs this load stored, deleted again if it fails.
+    stored: std::cell::RefCell<Vec<Digest>>,
 }
 
 /// The largest JSON file kept in memory.
 const MAX_JSON: u64 = 64 << 20;
+
+/// The largest PAX or GNU long-name extension header read (docker and Go write a few
+/// hundred bytes).
+const MAX_EXTENSION: u64 = 1 << 20;
+
+/// What the extension headers before an entry said about it.
+#[derive(Default)]
+struct Extended {
+    path: Option<Vec<u8>>,
+    link: Option<Vec<u8>>,
+    size: Option<u64>,
+}
+
+impl Extended {
+    /// Takes the records of a PAX `x` header in.
+    fn pax(&mut self, bytes: &[u8], previous: &str) -> std::result::Result<(), String> {
+        for record in tar::PaxExtensions::new(bytes) {
+            let record = record.map_err(|_| format!("a malformed PAX header after {previous}"))?;
+            match record.key_bytes() {
+                b"path" => self.path = Some(record.value_bytes().to_vec()),
+                b"linkpath" => self.link = Some(record.value_bytes().to_vec()),
+                b"size" => {
+                    let size = std::str::from_utf8(record.value_bytes())
+                        .ok()
+                        .and_then(|v| v.parse().ok())
+                        .ok_or_else(|| format!("a PAX header after {previous} has a bad size"))?;
+                    self.size = Some(size);
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+fn trim_nul(mut bytes: Vec<u8>) -> Vec<u8> {
+    while bytes.last() == Some(&0) {
+        bytes.pop();
+    }
+    bytes
+}
 
 /// Normalises a tar or layout path: no `./`, no leading `/`, `..` resolved lexically.
 fn clean(path: &Path) -> Option<String> {
@@ -78,6 +121,20 @@ fn clean(path: &Path) -> Option<String> {
         }
     }
     Some(parts.join("/"))
+}
+
+/// A path `manifest.json` names, refused when it leaves the archive.
+fn inside(named: &str, source: &Path) -> Result<String> {
+    let path = Path::new(named);
+    match clean(path) {
+        Some(clean) if !path.has_root() && !clean.is_empty() => Ok(clean),
+        _ => Err(Error::InvalidArchive {
+            path: source.to_path_buf(),
+            reason: format!(
+                "manifest.json names {named:?}, which is not a file inside the archive"
+            ),
+        }),
+    }
 }
 
 /// The digest a `blobs/ALG/HEX` path names.
@@ -104,6 +161,7 @@ impl Collected {
         if let Some(digest) = blob_path_digest(&path) {
             if !store.content().contains(&digest)? {
                 store.ingest(reader, Some((&digest, size)))?;
+                self.stored.borrow_mut().push(digest.clone());
             }
             self.files.insert(path, (digest, size));
         } else if is_metadata(&path) {
@@ -122,6 +180,7 @@ impl Collected {
         } else if path.ends_with("layer.tar") || path.ends_with(".tar") || path.ends_with(".tar.gz")
         {
             let (digest, size) = store.ingest(reader, None)?;
+            self.stored.borrow_mut().push(digest.clone());
             self.files.insert(path, (digest, size));
         }
         // Anything else (legacy `ID/json`, `ID/VERSION`) carries nothing the store needs.
@@ -150,18 +209,44 @@ impl Collected {
 /// Loads the OCI layout directory, oci-archive or docker-archive at `path`, detecting
 /// which by content. Returns the images loaded, in archive order.
 pub fn load(store: &Store, path: &Path, options: &LoadOptions) -> Result<Vec<Loaded>> {
+    let mut collected = Collected::default();
+    let loaded = load_into(store, path, options, &mut collected);
+    discard_on_error(store, loaded, &collected)
+}
+
+/// When `loaded` failed, deletes the blobs the load stored that nothing uses.
+fn discard_on_error(
+    store: &Store,
+    loaded: Result<Vec<Loaded>>,
+    collected: &Collected,
+) -> Result<Vec<Loaded>> {
+    if loaded.is_err() {
+        let stored = collected.stored.borrow().clone();
+        // The load's own error is the one to report; blobs left here are unreferenced,
+        // and `stencil system prune` or the next collection takes them.
+        let _ = store.discard_blobs(&stored);
+    }
+    loaded
+}
+
+fn load_into(
+    store: &Store,
+    path: &Path,
+    options: &LoadOptions,
+    collected: &mut Collected,
+) -> Result<Vec<Loaded>> {
     let metadata = fs::metadata(path).map_err(Error::io(path))?;
     if metadata.is_dir() {
-        let mut collected = Collected::default();
-        collect_dir(store, path, path, &mut collected)?;
+        collect_dir(store, path, path, collected)?;
         return finish(store, collected, options, path);
     }
     let file = File::open(path).map_err(Error::io(path))?;
-    load_from_reader(
+    read_archive(
         store,
         &mut BufReader::with_capacity(1 << 20, file),
         options,
         path,
+        collected,
     )
 }
 
@@ -173,6 +258,18 @@ pub fn load_from_reader(
     options: &LoadOptions,
     source: &Path,
 ) -> Result<Vec<Loaded>> {
+    let mut collected = Collected::default();
+    let loaded = read_archive(store, reader, options, source, &mut collected);
+    discard_on_error(store, loaded, &collected)
+}
+
+fn read_archive(
+    store: &Store,
+    reader: &mut dyn BufRead,
+    options: &LoadOptions,
+    source: &Path,
+    collected: &mut Collected,
+) -> Result<Vec<Loaded>> {
     let head = reader.fill_buf().map_err(Error::io(source))?;
     let gzip = head.starts_with(&[0x1f, 0x8b]);
     let mut decoder;
@@ -183,31 +280,82 @@ pub fn load_from_reader(
         reader
     };
     let mut archive = tar::Archive::new(stream);
-    let mut collected = Collected::default();
     let invalid = |reason: String| Error::InvalidArchive {
         path: source.to_path_buf(),
         reason,
     };
+    // Raw entries: the `tar` crate would read PAX and GNU long-name extension entries
+    // wholly into memory, whatever size they declare; they are read here, up to a cap.
+    let mut extended = Extended::default();
+    let mut previous = String::from("the start of the archive");
     for entry in archive
         .entries()
         .map_err(|error| invalid(error.to_string()))?
+        .raw(true)
     {
-        let mut entry = entry.map_err(|error| invalid(error.to_string()))?;
-        let entry_path = entry
-            .path()
-            .map_err(|error| invalid(error.to_string()))?
-            .into_owned();
+        let mut entry = entry.map_err(|error| invalid(format!("after {previous}: {error}")))?;
+        let kind = entry.header().entry_type();
+        let size = entry.size();
+        if kind.is_pax_local_extensions()
+            || kind.is_gnu_longname()
+            || kind.is_gnu_longlink()
+            || kind.is_pax_global_extensions()
+        {
+            if size > MAX_EXTENSION {
+                return Err(invalid(format!(
+                    "the extension header after {previous} declares {size} bytes, more than the {MAX_EXTENSION} a header may hold"
+                )));
+            }
+            let mut bytes = Vec::with_capacity(size as usize);
+            entry
+                .by_ref()
+                .take(MAX_EXTENSION)
+                .read_to_end(&mut bytes)
+                .map_err(|error| invalid(format!("after {previous}: {error}")))?;
+            if kind.is_gnu_longname() {
+                extended.path = Some(trim_nul(bytes));
+            } else if kind.is_gnu_longlink() {
+                extended.link = Some(trim_nul(bytes));
+            } else if kind.is_pax_local_extensions() {
+                extended.pax(&bytes, &previous).map_err(invalid)?;
+            }
+            continue;
+        }
+        let extension = std::mem::take(&mut extended);
+        let raw_path = extension
+            .path
+            .unwrap_or_else(|| entry.path_bytes().into_owned());
+        let entry_path = PathBuf::from(String::from_utf8_lossy(&raw_path).into_owned());
+        previous = format!("entry {:?}", entry_path.display().to_string());
+        if extension.size.is_some_and(|declared| declared != size) || kind.is_gnu_sparse() {
+            return Err(invalid(format!(
+                "{previous}: sparse files and PAX size overrides are not supported in image archives"
+            )));
+        }
+        let escapes = entry_path.has_root()
+            || entry_path
+                .components()
+                .any(|c| matches!(c, Component::Prefix(_)))
+            || clean(&entry_path).is_none();
+        if escapes {
+            return Err(invalid(format!(
+                "{previous} is an absolute path or climbs out of the archive with `..`; refusing the archive"
+            )));
+        }
         let Some(path) = clean(&entry_path) else {
             continue;
         };
-        match entry.header().entry_type() {
+        match kind {
             tar::EntryType::Regular | tar::EntryType::Continuous => {
-                let size = entry.size();
                 collected.add(store, path, size, &mut entry, source)?;
             }
             tar::EntryType::Symlink | tar::EntryType::Link => {
-                if let Ok(Some(target)) = entry.link_name() {
-                    let base = if entry.header().entry_type() == tar::EntryType::Link {
+                let target = extension
+                    .link
+                    .or_else(|| entry.link_name_bytes().map(|name| name.into_owned()));
+                if let Some(target) = target {
+                    let target = PathBuf::from(String::from_utf8_lossy(&target).into_owned());
+                    let base = if kind == tar::EntryType::Link {
                         PathBuf::new()
                     } else {
                         Path::new(&path)
@@ -256,15 +404,25 @@ struct DockerManifestEntry {
 
 fn finish(
     store: &Store,
-    collected: Collected,
+    collected: &Collected,
     options: &LoadOptions,
     source: &Path,
 ) -> Result<Vec<Loaded>> {
+    for name in ["manifest.json", "index.json", "oci-layout"] {
+        if let Some(target) = collected.links.get(name) {
+            return Err(Error::InvalidArchive {
+                path: source.to_path_buf(),
+                reason: format!(
+                    "{name} is a link (to {target:?}), not a file; an image archive must hold it as a regular file"
+                ),
+            });
+        }
+    }
     if let Some(manifest) = collected.json.get("manifest.json") {
-        return finish_docker(store, &collected, manifest, options, source);
+        return finish_docker(store, collected, manifest, options, source);
     }
     if collected.json.contains_key("oci-layout") {
-        return finish_oci(store, &collected, options, source);
+        return finish_oci(store, collected, options, source);
     }
     Err(Error::InvalidArchive {
         path: source.to_path_buf(),
@@ -387,10 +545,11 @@ fn finish_docker(
     }
     let mut loaded = Vec::new();
     for entry in entries {
-        let config_path = clean(Path::new(&entry.config)).unwrap_or_default();
+        let config_path = inside(&entry.config, source)?;
         let (config_digest, config_size) = match collected.json.get(&config_path) {
             Some(bytes) if blob_path_digest(&config_path).is_none() => {
                 let digest = store.put_blob(bytes)?;
+                collected.stored.borrow_mut().push(digest.clone());
                 (digest, bytes.len() as u64)
             }
             _ => collected.blob(&config_path, source)?,
@@ -400,7 +559,7 @@ fn finish_docker(
             None => {
                 let mut layers = Vec::new();
                 for layer in &entry.layers {
-                    let path = clean(Path::new(layer)).unwrap_or_default();
+                    let path = inside(layer, source)?;
                     let (digest, size) = collected.blob(&path, source)?;
                     layers.push(serde_json::json!({
                         "mediaType": sniff_layer_media_type(store, &digest)?,
