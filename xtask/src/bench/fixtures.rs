@@ -8,8 +8,11 @@
 //!   the layer;
 //! - `layers50/NN.tar`: 49 small layers (40 files each) that sit on the minbase layer to
 //!   make a 50-layer image;
+//! - `big/`: two more layers for an image of about 1 GiB uncompressed (minbase, app, 512 MiB
+//!   of incompressible 4 MiB files from `/dev/urandom`, and about 150 MiB of log-like text
+//!   that gzip shrinks about 5×), for the peak memory of a large pull;
 //! - every tar in gzip (`gzip -6 -n`) and zstd (`zstd -3`), digests cached beside them;
-//! - `oci/`: an OCI layout holding six images, `minbase`, `app` and `layers50`, each as
+//! - `oci/`: an OCI layout holding eight images, `minbase`, `app`, `layers50` and `big`, each as
 //!   `NAME-gzip` and `NAME-zstd` (blobs hard-linked, rebuilt on every run: it is cheap).
 //!
 //! A fixture is made under a `.tmp` name and renamed when complete, so an interrupted
@@ -167,6 +170,12 @@ impl Fixtures {
         for index in 1..=SMALL_LAYERS {
             layers50.push(small_layer(&dir.join("layers50"), index)?);
         }
+        let big = vec![
+            minbase.clone(),
+            app.clone(),
+            generated_layer(&dir.join("big"), "random", RANDOM_LAYER)?,
+            generated_layer(&dir.join("big"), "text", TEXT_LAYER)?,
+        ];
         let images = vec![
             Image {
                 name: "minbase",
@@ -175,6 +184,10 @@ impl Fixtures {
             Image {
                 name: "app",
                 layers: vec![minbase, app],
+            },
+            Image {
+                name: "big",
+                layers: big,
             },
             Image {
                 name: "layers50",
@@ -259,6 +272,30 @@ umount {m}",
     rename(&u, &upper)?;
     remove_if_present(&tmp)?;
     Ok(upper)
+}
+
+/// The big image's incompressible layer: 128 files of 4 MiB from `/dev/urandom`.
+const RANDOM_LAYER: &str = "mkdir -p opt/big/data
+for i in $(seq -w 1 128); do head -c 4194304 /dev/urandom > opt/big/data/part$i.bin; done";
+
+/// The big image's compressible layer: 10 log files of about 15 MiB, numbered lines
+/// with seeded random fields.
+const TEXT_LAYER: &str = "mkdir -p var/log/big
+awk 'BEGIN { srand(7); for (i = 0; i < 2000000; i++) printf \"%08d 2026-01-01T00:%02d:%02d GET /api/v1/items/%d status=%d took=%.3fms\\n\", i, (i / 60) % 60, i % 60, int(rand() * 100000), (rand() < 0.9 ? 200 : 404), rand() * 50 > (\"var/log/big/access\" int(i / 200000) \".log\") }'";
+
+/// A layer whose tree `script` (sh, run inside it) makes, cached as `dir/NAME/` and
+/// `dir/NAME.tar`.
+fn generated_layer(dir: &Path, name: &str, script: &str) -> Result<Layer> {
+    let tree = dir.join(name);
+    if !tree.is_dir() {
+        let tmp = dir.join(format!("{name}.tmp"));
+        remove_if_present(&tmp)?;
+        std::fs::create_dir_all(&tmp)?;
+        run(Command::new("sh").arg("-ec").arg(script).current_dir(&tmp))
+            .with_context(|| format!("cannot make the {name} layer of the big image"))?;
+        rename(&tmp, &tree)?;
+    }
+    layer_from_tree(&tree, &dir.join(format!("{name}.tar")))
 }
 
 /// Layer `index` of the 50-layer image: 40 files of 1–8 KiB under `/opt/layerNN/`.

@@ -1,12 +1,15 @@
 //! A small HTTP/1.1 load generator for registry servers (`cargo xtask bench --filter
 //! serve`): plain threads, one keep-alive connection each, no dependencies.
 //!
-//! A run is two phases against one server: 16 clients push 200 distinct blobs (POST then
-//! a monolithic PUT with the digest), then for a fixed time the same clients send HEAD and
-//! GET requests for those blobs and for two image manifests, round-robin from different
-//! offsets. It counts requests, bytes and errors (any status other than the expected one)
-//! and keeps every latency for p50 / p99. Afterwards every blob is fetched once more and
-//! its digest checked.
+//! A run is one mixed load against one server for a fixed time: each of 16 clients picks,
+//! at random (seeded), either a push of a blob the server's repository does not hold yet
+//! (POST, then a monolithic PUT with the digest) or a GET of a blob some client has
+//! already pushed. The 200 distinct blobs are pushed in rounds: push number `k` sends blob
+//! `k % 200` to repository `PREFIX-{k / 200}`, so every push is a full upload the server
+//! has to receive, hash and link, while its storage holds 200 blobs. It counts requests,
+//! bytes and errors (any status other than the expected one) of each kind, keeps every
+//! latency for p50 / p99 and samples the server's resident memory. Afterwards every pushed
+//! (repository, blob) pair is fetched once more and its digest checked.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -21,9 +24,6 @@ use super::fixtures::sha256_bytes;
 pub const CLIENTS: usize = 16;
 /// Distinct blobs pushed and pulled.
 pub const BLOBS: usize = 200;
-
-/// Media types a manifest request accepts.
-const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.index.v1+json";
 
 /// The blobs of the load: sizes spread log-uniformly from 4 KiB to 1 MiB, content from a
 /// seeded generator so each is distinct.
@@ -60,192 +60,293 @@ impl Blobs {
     }
 }
 
-/// What one phase measured.
-#[derive(Debug, Clone, Copy, Default)]
+/// What one kind of request (push or pull) measured.
+#[derive(Debug, Clone, Default)]
 pub struct Phase {
-    /// Requests completed.
+    /// HTTP requests completed (a push is two: POST and PUT).
     pub requests: u64,
+    /// Operations (pushes or pulls) completed.
+    pub operations: u64,
     /// Requests with an unexpected status or a transport error.
     pub errors: u64,
     /// Body bytes sent (push) or received (pull).
     pub bytes: u64,
-    /// Wall seconds of the phase.
-    pub seconds: f64,
-    /// Median latency, milliseconds.
-    pub p50_ms: f64,
-    /// 99th percentile latency, milliseconds.
-    pub p99_ms: f64,
+    /// Latency of each operation, microseconds.
+    pub latencies_us: Vec<u32>,
 }
 
 impl Phase {
-    /// Requests per second.
-    pub fn rate(&self) -> f64 {
-        self.requests as f64 / self.seconds
+    /// Adds `other`'s counts and latencies.
+    pub fn merge(&mut self, other: &Phase) {
+        self.requests += other.requests;
+        self.operations += other.operations;
+        self.errors += other.errors;
+        self.bytes += other.bytes;
+        self.latencies_us.extend_from_slice(&other.latencies_us);
     }
 
-    /// MB/s (10^6 bytes).
-    pub fn mbps(&self) -> f64 {
-        self.bytes as f64 / self.seconds / 1e6
-    }
-
-    fn from(results: Vec<ClientResult>, seconds: f64) -> Phase {
-        let mut latencies: Vec<u32> = Vec::new();
-        let mut phase = Phase {
-            seconds,
-            ..Phase::default()
-        };
-        for result in results {
-            phase.requests += result.latencies_us.len() as u64;
-            phase.errors += result.errors;
-            phase.bytes += result.bytes;
-            latencies.extend(result.latencies_us);
+    /// The `q` quantile of the operation latencies, milliseconds.
+    pub fn quantile_ms(&self, q: f64) -> f64 {
+        let mut sorted = self.latencies_us.clone();
+        sorted.sort_unstable();
+        if sorted.is_empty() {
+            return f64::NAN;
         }
-        latencies.sort_unstable();
-        let pick = |q: f64| {
-            if latencies.is_empty() {
-                f64::NAN
-            } else {
-                let i = ((latencies.len() - 1) as f64 * q).round() as usize;
-                f64::from(latencies[i]) / 1000.0
-            }
+        let i = ((sorted.len() - 1) as f64 * q).round() as usize;
+        f64::from(sorted[i]) / 1000.0
+    }
+}
+
+/// What one mixed run (or several, merged) measured.
+#[derive(Debug, Clone, Default)]
+pub struct Mixed {
+    /// Pushes of new blobs.
+    pub push: Phase,
+    /// GETs of pushed blobs.
+    pub pull: Phase,
+    /// Wall seconds under load.
+    pub seconds: f64,
+    /// Resident memory of the server, `(seconds since the run began, MiB)`, every 250 ms.
+    pub rss: Vec<(f64, f64)>,
+    /// The pushes that completed: `(repository, blob index)`.
+    pub pushed: Vec<(String, usize)>,
+}
+
+impl Mixed {
+    /// Adds another run's figures (its samples shifted after this run's).
+    pub fn merge(&mut self, other: &Mixed) {
+        self.push.merge(&other.push);
+        self.pull.merge(&other.pull);
+        let offset = self.seconds;
+        self.rss
+            .extend(other.rss.iter().map(|&(t, m)| (t + offset, m)));
+        self.seconds += other.seconds;
+        self.pushed.extend_from_slice(&other.pushed);
+    }
+
+    /// Pushes and pulls together.
+    pub fn total(&self) -> Phase {
+        let mut all = self.push.clone();
+        all.merge(&self.pull);
+        all
+    }
+
+    /// Requests per second of `phase` over this run.
+    pub fn rate(&self, phase: &Phase) -> f64 {
+        phase.requests as f64 / self.seconds
+    }
+
+    /// MB/s (10^6 bytes) of `phase` over this run.
+    pub fn mbps(&self, phase: &Phase) -> f64 {
+        phase.bytes as f64 / self.seconds / 1e6
+    }
+
+    /// Errors of both kinds.
+    pub fn errors(&self) -> u64 {
+        self.push.errors + self.pull.errors
+    }
+
+    /// The highest resident memory sampled in the first and in the second half, MiB.
+    pub fn rss_halves(&self) -> (f64, f64) {
+        let half = self.seconds / 2.0;
+        let peak = |first: bool| {
+            self.rss
+                .iter()
+                .filter(|(t, _)| (*t < half) == first)
+                .map(|&(_, m)| m)
+                .fold(f64::NAN, f64::max)
         };
-        phase.p50_ms = pick(0.50);
-        phase.p99_ms = pick(0.99);
-        phase
+        (peak(true), peak(false))
     }
 }
 
 #[derive(Default)]
 struct ClientResult {
-    latencies_us: Vec<u32>,
-    errors: u64,
-    bytes: u64,
+    push: Phase,
+    pull: Phase,
+    pushed: Vec<(String, usize)>,
 }
 
-/// One request of the pull mix.
-#[derive(Clone)]
-struct Request {
-    head: bool,
-    path: String,
-    manifest: bool,
+/// What the clients of a run share: the next push number and the pushes done so far.
+struct Shared {
+    next: std::sync::atomic::AtomicUsize,
+    done: std::sync::Mutex<Vec<usize>>,
 }
 
-/// Pushes every blob to `host` under `repo` with [`CLIENTS`] clients.
-pub fn push(host: &str, repo: &str, blobs: &Arc<Blobs>) -> Result<Phase> {
-    let start = Instant::now();
-    let handles: Vec<_> = (0..CLIENTS)
-        .map(|client| {
-            let blobs = Arc::clone(blobs);
-            let (host, repo) = (host.to_owned(), repo.to_owned());
-            std::thread::spawn(move || -> ClientResult {
-                let mut result = ClientResult::default();
-                let mut connection = None;
-                for (digest, data) in blobs.items.iter().skip(client).step_by(CLIENTS) {
-                    let begun = Instant::now();
-                    match upload(&mut connection, &host, &repo, digest, data) {
-                        Ok(()) => result.bytes += data.len() as u64,
-                        Err(_) => {
-                            result.errors += 1;
-                            connection = None;
-                        }
-                    }
-                    result.latencies_us.push(micros(begun.elapsed()));
-                }
-                result
-            })
-        })
-        .collect();
-    let results = join(handles)?;
-    Ok(Phase::from(results, start.elapsed().as_secs_f64()))
-}
-
-/// Sends the pull mix (HEAD and GET of every blob in `blob_repo`, of each tag of
-/// `manifest_repo`) for `duration` from [`CLIENTS`] clients.
-pub fn pull(
+/// Runs the mixed load against `host` (server process `pid`) for `duration` from
+/// [`CLIENTS`] clients, pushing to repositories `PREFIX-N`; `seed` varies the choices.
+pub fn mixed(
     host: &str,
-    blob_repo: &str,
-    manifest_repo: &str,
-    tags: &[&str],
-    blobs: &Blobs,
+    pid: u32,
+    prefix: &str,
+    blobs: &Arc<Blobs>,
     duration: Duration,
-) -> Result<Phase> {
-    let mut mix = Vec::new();
-    for (digest, _) in &blobs.items {
-        for head in [true, false] {
-            mix.push(Request {
-                head,
-                path: format!("/v2/{blob_repo}/blobs/{digest}"),
-                manifest: false,
-            });
-        }
-    }
-    for tag in tags {
-        for head in [true, false] {
-            mix.push(Request {
-                head,
-                path: format!("/v2/{manifest_repo}/manifests/{tag}"),
-                manifest: true,
-            });
-        }
-    }
-    let mix = Arc::new(mix);
+    seed: u64,
+) -> Result<Mixed> {
+    let shared = Arc::new(Shared {
+        next: std::sync::atomic::AtomicUsize::new(0),
+        done: std::sync::Mutex::new(Vec::new()),
+    });
     let start = Instant::now();
     let deadline = start + duration;
     let handles: Vec<_> = (0..CLIENTS)
         .map(|client| {
-            let mix = Arc::clone(&mix);
-            let host = host.to_owned();
-            std::thread::spawn(move || -> ClientResult {
-                let mut result = ClientResult::default();
-                let mut connection = None;
-                let mut sink = Vec::new();
-                let mut index = client * mix.len() / CLIENTS;
-                while Instant::now() < deadline {
-                    let request = &mix[index % mix.len()];
-                    index += 1;
-                    let begun = Instant::now();
-                    let method = if request.head { "HEAD" } else { "GET" };
-                    let accept = request.manifest.then_some(ACCEPT);
-                    sink.clear();
-                    match exchange(
-                        &mut connection,
-                        &host,
-                        method,
-                        &request.path,
-                        accept,
-                        None,
-                        &mut sink,
-                    ) {
-                        Ok(response) if response.status == 200 => {
-                            result.bytes += sink.len() as u64;
-                        }
-                        _ => {
-                            result.errors += 1;
-                            connection = None;
-                        }
-                    }
-                    result.latencies_us.push(micros(begun.elapsed()));
-                }
-                result
+            let (blobs, shared) = (Arc::clone(blobs), Arc::clone(&shared));
+            let (host, prefix) = (host.to_owned(), prefix.to_owned());
+            std::thread::spawn(move || {
+                client_loop(
+                    &host,
+                    &prefix,
+                    &blobs,
+                    &shared,
+                    deadline,
+                    seed ^ (client as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                )
             })
         })
         .collect();
+    let mut rss = Vec::new();
+    while Instant::now() < deadline {
+        rss.push((start.elapsed().as_secs_f64(), rss_mib(pid, "VmRSS:")));
+        std::thread::sleep(Duration::from_millis(250));
+    }
     let results = join(handles)?;
-    Ok(Phase::from(results, start.elapsed().as_secs_f64()))
+    let seconds = start.elapsed().as_secs_f64();
+    rss.push((seconds, rss_mib(pid, "VmRSS:")));
+    let mut mixed = Mixed {
+        seconds,
+        rss,
+        ..Mixed::default()
+    };
+    for result in results {
+        mixed.push.merge(&result.push);
+        mixed.pull.merge(&result.pull);
+        mixed.pushed.extend(result.pushed);
+    }
+    Ok(mixed)
 }
 
-/// Fetches every blob once and counts those whose content does not match its digest.
-pub fn verify(host: &str, repo: &str, blobs: &Blobs) -> Result<usize> {
+fn client_loop(
+    host: &str,
+    prefix: &str,
+    blobs: &Blobs,
+    shared: &Shared,
+    deadline: Instant,
+    seed: u64,
+) -> ClientResult {
+    let mut result = ClientResult::default();
+    let mut state = seed | 1;
+    let mut random = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
     let mut connection = None;
-    let mut bad = 0;
-    let mut body = Vec::new();
-    for (digest, _) in &blobs.items {
-        body.clear();
-        let path = format!("/v2/{repo}/blobs/{digest}");
-        let response = exchange(&mut connection, host, "GET", &path, None, None, &mut body)?;
-        if response.status != 200 || &sha256_bytes(&body) != digest {
-            bad += 1;
+    let mut sink = Vec::new();
+    let repository = |k: usize| format!("{prefix}-{}", k / BLOBS);
+    while Instant::now() < deadline {
+        let pick = random();
+        let existing = {
+            let done = shared
+                .done
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            (!done.is_empty() && pick & 1 == 0).then(|| done[(pick >> 1) as usize % done.len()])
+        };
+        let begun = Instant::now();
+        match existing {
+            None => {
+                let k = shared
+                    .next
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let (digest, data) = &blobs.items[k % BLOBS];
+                let repo = repository(k);
+                match upload(&mut connection, host, &repo, digest, data) {
+                    Ok(()) => {
+                        result.push.bytes += data.len() as u64;
+                        result.push.requests += 2;
+                        result.push.operations += 1;
+                        result.pushed.push((repo, k % BLOBS));
+                        shared
+                            .done
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .push(k);
+                    }
+                    Err(_) => {
+                        result.push.errors += 1;
+                        connection = None;
+                    }
+                }
+                result.push.latencies_us.push(micros(begun.elapsed()));
+            }
+            Some(k) => {
+                let path = format!("/v2/{}/blobs/{}", repository(k), blobs.items[k % BLOBS].0);
+                sink.clear();
+                match exchange(&mut connection, host, "GET", &path, None, None, &mut sink) {
+                    Ok(response) if response.status == 200 => {
+                        result.pull.bytes += sink.len() as u64;
+                        result.pull.requests += 1;
+                        result.pull.operations += 1;
+                    }
+                    _ => {
+                        result.pull.errors += 1;
+                        connection = None;
+                    }
+                }
+                result.pull.latencies_us.push(micros(begun.elapsed()));
+            }
         }
+    }
+    result
+}
+
+/// Resident memory of process `pid` from `/proc/PID/status` field `field` (`VmRSS:`,
+/// `VmHWM:`), in MiB; NaN when it cannot be read.
+pub fn rss_mib(pid: u32, field: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map(|kib| kib / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+/// Fetches every pushed `(repository, blob)` pair once, from [`CLIENTS`] threads, and
+/// counts those whose status is not 200 or whose content does not match its digest.
+pub fn verify(host: &str, pushed: &[(String, usize)], blobs: &Arc<Blobs>) -> Result<usize> {
+    let pushed = Arc::new(pushed.to_vec());
+    let handles: Vec<_> = (0..CLIENTS)
+        .map(|client| {
+            let (pushed, blobs, host) = (Arc::clone(&pushed), Arc::clone(blobs), host.to_owned());
+            std::thread::spawn(move || {
+                let mut connection = None;
+                let mut body = Vec::new();
+                let mut bad = 0;
+                for (repo, index) in pushed.iter().skip(client).step_by(CLIENTS) {
+                    let digest = &blobs.items[*index].0;
+                    body.clear();
+                    let path = format!("/v2/{repo}/blobs/{digest}");
+                    match exchange(&mut connection, &host, "GET", &path, None, None, &mut body) {
+                        Ok(response)
+                            if response.status == 200 && &sha256_bytes(&body) == digest => {}
+                        _ => {
+                            bad += 1;
+                            connection = None;
+                        }
+                    }
+                }
+                bad
+            })
+        })
+        .collect();
+    let mut bad = 0;
+    for handle in handles {
+        bad += handle
+            .join()
+            .map_err(|_| anyhow::anyhow!("a verifying client panicked"))?;
     }
     Ok(bad)
 }
@@ -385,16 +486,12 @@ fn exchange(
                     }
                     break;
                 }
-                let start = body.len();
-                body.resize(start + size, 0);
-                reader.read_exact(&mut body[start..])?;
+                read_exactly(reader, size, body)?;
                 line.clear();
                 reader.read_line(&mut line)?;
             }
         } else if let Some(length) = length {
-            let start = body.len();
-            body.resize(start + length, 0);
-            reader.read_exact(&mut body[start..])?;
+            read_exactly(reader, length, body)?;
         } else {
             reader.read_to_end(body)?;
             close = true;
@@ -404,4 +501,19 @@ fn exchange(
         *connection = None;
     }
     Ok(Response { status, location })
+}
+
+/// Appends exactly `length` bytes from `reader` to `body` (through std's `read_to_end`,
+/// which is optimised even in the unoptimised xtask build, unlike a zero-filled resize).
+fn read_exactly(
+    reader: &mut BufReader<TcpStream>,
+    length: usize,
+    body: &mut Vec<u8>,
+) -> Result<()> {
+    body.reserve(length);
+    let got = reader.by_ref().take(length as u64).read_to_end(body)?;
+    if got != length {
+        bail!("connection closed after {got} of {length} body bytes");
+    }
+    Ok(())
 }

@@ -7,9 +7,9 @@
 //! between runs for small-file writes), unmounted at the end.
 //!
 //! ```text
-//! cargo xtask bench [--runs N] [--filter TEXT]... [--serve-seconds S] [--no-write]
+//! cargo xtask bench [--runs N] [--filter TEXT]... [--serve-seconds S] [--serve-runs N] [--no-write]
 //! ```
-//! A case runs when its id (`pull/minbase-gzip`, `unpack/app-zstd`, `serve/layers50`, …)
+//! A case runs when its id (`pull/minbase-gzip`, `unpack/app-zstd`, `serve/mixed`, …)
 //! contains one of the filters (all cases without a filter).
 
 mod cases;
@@ -40,12 +40,13 @@ const PACKAGES: &[(&str, &str)] = &[
 ];
 
 const USAGE: &str =
-    "usage: cargo xtask bench [--runs N] [--filter TEXT]... [--serve-seconds S] [--no-write]
+    "usage: cargo xtask bench [--runs N] [--filter TEXT]... [--serve-seconds S] [--serve-runs N] [--no-write]
 
   --runs N           timed runs of each contender, alternating (default 5, at least 1)
   --filter TEXT      only cases whose id contains TEXT (repeatable), e.g. pull, unpack/app,
                      push, fetch, warm, saveload, serve, run, commit, zstd
-  --serve-seconds S  length of each registry load run (default 10)
+  --serve-seconds S  length of each registry load run (default 60)
+  --serve-runs N     registry load runs of each server, alternating who goes first (default 1)
   --no-write         print the report, leave docs/benchmarks.md alone";
 
 /// Command-line options.
@@ -56,6 +57,8 @@ pub struct Options {
     pub filters: Vec<String>,
     /// Seconds of each registry load run.
     pub serve_seconds: u64,
+    /// Registry load runs of each server.
+    pub serve_runs: usize,
     /// Write docs/benchmarks.md.
     pub write: bool,
 }
@@ -65,7 +68,8 @@ impl Options {
         let mut options = Options {
             runs: 5,
             filters: Vec::new(),
-            serve_seconds: 10,
+            serve_seconds: 60,
+            serve_runs: 1,
             write: true,
         };
         let mut args = args.iter();
@@ -87,6 +91,14 @@ impl Options {
                     options.serve_seconds = value("--serve-seconds")?
                         .parse()
                         .context("--serve-seconds takes a number")?;
+                }
+                "--serve-runs" => {
+                    options.serve_runs = value("--serve-runs")?
+                        .parse()
+                        .context("--serve-runs takes a number")?;
+                    if options.serve_runs == 0 {
+                        bail!("--serve-runs must be at least 1");
+                    }
                 }
                 "--no-write" => options.write = false,
                 "-h" | "--help" => {

@@ -307,6 +307,9 @@ fn render_case(bench: &Bench, case: &Case, date: &str) -> Pieces {
         }
         let _ = writeln!(out);
     }
+    for block in &case.markdown {
+        let _ = writeln!(out, "{}", shorten(bench, block));
+    }
     for note in &case.notes {
         let _ = writeln!(out, "- {}", shorten(bench, note));
     }
