@@ -274,7 +274,20 @@ pub fn run_attached(engine: &Engine, container: &mut Container) -> Result<i32> {
         }
     };
     record_running(engine, container, Some(started.pid()))?;
-    finish(engine, &id, started.wait_forwarding_signals())
+    let container: &Container = container;
+    let code = std::thread::scope(|scope| {
+        // The container has its own copy of the root filesystem's mount now: ours goes
+        // while it runs, so that the kernel's wait in the unmount (an RCU grace period,
+        // several ms on a busy machine) overlaps with the container instead of following
+        // its exit.
+        let unmounting = scope.spawn(|| engine.unmount_container(container));
+        let code = started.wait_forwarding_signals();
+        if let Ok(Err(error)) = unmounting.join() {
+            tracing::warn!(container = %id, "{error:#}");
+        }
+        code
+    });
+    finish(engine, &id, code)
 }
 
 /// Records how a foreground container ended and returns its code.

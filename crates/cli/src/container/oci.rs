@@ -237,7 +237,7 @@ impl Delegated {
     pub fn wait(mut self) -> Result<i32, RunError> {
         if let Some(tee) = self.tee.take() {
             let child = &mut self.child;
-            tee.pump(|| Ok(child.try_wait()?.is_some()))
+            tee.pump(None, || Ok(child.try_wait()?.is_some()))
                 .map_err(|e| oci_error("cannot copy the container's output", e))?;
         }
         let status = self.child.wait().map_err(|e| RunError::Setup {

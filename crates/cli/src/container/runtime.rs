@@ -276,7 +276,7 @@ impl Started {
             })?,
             (None, Some(tee)) => {
                 let mut ended = None;
-                tee.pump(|| {
+                tee.pump(pidfd(pid), || {
                     match waitpid(
                         Pid::from_raw(pid),
                         Some(nix::sys::wait::WaitPidFlag::WNOHANG),
@@ -314,6 +314,14 @@ impl Started {
         let _forwarding = Forwarding::install(self.pid, master);
         self.wait()
     }
+}
+
+/// A pidfd of `pid`, readable once it has exited; `None` on kernels without `pidfd_open`.
+fn pidfd(pid: i32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    // SAFETY: a non-negative result is a fresh descriptor owned by nobody else.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
 fn wait_blocking(pid: i32) -> Result<WaitStatus, RunError> {
@@ -1102,11 +1110,11 @@ fn finish_start(
         }
         None => None,
     };
-    Ok(Started {
-        pid,
-        relay,
-        tee: streams.tee,
-    })
+    let mut tee = streams.tee;
+    if let Some(tee) = &mut tee {
+        tee.hold(streams.stdout.into_iter().chain(streams.stderr));
+    }
+    Ok(Started { pid, relay, tee })
 }
 
 /// Starts `spec` in a new container; returns once the process has exec'd.
