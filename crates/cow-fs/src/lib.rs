@@ -115,7 +115,7 @@ pub mod whiteout;
 
 pub use apply::{
     Applied, ApplyOptions, ApplyStats, IdMap, IdRange, Limits, apply_layer, apply_layer_tracked,
-    settle_implied_dirs,
+    settle_implied_dirs, sync_filesystem,
 };
 pub use compression::Compression;
 pub use diff::{DiffOptions, diff_trees, diff_upper};

@@ -519,3 +519,39 @@ pub fn lock_exclusive(file: &std::fs::File) -> io::Result<()> {
         }
     }
 }
+
+/// The process's file mode creation mask, read from `/proc/self/status` (Linux 4.7+)
+/// without changing it; `None` when the kernel does not report it.
+pub fn umask() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+    u32::from_str_radix(line.trim(), 8).ok()
+}
+
+/// Whether directory `fd` carries a default ACL, which replaces the umask for entries
+/// created in it. An error reading it counts as yes (the caller then sets modes itself).
+pub fn has_default_acl(fd: BorrowedFd<'_>) -> bool {
+    // SAFETY: valid fd and NUL-terminated name; a null buffer of size 0 only asks the size.
+    let size = unsafe {
+        libc::fgetxattr(
+            fd.as_raw_fd(),
+            c"system.posix_acl_default".as_ptr(),
+            std::ptr::null_mut(),
+            0,
+        )
+    };
+    if size >= 0 {
+        return true;
+    }
+    !matches!(
+        io::Error::last_os_error().raw_os_error(),
+        Some(libc::ENODATA) | Some(libc::EOPNOTSUPP)
+    )
+}
+
+/// `syncfs`: writes back every dirty page and inode of the filesystem holding `fd`.
+pub fn syncfs(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: valid fd; result checked.
+    check(unsafe { libc::syncfs(fd.as_raw_fd()) })?;
+    Ok(())
+}

@@ -272,6 +272,11 @@ impl UnpackTap {
             stencil_cow_fs::ApplyOptions::default().preserve_ownership,
         )
         .with_context(|| format!("cannot unpack layer {}", layer.blob))?;
+        if !implied.is_empty() {
+            // The settled modes and owners reach the disk before the commit too.
+            stencil_cow_fs::sync_filesystem(&target.dir)
+                .with_context(|| format!("cannot write layer {} to disk", layer.blob))?;
+        }
         match self.snapshots.commit(record.chain_id.as_str(), &key) {
             Ok(()) => {}
             Err(e) if e.kind() == SnapshotErrorKind::AlreadyExists => return Ok(None),

@@ -259,6 +259,10 @@ pub(crate) fn unpack_stream(
             "layer {blob} is corrupt: its content hashes to {hashed}, but the image config expects diff id {diff_id} (remove the image and pull it again)"
         );
     }
+    // On disk before the snapshot can be committed; layers unpacking in parallel each
+    // sync on their own thread, overlapping the others' work.
+    stencil_cow_fs::sync_filesystem(&target.dir)
+        .with_context(|| format!("cannot write layer {blob} to disk"))?;
     Ok(applied.implied_dirs)
 }
 
