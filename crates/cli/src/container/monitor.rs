@@ -165,6 +165,11 @@ fn record_exit(engine: &Engine, id: &str, code: Option<i32>) {
     let Ok(mut container) = engine.container(id) else {
         return;
     };
+    // Unmounted before the exit is recorded: a `start` that follows `wait` must not find
+    // the old mount and lose it to this unmount.
+    if let Err(error) = engine.unmount_container(&container) {
+        tracing::warn!(container = id, "{error:#}");
+    }
     container.state.status = Status::Exited;
     container.state.pid = None;
     container.state.pid_start = None;
@@ -175,9 +180,6 @@ fn record_exit(engine: &Engine, id: &str, code: Option<i32>) {
         tracing::warn!(container = id, "cannot record the exit: {error:#}");
     }
     let exit_file = write_exit_file(&engine.container_dir(id), code);
-    if let Err(error) = engine.unmount_container(&container) {
-        tracing::warn!(container = id, "{error:#}");
-    }
     if container.config.auto_remove {
         let _lock = exit_file.and_then(let_waiters_read);
         if let Err(error) = engine.remove_container(&container, true) {
