@@ -5,8 +5,10 @@
 //! and running the command again completes, without fetching again the blobs the killed
 //! run had already stored.
 //!
-//! Moments are random delays drawn from a seeded generator, up to a little past the time
-//! an uninterrupted run takes; the seed is printed, and `STENCIL_CRASH_SEED=N` replays a
+//! `commit` and `build` (a RUN and a COPY step) are killed the same way on a container
+//! store. Moments are random delays drawn from a seeded generator across the time an
+//! uninterrupted run takes (the shortest of three, measured first), so that nearly every
+//! kill lands mid-command; each command reports how many did; the seed is printed, and `STENCIL_CRASH_SEED=N` replays a
 //! run. `STENCIL_CRASH_ROUNDS` changes the number of kills per command (default 50).
 
 use std::collections::BTreeSet;
@@ -323,12 +325,13 @@ fn kills_at_random_moments_lose_nothing_and_leave_the_store_consistent() {
     // pull: A is removed first, so each round downloads it again (its base layer stays
     // through B).
     fx.client.run(&["rmi", &fx.a]).success();
-    let full = timed(&fx.client, &["pull", "-q", &fx.a]);
-    fx.client.run(&["rmi", &fx.a]).success();
+    let full = calibrate(&fx.client, &["pull", "-q", &fx.a], &|| {
+        fx.client.run(&["rmi", &fx.a]).success();
+    });
     let mut finished = 0;
     let mut reused = 0;
     for round in 0..fx.rounds {
-        let delay = fx.rng.delay(full + full / 4);
+        let delay = fx.rng.delay(full);
         let context = format!("pull round {round}, killed after {delay:?}");
         let before = blobs(&fx.client);
         finished += usize::from(kill_after(&fx.client, &["pull", "-q", &fx.a], delay));
@@ -362,16 +365,18 @@ fn kills_at_random_moments_lose_nothing_and_leave_the_store_consistent() {
         fx.client.run(&["rmi", &fx.a]).success();
     }
     eprintln!(
-        "pull: {} kills ({finished} after the command had finished), {reused} left blobs or partial downloads that the re-run reused",
-        fx.rounds
+        "pull: {} kills, {} mid-command ({full:?} a run), {reused} left blobs or partial downloads that the re-run reused",
+        fx.rounds,
+        fx.rounds - finished
     );
 
     // load: the archive of A into the client store.
-    let full = timed(&fx.client, &["load", "-q", "-i", &a_path]);
-    fx.client.run(&["rmi", &fx.a]).success();
+    let full = calibrate(&fx.client, &["load", "-q", "-i", &a_path], &|| {
+        fx.client.run(&["rmi", &fx.a]).success();
+    });
     let mut finished = 0;
     for round in 0..fx.rounds {
-        let delay = fx.rng.delay(full + full / 4);
+        let delay = fx.rng.delay(full);
         let context = format!("load round {round}, killed after {delay:?}");
         finished += usize::from(kill_after(
             &fx.client,
@@ -388,17 +393,21 @@ fn kills_at_random_moments_lose_nothing_and_leave_the_store_consistent() {
         fx.client.run(&["rmi", &fx.a]).success();
     }
     eprintln!(
-        "load: {} kills ({finished} after the command had finished)",
-        fx.rounds
+        "load: {} kills, {} mid-command ({full:?} a run)",
+        fx.rounds,
+        fx.rounds - finished
     );
 
     // rmi: A goes (with garbage collection of its own layer), B and KEEP stay whole.
     fx.client.run(&["load", "-q", "-i", &a_path]).success();
-    let full = timed(&fx.client, &["rmi", &fx.a]);
+    let full = calibrate(&fx.client, &["rmi", &fx.a], &|| {
+        fx.client.run(&["load", "-q", "-i", &a_path]).success();
+    });
+    fx.client.run(&["rmi", &fx.a]).success();
     let mut finished = 0;
     for round in 0..fx.rounds {
         fx.client.run(&["load", "-q", "-i", &a_path]).success();
-        let delay = fx.rng.delay(full + full / 4);
+        let delay = fx.rng.delay(full);
         let context = format!("rmi round {round}, killed after {delay:?}");
         finished += usize::from(kill_after(&fx.client, &["rmi", &fx.a], delay));
         assert_consistent(&fx.client, &context);
@@ -419,8 +428,9 @@ fn kills_at_random_moments_lose_nothing_and_leave_the_store_consistent() {
         );
     }
     eprintln!(
-        "rmi: {} kills ({finished} after the command had finished)",
-        fx.rounds
+        "rmi: {} kills, {} mid-command ({full:?} a run)",
+        fx.rounds,
+        fx.rounds - finished
     );
 
     // push: A under a new repository each round, so that its blobs are uploaded again
@@ -428,12 +438,13 @@ fn kills_at_random_moments_lose_nothing_and_leave_the_store_consistent() {
     fx.client.run(&["load", "-q", "-i", &a_path]).success();
     let first = format!("{}/crash/push-first:1", fx.served.host);
     fx.client.run(&["tag", &fx.a, &first]).success();
+    // Only the first push to a repository uploads: one timing.
     let full = timed(&fx.client, &["push", "-q", &first]);
     let mut finished = 0;
     for round in 0..fx.rounds {
         let target = format!("{}/crash/push{round}:1", fx.served.host);
         fx.client.run(&["tag", &fx.a, &target]).success();
-        let delay = fx.rng.delay(full + full / 4);
+        let delay = fx.rng.delay(full);
         let context = format!("push round {round}, killed after {delay:?}");
         finished += usize::from(kill_after(&fx.client, &["push", "-q", &target], delay));
         assert_consistent(&fx.client, &context);
@@ -443,8 +454,9 @@ fn kills_at_random_moments_lose_nothing_and_leave_the_store_consistent() {
         fx.client.run(&["rmi", &target]).success();
     }
     eprintln!(
-        "push: {} kills ({finished} after the command had finished)",
-        fx.rounds
+        "push: {} kills, {} mid-command ({full:?} a run)",
+        fx.rounds,
+        fx.rounds - finished
     );
     // Every pushed repository pulls back whole into a fresh store.
     let check = Stencil::new();
@@ -593,4 +605,191 @@ fn parallel_pulls_share_layers_and_removals_and_tags_race_safely() {
         );
         assert_consistent(&client, "after concurrent tags");
     }
+}
+
+/// Whether the tests run as root (containers need namespaces and mounts): under CI=true
+/// they must.
+fn root_or_skip(test: &str) -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let root = status
+        .lines()
+        .find(|line| line.starts_with("Uid:"))
+        .and_then(|line| line.split_whitespace().nth(2))
+        == Some("0");
+    if !root {
+        assert!(!stencil_e2e::in_ci(), "{test} needs root under CI=true");
+        eprintln!("skipping {test}: needs root for containers");
+    }
+    root
+}
+
+/// How long an uninterrupted run of `args` takes: the shortest of three (the first run
+/// warms caches), each undone by `undo` so the next measures the same work.
+fn calibrate(store: &Stencil, args: &[&str], undo: &dyn Fn()) -> Duration {
+    let mut best = Duration::MAX;
+    for _ in 0..3 {
+        best = best.min(timed(store, args));
+        undo();
+    }
+    best
+}
+
+#[test]
+fn kills_of_commit_and_build_lose_nothing_and_leave_no_partial_image() {
+    let test = "kills_of_commit_and_build_lose_nothing_and_leave_no_partial_image";
+    if !root_or_skip(test) {
+        return;
+    }
+    let Some(busybox) = stencil_e2e::peer("busybox") else {
+        return;
+    };
+    let started = Instant::now();
+    let seed = std::env::var("STENCIL_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1)
+        });
+    eprintln!("commit/build crash seed: {seed} (replay with STENCIL_CRASH_SEED={seed})");
+    let rounds: usize = std::env::var("STENCIL_CRASH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(50);
+    let mut rng = Rng(seed);
+    let store = Stencil::new();
+    // A one-layer image holding a static busybox as /bin/sh.
+    let mut tar = tar::Builder::new(Vec::new());
+    let bytes = std::fs::read(&busybox).unwrap_or_else(|e| panic!("{e}"));
+    let mut header = tar::Header::new_gnu();
+    header.set_size(bytes.len() as u64);
+    header.set_mode(0o755);
+    for name in ["bin/sh", "bin/busybox"] {
+        tar.append_data(&mut header, name, bytes.as_slice())
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let mut dir = tar::Header::new_gnu();
+    dir.set_entry_type(tar::EntryType::Directory);
+    dir.set_mode(0o1777);
+    dir.set_size(0);
+    tar.append_data(&mut dir, "tmp/", std::io::empty())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let rootfs = store.scratch().join("rootfs.tar");
+    std::fs::write(&rootfs, tar.into_inner().unwrap_or_default()).unwrap_or_else(|e| panic!("{e}"));
+    let base = "localhost/crash/sh:1";
+    store
+        .run(&["import", &rootfs.display().to_string(), base])
+        .success();
+    // A container whose changes (2 MiB of random bytes) each commit turns into a layer.
+    store
+        .run(&[
+            "run",
+            "--name",
+            "changed",
+            base,
+            "/bin/sh",
+            "-c",
+            "/bin/busybox head -c 2097152 /dev/urandom > /tmp/big",
+        ])
+        .success();
+    let before = images(&store);
+    let containers = || {
+        store
+            .run(&["ps", "-a", "--format", "{{.Names}}"])
+            .success()
+            .stdout
+            .clone()
+    };
+    let had_containers = containers();
+    assert!(had_containers.contains("changed"), "{had_containers}");
+    let lost_nothing = |context: &str| {
+        assert_consistent(&store, context);
+        let seen = images(&store);
+        assert!(
+            seen.is_superset(&before),
+            "{context}: lost an image: {seen:?}"
+        );
+        assert_eq!(
+            containers(),
+            had_containers,
+            "{context}: containers changed"
+        );
+    };
+
+    // commit: each round under a new tag, removed once the re-run has made it.
+    let full = calibrate(
+        &store,
+        &["commit", "changed", "localhost/crash/c:cal"],
+        &|| {
+            store.run(&["rmi", "localhost/crash/c:cal"]).success();
+        },
+    );
+    let mut mid = 0;
+    for round in 0..rounds {
+        let tag = format!("localhost/crash/c:{round}");
+        let delay = rng.delay(full);
+        let context = format!("commit round {round}, killed after {delay:?} of {full:?}");
+        mid += usize::from(!kill_after(&store, &["commit", "changed", &tag], delay));
+        lost_nothing(&context);
+        let listed = images(&store);
+        if listed.contains(&tag) && round % 5 == 0 {
+            // Listed means whole: it mounts.
+            store.run(&["image", "mount", &tag]).success();
+            store.run(&["image", "unmount", &tag]).success();
+        }
+        store.run(&["commit", "changed", &tag]).success();
+        // The re-run's result is checked in full every tenth round (fsck takes time).
+        if round % 10 == 0 {
+            lost_nothing(&context);
+        }
+        store.run(&["rmi", &tag]).success();
+    }
+    eprintln!("commit: {rounds} kills, {mid} mid-command (one run takes {full:?})");
+
+    // build: a RUN step (a container and its commit) and a COPY step, without cache.
+    let context_dir = store.scratch().join("context");
+    std::fs::create_dir_all(&context_dir).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(context_dir.join("data"), rng.bytes(1 << 20)).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        context_dir.join("Dockerfile"),
+        format!("FROM {base}\nRUN /bin/busybox head -c 1048576 /dev/urandom > /tmp/run\nCOPY data /data\n"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let context_arg = context_dir.display().to_string();
+    let build = |tag: &str| -> Vec<String> {
+        ["build", "-q", "--no-cache", "-t", tag, context_arg.as_str()]
+            .map(str::to_owned)
+            .to_vec()
+    };
+    let cal_args = build("localhost/crash/b:cal");
+    let cal_args: Vec<&str> = cal_args.iter().map(String::as_str).collect();
+    let full = calibrate(&store, &cal_args, &|| {
+        store.run(&["rmi", "localhost/crash/b:cal"]).success();
+    });
+    let mut mid = 0;
+    for round in 0..rounds {
+        let tag = format!("localhost/crash/b:{round}");
+        let args = build(&tag);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let delay = rng.delay(full);
+        let context = format!("build round {round}, killed after {delay:?} of {full:?}");
+        mid += usize::from(!kill_after(&store, &args, delay));
+        lost_nothing(&context);
+        store.run(&args).success();
+        if round % 10 == 0 {
+            lost_nothing(&context);
+            let listed = images(&store);
+            assert!(listed.contains(&tag), "{context}: {listed:?}");
+            store.run(&["image", "mount", &tag]).success();
+            store.run(&["image", "unmount", &tag]).success();
+        }
+        store.run(&["rmi", &tag]).success();
+    }
+    eprintln!("build: {rounds} kills, {mid} mid-command (one run takes {full:?})");
+    eprintln!(
+        "commit and build crash harness took {:?}",
+        started.elapsed()
+    );
 }
