@@ -636,9 +636,17 @@ impl Client {
         let stream = tap
             .filter(|_| offset == 0)
             .and_then(|tap| tap.open(descriptor));
-        let pipeline = IngestPipeline::start(writer, stream);
+        let mut pipeline = IngestPipeline::start(writer, stream);
         let transferred = self
-            .transfer(&url, host, &scopes, descriptor, offset, &pipeline, progress)
+            .transfer(
+                &url,
+                host,
+                &scopes,
+                descriptor,
+                offset,
+                &mut pipeline,
+                progress,
+            )
             .await;
         let worker_error = |failure| match failure {
             WorkerFailure::Io(e) => io_err(e),
@@ -725,7 +733,7 @@ impl Client {
         scopes: &[String],
         descriptor: &Descriptor,
         mut offset: u64,
-        pipeline: &IngestPipeline<W>,
+        pipeline: &mut IngestPipeline<W>,
         progress: &dyn Progress,
     ) -> Result<()> {
         let (digest, size) = (&descriptor.digest, descriptor.size);
