@@ -11,10 +11,12 @@
 //! change. The new config is the parent's (or an empty one for `scratch`) with the
 //! options' changes applied, the new diff ID appended to `rootfs.diff_ids` and a history
 //! entry appended; the manifest lists the parent's layers plus the new one. The image is
-//! recorded, tagged when asked, and the new layer's snapshot is recorded under its chain
-//! ID so the image runs at once: the active snapshot itself becomes that snapshot unless
-//! [`CommitOptions::keep_snapshot`] asks to keep it (a container that goes on living), in
-//! which case the new layer is unpacked from the blob, verified against its diff ID.
+//! recorded and tagged when asked. Without [`CommitOptions::keep_snapshot`] the active
+//! snapshot itself becomes the new layer's snapshot under its chain ID (the builder's
+//! steps), so the image runs at once. With it (a container that goes on living) the new
+//! layer's snapshot is made lazily: the first `run`, `create`, `image mount` or build
+//! `FROM` of the image unpacks it from the blob, verified against its diff ID, as
+//! containerd unpacks an image on first use; an image never run costs no second copy.
 //!
 //! The active snapshot must not be mounted read-write by a running process while it is
 //! committed without `keep_snapshot` (the builder unmounts first); `stencil commit` keeps
@@ -49,12 +51,11 @@
 
 use std::io::Write;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value, json};
 use stencil_cow_fs::{DiffOptions, ErrorKind as SnapshotErrorKind, Snapshotter};
 use stencil_layerstore::ImageRecord;
-use stencil_layerstore::LayerRecord;
 use stencil_layerstore::content::LocalWriter;
 use stencil_layerstore::content::{ContentWriter, Digester, Ingester};
 use stencil_layerstore::image::Platform;
@@ -86,9 +87,9 @@ pub struct CommitOptions {
     /// [`Engine::commit_snapshot`]) every file in the new layer; now when `None`. Fixing it
     /// makes the result reproducible.
     pub created: Option<DateTime<Utc>>,
-    /// Keep the active snapshot (a container that goes on); the new layer is then unpacked
-    /// again into its own snapshot. Without it the active snapshot becomes the new layer's
-    /// snapshot and its key is gone.
+    /// Keep the active snapshot (a container that goes on); the new layer's snapshot is
+    /// then made on the image's first use. Without it the active snapshot becomes the new
+    /// layer's snapshot and its key is gone.
     pub keep_snapshot: bool,
     /// When the snapshot has no change, add no layer: the history entry gets
     /// `empty_layer: true` (what the builder wants for a `RUN` that changed nothing).
@@ -186,7 +187,7 @@ impl Engine {
         };
         let image = self.write_image(parent, Some(&layer), options, &history)?;
         let new_chain = chain_id(parent_chain, &layer.diff_id);
-        self.record_committed_snapshot(key, parent_chain, &new_chain, &image, options)?;
+        self.record_committed_snapshot(key, &new_chain, options)?;
         Ok(Committed {
             image,
             empty_layer: false,
@@ -261,13 +262,12 @@ impl Engine {
         })
     }
 
-    /// Makes the new layer's snapshot exist under `new_chain` and records it.
+    /// Makes the new layer's snapshot exist under `new_chain` and records it, unless the
+    /// snapshot is kept (then it is made on first use).
     fn record_committed_snapshot(
         &self,
         key: &str,
-        parent_chain: Option<&Digest>,
         new_chain: &Digest,
-        image: &ImageRecord,
         options: &CommitOptions,
     ) -> Result<()> {
         let name = new_chain.as_str();
@@ -282,10 +282,12 @@ impl Engine {
             return Ok(());
         }
         if options.keep_snapshot {
-            let layer: &LayerRecord = image.layers.last().ok_or_else(|| {
-                anyhow!("the committed image {} has no layer", image.config_digest)
-            })?;
-            self.unpack_layer(layer, parent_chain)?;
+            // The snapshot is made lazily, as containerd does: whatever needs the image's
+            // files (`run`, `create`, `image mount`, a build's `FROM`) unpacks the layers
+            // it lacks from their blobs. Unpacking here wrote every changed file a second
+            // time (10,000 small files: most of a commit's cost), for an image that is
+            // often only pushed. The container's own upper dir is never shared: it goes on
+            // changing after the commit.
             return Ok(());
         }
         match self.snapshots.commit(name, key) {
@@ -688,6 +690,45 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e:#}"));
         assert_eq!(again.image.manifest_digest, image.manifest_digest);
         assert!(engine.snapshots.stat("c2").is_ok(), "kept");
+
+        // A new change committed from a kept snapshot: no second copy of its files until
+        // the image is used, then an unpack from the blob.
+        let kept = engine
+            .snapshots
+            .layer_target("c2")
+            .unwrap_or_else(|e| panic!("{e}"))
+            .dir;
+        std::fs::write(kept.join("etc/later"), "later\n").unwrap_or_else(|e| panic!("{e}"));
+        let later = engine
+            .commit_snapshot(
+                "c2",
+                Some(&base),
+                &CommitOptions {
+                    keep_snapshot: true,
+                    ..options.clone()
+                },
+            )
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let later_top = &later.image.layers[1];
+        assert_ne!(later_top.chain_id, top.chain_id);
+        assert!(!engine.has_snapshot(&later_top.chain_id), "made lazily");
+        let records = engine.store.snapshots().unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            !records.iter().any(|r| r.chain_id == later_top.chain_id),
+            "no record of a snapshot not made"
+        );
+        let checked = engine.fsck(false).unwrap_or_else(|e| panic!("{e:#}"));
+        assert!(checked.is_clean(), "{checked:?}");
+        engine
+            .unpack_image(&later.image, &|_| {})
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert!(engine.has_snapshot(&later_top.chain_id), "unpacked on use");
+        // The unpack verified the blob against the diff ID the commit recorded.
+        let record = engine
+            .store
+            .snapshot(&later_top.chain_id)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(record.map(|r| r.refcount), Some(1));
 
         // No change: no layer when asked, an empty_layer history entry.
         let top_chain = top.chain_id.as_str();
