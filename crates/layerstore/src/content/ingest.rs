@@ -247,14 +247,25 @@ fn remove_ingest_dir(dir: &Path) -> Result<()> {
 
 impl Write for LocalWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let written = self.data.write(buf)?;
+        let written = self.data.write(buf).map_err(|e| self.name_path(e))?;
         self.digester.0.update(&buf[..written]);
         self.offset += written as u64;
         Ok(written)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.data.flush()
+        self.data.flush().map_err(|e| self.name_path(e))
+    }
+}
+
+impl LocalWriter {
+    /// `error` with the ingest file's path in its message ("…/data: No space left on
+    /// device"), keeping its kind so that callers can still tell a full disk.
+    fn name_path(&self, error: io::Error) -> io::Error {
+        io::Error::new(
+            error.kind(),
+            format!("{}: {error}", self.data_path.display()),
+        )
     }
 }
 

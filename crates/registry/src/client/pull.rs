@@ -660,11 +660,16 @@ impl Client {
         if let Err(failure) = written {
             // The store refused the bytes themselves (more than the descriptor's size):
             // they are wrong content, not an interruption, so nothing is kept to resume.
+            // A full disk keeps nothing either: the partial download would hold the very
+            // space the user has to free, and a resume needs that space anyway.
+            let disk_full = matches!(&failure, WorkerFailure::Io(e) if is_disk_full(e));
             let err = worker_error(failure);
-            if matches!(
-                err.kind(),
-                ErrorKind::SizeMismatch | ErrorKind::DigestMismatch
-            ) {
+            if disk_full
+                || matches!(
+                    err.kind(),
+                    ErrorKind::SizeMismatch | ErrorKind::DigestMismatch
+                )
+            {
                 let _ = writer.abort();
             }
             return Err(err);
@@ -837,4 +842,10 @@ fn content_range_start(response: &reqwest::Response) -> Option<u64> {
     let value = response.headers().get(CONTENT_RANGE)?.to_str().ok()?;
     let range = value.trim().strip_prefix("bytes")?.trim();
     range.split('-').next()?.trim().parse().ok()
+}
+
+/// Whether `error` says the disk (or the user's quota) is full.
+fn is_disk_full(error: &std::io::Error) -> bool {
+    error.kind() == std::io::ErrorKind::StorageFull
+        || error.kind() == std::io::ErrorKind::QuotaExceeded
 }
