@@ -154,6 +154,8 @@ pub fn build(engine: &Engine, options: &BuildOptions, out: &mut dyn Write) -> Re
         check_platform(platform)?;
     }
     let file = parse::parse(name, &options.dockerfile)?;
+    // Step snapshots and mounts that killed builds left behind go first.
+    engine.remove_stale_extractions();
     let mut plan = plan::plan(name, &file, options.target.as_deref())?;
     if !options.labels.is_empty()
         && let Some(last) = plan.stages.last_mut()

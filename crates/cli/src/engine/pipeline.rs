@@ -293,15 +293,16 @@ impl UnpackTap {
 }
 
 impl Engine {
-    /// Removes the unfinished layer snapshots of pulls whose process is gone (killed
-    /// mid-pull), top first, so they neither linger nor trouble `fsck`. Extractions of
-    /// running processes are left alone.
+    /// Removes the unfinished scratch snapshots of processes that are gone (a pull's layer
+    /// extractions `extract-PID-…`, a build step's working snapshots `build-PID-…`, whose
+    /// overlay is unmounted from `ROOT/build-mounts` first), top first, so they neither
+    /// linger nor trouble `fsck`. Those of running processes are left alone.
     pub(crate) fn remove_stale_extractions(&self) {
         let mut stale = Vec::new();
         let walked = self.snapshots.walk(&mut |info| {
-            let owner = info
-                .key
-                .strip_prefix("extract-")
+            let owner = ["extract-", "build-"]
+                .iter()
+                .find_map(|prefix| info.key.strip_prefix(prefix))
                 .and_then(|rest| rest.split('-').next())
                 .and_then(|pid| pid.parse::<u32>().ok());
             if let Some(pid) = owner
@@ -313,6 +314,15 @@ impl Engine {
             }
             Ok(())
         });
+        for key in stale.iter().filter(|key| key.starts_with("build-")) {
+            let dir = self.root().join("build-mounts").join(key);
+            if dir.exists() {
+                if let Err(error) = stencil_cow_fs::unmount_all(&dir) {
+                    tracing::warn!(%error, dir = %dir.display(), "cannot unmount a killed build's step");
+                }
+                let _ = std::fs::remove_dir(&dir);
+            }
+        }
         if walked.is_err() {
             return;
         }
