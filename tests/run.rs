@@ -642,6 +642,19 @@ fn writes_stay_in_their_container_until_commit() {
         .stdout_is("changed\nnew\nyes\ngroup\nos-release\npasswd\n");
     let history = stencil.run(&["history", "e2e/edited:1"]);
     assert!(history.stdout.contains("edited"), "{history}");
+    // The image has no /proc, /sys or /dev: the directories the runtime made to mount on
+    // are not the container's change, so they are in neither diff nor commit.
+    let mounted = stencil.run(&["image", "mount", "e2e/edited:1"]);
+    mounted.success();
+    let view = Path::new(mounted.stdout.trim());
+    assert!(view.join("srv/new").exists(), "{mounted}");
+    for dir in ["proc", "sys", "dev"] {
+        assert!(
+            !view.join(dir).exists(),
+            "the commit recorded the runtime's /{dir} mount point"
+        );
+    }
+    stencil.run(&["image", "unmount", "e2e/edited:1"]).success();
     stencil.run(&["rm", "first", "second"]).success();
 }
 

@@ -45,6 +45,10 @@ use crate::whiteout::{
 pub struct DiffOptions {
     /// When set, every entry's modification time is this value (seconds since the epoch).
     pub mtime: Option<u64>,
+    /// Directories (relative to the root, like `proc`) that a container runtime made to
+    /// mount on: an upper diff leaves each out when it is new (no lower has it) and holds
+    /// nothing but empty directories, as docker's init layer keeps them out of commits.
+    pub mount_points: Vec<PathBuf>,
 }
 
 impl DiffOptions {
@@ -53,6 +57,25 @@ impl DiffOptions {
         self.mtime = Some(seconds);
         self
     }
+
+    /// Leaves out the new, empty mount-point directories `dirs` (see
+    /// [`DiffOptions::mount_points`]).
+    pub fn mount_points<P: Into<PathBuf>>(
+        mut self,
+        dirs: impl IntoIterator<Item = P>,
+    ) -> DiffOptions {
+        self.mount_points = dirs.into_iter().map(Into::into).collect();
+        self
+    }
+}
+
+/// Whether `dir` holds nothing but (empty) directories.
+fn is_empty_tree(dir: &Path) -> bool {
+    fs::read_dir(dir).is_ok_and(|entries| {
+        entries.flatten().all(|entry| {
+            entry.file_type().is_ok_and(|t| t.is_dir()) && is_empty_tree(&entry.path())
+        })
+    })
 }
 
 /// Writes the layer tar for overlay upper directory `upper`, whose lower layers are
@@ -64,7 +87,13 @@ pub fn diff_upper<W: Write>(
     options: &DiffOptions,
 ) -> Result<W> {
     let mut writer = LayerWriter::new(out, options);
-    upper_dir(&mut writer, upper, lowers, Path::new(""))?;
+    upper_dir(
+        &mut writer,
+        upper,
+        lowers,
+        Path::new(""),
+        &options.mount_points,
+    )?;
     writer.finish()
 }
 
@@ -140,6 +169,7 @@ fn upper_dir(
     upper: &Path,
     lowers: &[&Path],
     rel: &Path,
+    mount_points: &[PathBuf],
 ) -> Result<()> {
     let dir = upper.join(rel);
     let mut emits = Vec::new();
@@ -167,6 +197,15 @@ fn upper_dir(
                 let child = rel.join(&name);
                 let path = upper.join(&child);
                 let meta = lstat(&path)?;
+                if meta.is_dir()
+                    && mount_points.contains(&child)
+                    && !lowers
+                        .iter()
+                        .any(|lower| lower.join(&child).symlink_metadata().is_ok())
+                    && is_empty_tree(&path)
+                {
+                    continue;
+                }
                 let xattrs = read_xattrs(&path)?;
                 if meta.is_dir()
                     && let Some(redirect) = xattr_value(&xattrs, b"trusted.overlay.redirect")
@@ -192,7 +231,7 @@ fn upper_dir(
                 };
                 writer.entry(&child, &path, &meta, &xattrs, data.as_deref())?;
                 if meta.is_dir() {
-                    upper_dir(writer, upper, lowers, &child)?;
+                    upper_dir(writer, upper, lowers, &child, mount_points)?;
                 }
             }
         }

@@ -842,6 +842,14 @@ impl<'a> Builder<'a> {
                 );
             }
             mounted.unmount()?;
+            // The runtime's /proc, /sys and /dev mount points are not the step's change.
+            let options = CommitOptions {
+                mount_points: crate::engine::RUNTIME_MOUNTPOINTS
+                    .iter()
+                    .map(|dir| (*dir).to_owned())
+                    .collect(),
+                ..options
+            };
             let committed = engine.commit_snapshot(&mounted.key, parent.as_ref(), &options)?;
             if !quiet {
                 writeln!(self.out, "Removing intermediate container {id}")?;

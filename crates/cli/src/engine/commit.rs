@@ -97,6 +97,10 @@ pub struct CommitOptions {
     pub omit_empty_layer: bool,
     /// The name to tag the new image with.
     pub reference: Option<Reference>,
+    /// Directories the runtime made in the snapshot to mount on (absolute, like `/proc`):
+    /// left out of the layer when no lower layer has them and they hold only empty
+    /// directories, as docker's init layer keeps them out of `commit`.
+    pub mount_points: Vec<String>,
 }
 
 /// What a commit produced.
@@ -152,7 +156,12 @@ impl Engine {
             );
         }
         let created = options.created.unwrap_or_else(Utc::now);
-        let mut diff_options = DiffOptions::default();
+        let mut diff_options = DiffOptions::default().mount_points(
+            options
+                .mount_points
+                .iter()
+                .map(|dir| dir.trim_start_matches('/')),
+        );
         if options.created.is_some() {
             diff_options =
                 diff_options.fixed_mtime(u64::try_from(created.timestamp()).unwrap_or(0));

@@ -502,7 +502,14 @@ impl Engine {
                 )
             })?;
         let mut changes = Vec::new();
-        upper_changes(&target.dir, &target.parents, Path::new(""), &mut changes)?;
+        let mount_points = mount_points(&container.config);
+        upper_changes(
+            &target.dir,
+            &target.parents,
+            Path::new(""),
+            &mount_points,
+            &mut changes,
+        )?;
         changes.sort_by(|a, b| a.1.cmp(&b.1));
         Ok(changes)
     }
@@ -533,6 +540,7 @@ impl Engine {
             .ok_or_else(|| anyhow!("the image of container {} is gone", container.record.name))?;
         let mut options = options.clone();
         options.keep_snapshot = true;
+        options.mount_points = mount_points(&container.config);
         if options.created_by.is_none() {
             options.created_by = Some(container.config.args.join(" "));
         }
@@ -868,7 +876,27 @@ fn read_xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
 }
 
 /// Directories the runtime creates in a root filesystem that lacks them, to mount on.
-const RUNTIME_MOUNTPOINTS: &[&str] = &["/proc", "/sys", "/dev"];
+pub(crate) const RUNTIME_MOUNTPOINTS: &[&str] = &["/proc", "/sys", "/dev"];
+
+/// The directories the runtime may make in a container's layer to mount on: `/proc`,
+/// `/sys`, `/dev`, and each `-v` target with its parents.
+fn mount_points(config: &ContainerConfig) -> Vec<String> {
+    let mut dirs: Vec<String> = RUNTIME_MOUNTPOINTS
+        .iter()
+        .map(|d| (*d).to_owned())
+        .collect();
+    for volume in &config.volumes {
+        let mut path = Path::new(&volume.container);
+        while path != Path::new("/") && !path.as_os_str().is_empty() {
+            let shown = path.display().to_string();
+            if !dirs.contains(&shown) {
+                dirs.push(shown);
+            }
+            path = path.parent().unwrap_or(Path::new("/"));
+        }
+    }
+    dirs
+}
 
 /// Whether `dir` holds nothing but (empty) directories.
 fn is_empty_tree(dir: &Path) -> bool {
@@ -885,6 +913,7 @@ fn upper_changes(
     upper: &Path,
     lowers: &[PathBuf],
     rel: &Path,
+    mount_points: &[String],
     changes: &mut Vec<(char, String)>,
 ) -> Result<()> {
     use std::os::unix::fs::FileTypeExt;
@@ -934,16 +963,16 @@ fn upper_changes(
         };
         if kind == 'A'
             && meta.is_dir()
-            && RUNTIME_MOUNTPOINTS.contains(&shown.as_str())
+            && mount_points.contains(&shown)
             && is_empty_tree(&upper.join(&child))
         {
-            // Made by the runtime to mount /proc, /sys and /dev on, as docker's init
-            // layer does; not the container's own change.
+            // Made by the runtime to mount /proc, /sys, /dev and volumes on, as docker's
+            // init layer does; not the container's own change.
             continue;
         }
         changes.push((kind, shown));
         if meta.is_dir() {
-            upper_changes(upper, lowers, &child, changes)?;
+            upper_changes(upper, lowers, &child, mount_points, changes)?;
         }
     }
     Ok(())

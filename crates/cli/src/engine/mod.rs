@@ -44,6 +44,7 @@ use stencil_layerstore::content::LocalContent;
 use stencil_registry::{Client, DockerConfig, RegistriesConfig};
 
 pub use commit::{CommitOptions, Committed};
+pub(crate) use containers::RUNTIME_MOUNTPOINTS;
 pub use containers::{
     Container, ContainerConfig, ContainerState, CreateOptions, DEFAULT_PATH, Status, VolumeConfig,
     now, parse_time, process_start_time,
