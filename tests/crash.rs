@@ -18,7 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest as _, Sha256};
-use stencil_e2e::{Stencil, stencil_binary};
+use stencil_e2e::{Stencil, root_or_skip, stencil_binary};
 
 /// splitmix64: a small, seedable generator (the tests need no statistical quality).
 struct Rng(u64);
@@ -605,22 +605,6 @@ fn parallel_pulls_share_layers_and_removals_and_tags_race_safely() {
         );
         assert_consistent(&client, "after concurrent tags");
     }
-}
-
-/// Whether the tests run as root (containers need namespaces and mounts): under CI=true
-/// they must.
-fn root_or_skip(test: &str) -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let root = status
-        .lines()
-        .find(|line| line.starts_with("Uid:"))
-        .and_then(|line| line.split_whitespace().nth(2))
-        == Some("0");
-    if !root {
-        assert!(!stencil_e2e::in_ci(), "{test} needs root under CI=true");
-        eprintln!("skipping {test}: needs root for containers");
-    }
-    root
 }
 
 /// How long an uninterrupted run of `args` takes: the shortest of three (the first run

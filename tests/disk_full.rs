@@ -6,27 +6,8 @@ use std::ffi::CString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use stencil_e2e::Stencil;
 use stencil_e2e::peers::{DockerRegistry, LayoutBuilder, skopeo_copy};
-
-/// Bytes that gzip cannot shrink, from a fixed seed (xorshift).
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        out.extend_from_slice(&state.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
+use stencil_e2e::{Stencil, noise};
 
 /// A tmpfs mounted on a directory, unmounted when dropped.
 struct Tmpfs(PathBuf);
@@ -81,12 +62,7 @@ impl Drop for Tmpfs {
 
 #[test]
 fn a_pull_that_fills_the_disk_fails_clearly_frees_its_download_and_leaves_a_working_store() {
-    if !is_root() {
-        assert!(
-            !stencil_e2e::in_ci(),
-            "under CI=true this test must run as root"
-        );
-        eprintln!("skipped: mounting a tmpfs needs root");
+    if !stencil_e2e::root_or_skip("disk_full") {
         return;
     }
     let Some(registry) = DockerRegistry::start() else {
@@ -130,12 +106,7 @@ fn a_pull_that_fills_the_disk_fails_clearly_frees_its_download_and_leaves_a_work
         after - before
     );
     stencil.run(&["images", "-q"]).success().stdout_is("");
-    let checked = stencil.run(&["fsck"]);
-    checked.success();
-    assert!(
-        checked.stdout.ends_with("store is consistent\n"),
-        "{checked}"
-    );
+    stencil.assert_consistent();
 
     // With room, the same store pulls the image and stays consistent.
     disk.resize("64m");
@@ -143,11 +114,6 @@ fn a_pull_that_fills_the_disk_fails_clearly_frees_its_download_and_leaves_a_work
     stencil
         .run(&["image", "inspect", "--format", "{{.Id}}", &image])
         .success();
-    let checked = stencil.run(&["fsck"]);
-    checked.success();
-    assert!(
-        checked.stdout.ends_with("store is consistent\n"),
-        "{checked}"
-    );
+    stencil.assert_consistent();
     drop(disk);
 }

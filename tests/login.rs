@@ -44,15 +44,6 @@ fn import(stencil: &Stencil, name: &str) {
         .success();
 }
 
-fn assert_consistent(stencil: &Stencil) {
-    let checked = stencil.run(&["fsck"]);
-    checked.success();
-    assert!(
-        checked.stdout.ends_with("store is consistent\n"),
-        "{checked}"
-    );
-}
-
 #[test]
 fn login_checks_stores_0600_and_logout_forgets() {
     let Some(registry) = DockerRegistry::start_with_htpasswd(USER, PASSWORD) else {
@@ -135,7 +126,7 @@ fn login_checks_stores_0600_and_logout_forgets() {
     run(&stencil, &["logout", &host], None)
         .success()
         .stdout_is(&format!("Not logged in to {host}\n"));
-    assert_consistent(&stencil);
+    stencil.assert_consistent();
 }
 
 #[test]
@@ -172,7 +163,7 @@ fn pull_with_wrong_stored_credentials_fails_with_125_and_stores_nothing() {
         "one clear line\n{pulled}"
     );
     stranger.run(&["images", "-aq"]).success().stdout_is("");
-    assert_consistent(&stranger);
+    stranger.assert_consistent();
 }
 
 #[test]

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use stencil_e2e::Stencil;
 use stencil_e2e::peers::{DockerRegistry, LayoutBuilder, skopeo_copy};
+use stencil_e2e::{Stencil, noise};
 
 fn write(path: &Path, content: &[u8]) {
     if let Some(dir) = path.parent() {
@@ -24,20 +24,6 @@ fn write(path: &Path, content: &[u8]) {
 fn set_mode(path: &Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-}
-
-/// Bytes that gzip cannot shrink, from a fixed seed (xorshift).
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        out.extend_from_slice(&state.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 fn mode_of(path: &Path) -> u32 {

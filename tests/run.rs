@@ -10,28 +10,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use stencil_e2e::peers::{DockerRegistry, run_peer};
-use stencil_e2e::{Stencil, in_ci, peer};
+use stencil_e2e::{Stencil, peer, root_or_skip};
 
 const IMAGE: &str = "e2e/busybox:1";
 const OS_RELEASE: &str = "NAME=\"Stencil Test Linux\"\nID=stencil-test\n";
-
-/// Whether we run as root; otherwise skips (or fails under CI) with a reason.
-fn root_or_skip(test: &str) -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let root = status
-        .lines()
-        .find(|line| line.starts_with("Uid:"))
-        .and_then(|line| line.split_whitespace().nth(2))
-        == Some("0");
-    if !root {
-        assert!(
-            !in_ci(),
-            "{test} needs root (namespaces, mounts) under CI=true"
-        );
-        eprintln!("skipping {test}: needs root for namespaces and mounts");
-    }
-    root
-}
 
 /// A store holding [`IMAGE`]; `None` when root or busybox is missing outside CI.
 fn store_with_image(test: &str) -> Option<Stencil> {

@@ -49,15 +49,6 @@ fn row(run: &Run, first: &str) -> Vec<String> {
         .collect()
 }
 
-fn assert_consistent(stencil: &Stencil) {
-    let checked = stencil.run(&["fsck"]);
-    checked.success();
-    assert!(
-        checked.stdout.ends_with("store is consistent\n"),
-        "{checked}"
-    );
-}
-
 #[test]
 fn df_counts_shared_layers_once_and_splits_shared_from_unique() {
     let stencil = Stencil::new();
@@ -194,7 +185,7 @@ fn prune_removes_dangling_images_then_with_a_every_unused_one() {
         .map(|d| d.count())
         .unwrap_or(0);
     assert_eq!(blobs, 0, "every blob reclaimed\n{all}");
-    assert_consistent(&stencil);
+    stencil.assert_consistent();
 }
 
 #[test]
@@ -237,19 +228,7 @@ fn prune_on_a_terminal_asks_and_only_yes_removes() {
         "{accepted}"
     );
     stencil.run(&["images", "-aq"]).success().stdout_is("");
-    assert_consistent(&stencil);
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix("Uid:"))
-                .and_then(|ids| ids.split_whitespace().nth(1).map(|id| id == "0"))
-        })
-        .unwrap_or(false)
+    stencil.assert_consistent();
 }
 
 /// The mount points under `dir`, from /proc/self/mountinfo.
@@ -266,9 +245,7 @@ fn mounts_under(dir: &std::path::Path) -> Vec<String> {
 
 #[test]
 fn a_relative_root_leaves_no_mount_behind() {
-    if !is_root() {
-        assert!(!stencil_e2e::in_ci(), "this test needs root under CI");
-        eprintln!("skipping: mounting needs root");
+    if !stencil_e2e::root_or_skip("a_relative_root_leaves_no_mount_behind") {
         return;
     }
     let stencil = Stencil::new();
@@ -319,5 +296,5 @@ fn a_relative_root_leaves_no_mount_behind() {
     );
     let (code, listed, stderr) = relative(&["ps", "-a", "-q"]);
     assert_eq!((code, listed.trim()), (Some(0), ""), "{stderr}");
-    assert_consistent(&stencil);
+    stencil.assert_consistent();
 }

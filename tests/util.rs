@@ -65,6 +65,17 @@ impl Stencil {
         command
     }
 
+    /// Runs `stencil fsck` and asserts that it reports a consistent store.
+    #[track_caller]
+    pub fn assert_consistent(&self) {
+        let checked = self.run(&["fsck"]);
+        checked.success();
+        assert!(
+            checked.stdout.ends_with("store is consistent\n"),
+            "{checked}"
+        );
+    }
+
     /// Runs `stencil --root ROOT ARGS…` and captures everything.
     pub fn run(&self, args: &[&str]) -> Run {
         self.run_with(args, &[], None)
@@ -184,6 +195,32 @@ pub fn stencil_binary() -> PathBuf {
 /// Whether this run is CI, where nothing may be skipped.
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// Whether the tests run as root; when not, says that `test` is skipped, and fails under
+/// `CI=true`, where tests that need root (namespaces, mounts) must run.
+pub fn root_or_skip(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        assert!(!in_ci(), "{test} needs root under CI=true");
+        eprintln!("skipping {test}: needs root for namespaces and mounts");
+    }
+    root
+}
+
+/// `len` bytes that gzip cannot shrink, the same for the same `seed` (xorshift).
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out
 }
 
 /// The path of a peer program, or `None` (with a printed reason) when it is missing outside

@@ -139,28 +139,20 @@ impl Store {
             }
             Ok(())
         })?;
-        let database = self.database();
-        database.write(|transaction| {
-            for digest in &candidates {
-                if !is_referenced(transaction, digest.as_str())
-                    .map_err(|source| database.error(source))?
-                {
-                    transaction
-                        .execute(
-                            "INSERT OR IGNORE INTO gc_pending (digest) VALUES (?1)",
-                            [digest.as_str()],
-                        )
-                        .map_err(|source| database.error(source))?;
-                }
-            }
-            Ok(())
-        })?;
+        self.mark_unreferenced_pending(&candidates)?;
         self.delete_pending()
     }
 
     /// Deletes those of `digests` that no image references and nothing holds: the blobs a
     /// failed load stored before it found the archive bad. Returns the digests deleted.
     pub fn discard_blobs(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
+        self.mark_unreferenced_pending(digests)?;
+        self.delete_pending()
+    }
+
+    /// Queues those of `digests` that no image references and nothing holds for deletion
+    /// (`gc_pending`), in one transaction.
+    fn mark_unreferenced_pending(&self, digests: &[Digest]) -> Result<()> {
         let database = self.database();
         database.write(|transaction| {
             for digest in digests {
@@ -176,8 +168,7 @@ impl Store {
                 }
             }
             Ok(())
-        })?;
-        self.delete_pending()
+        })
     }
 
     /// Deletes the pending blobs, each in a transaction that re-checks it.
