@@ -665,7 +665,73 @@ fn committed_deletions_reach_other_tools_through_a_registry() {
         .success();
     let target = format!("{}/e2e/deleted:1", registry.host());
     stencil.run(&["commit", "deleter", &target]).success();
-    stencil.run(&["push", &target]).success();
+    let inspect = |what: &str| {
+        stencil
+            .run(&["inspect", "--format", what, &target])
+            .success()
+            .stdout
+            .trim()
+            .to_owned()
+    };
+    let id = inspect("{{.Id}}");
+    // Committed layers are kept as plain tars; push compresses them, and the image then
+    // has the manifest the registry stores.
+    assert!(
+        inspect("{{json .Descriptor}}").contains("sha256"),
+        "inspect shows the manifest descriptor"
+    );
+    let pushed = stencil.run(&["push", &target]).success().stdout.clone();
+    let digest = inspect("{{.Descriptor.digest}}");
+    assert!(
+        pushed.contains(&format!("digest: {digest} ")),
+        "push reports the digest the image now has ({digest}):\n{pushed}"
+    );
+    assert_eq!(inspect("{{.Id}}"), id, "the image ID does not change");
+    let raw = run_peer(Command::new(&skopeo).args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{target}"),
+    ]));
+    let manifest: serde_json::Value =
+        serde_json::from_str(&raw).unwrap_or_else(|e| panic!("manifest {raw}: {e}"));
+    let media_types: Vec<&str> = manifest["layers"]
+        .as_array()
+        .map(|layers| {
+            layers
+                .iter()
+                .filter_map(|l| l["mediaType"].as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        !media_types.is_empty()
+            && media_types
+                .iter()
+                .all(|m| m.ends_with("+gzip") || m.ends_with(".gzip")),
+        "every pushed layer is gzip: {media_types:?}"
+    );
+    let remote = run_peer(Command::new(&skopeo).args([
+        "inspect",
+        "--format",
+        "{{.Digest}}",
+        "--tls-verify=false",
+        &format!("docker://{target}"),
+    ]));
+    assert_eq!(
+        remote.trim(),
+        digest,
+        "the registry has the image's manifest"
+    );
+    // A second push has nothing left to compress or send.
+    let again = stencil.run(&["push", &target]).success().stdout.clone();
+    assert!(again.contains(&format!("digest: {digest} ")), "{again}");
+    stencil.assert_consistent();
+    // The committed image still runs, from the compressed layer.
+    stencil
+        .run(&["run", "--rm", &target, "cat", "/etc/kept"])
+        .success()
+        .stdout_is("kept\n");
     let layout = stencil.scratch().join("layout");
     run_peer(Command::new(&skopeo).args([
         "copy",

@@ -268,6 +268,102 @@ impl Store {
         self.image_by_id(id)
     }
 
+    /// Gives `image` the manifest `manifest_digest` (in the content store, as its blobs):
+    /// the same config, so the same layers by diff ID, in other blobs; `push` uses it when
+    /// it compresses the plain-tar layers of a committed image for a registry. The image
+    /// keeps its tags, containers and snapshots; the blobs only the old manifest used are
+    /// deleted. When another record already has that manifest, it is returned and
+    /// `image` is left alone.
+    pub fn replace_manifest(
+        &self,
+        image: &ImageRecord,
+        manifest_digest: &Digest,
+    ) -> Result<ImageRecord> {
+        if let Ok(existing) = self.image(manifest_digest)
+            && existing.manifest_digest == *manifest_digest
+        {
+            return Ok(existing);
+        }
+        let manifest_bytes = self.read_blob(manifest_digest, MAX_DOCUMENT_SIZE)?;
+        let parsed = parse_document(&manifest_bytes, None, Some(manifest_digest))?;
+        let invalid = |reason: String| Error::InvalidDocument {
+            what: "manifest",
+            digest: Some(manifest_digest.clone()),
+            reason,
+        };
+        let Document::Manifest(manifest) = parsed.document else {
+            return Err(invalid(
+                "this is an index, not an image manifest".to_owned(),
+            ));
+        };
+        let config_digest = descriptor_digest(manifest.config())?;
+        if config_digest != image.config_digest {
+            return Err(invalid(format!(
+                "its config is {config_digest}, not the image's {}",
+                image.config_digest
+            )));
+        }
+        let layers = manifest_layers(&manifest)?;
+        if layers.len() != image.layers.len() {
+            return Err(invalid(format!(
+                "{} layers where the image has {}",
+                layers.len(),
+                image.layers.len()
+            )));
+        }
+        let size = manifest_bytes.len() as u64
+            + manifest.config().size()
+            + layers.iter().map(|(_, _, size)| size).sum::<u64>();
+        let mut referenced = vec![manifest_digest.clone()];
+        referenced.extend(layers.iter().map(|(digest, _, _)| digest.clone()));
+        self.database.write(|transaction| {
+            let database = |source| self.database.error(source);
+            for digest in &referenced {
+                transaction
+                    .execute("DELETE FROM gc_pending WHERE digest = ?1", [digest.as_str()])
+                    .map_err(database)?;
+                if !self.content.contains(digest)? {
+                    return Err(Error::BlobNotFound { digest: digest.clone() });
+                }
+            }
+            let changed = transaction
+                .execute(
+                    "UPDATE images SET manifest_digest = ?1, manifest_media_type = ?2, manifest_size = ?3, size = ?4
+                     WHERE id = ?5 AND manifest_digest = ?6",
+                    params![
+                        manifest_digest.as_str(),
+                        parsed.media_type,
+                        manifest_bytes.len() as i64,
+                        size as i64,
+                        image.id,
+                        image.manifest_digest.as_str(),
+                    ],
+                )
+                .map_err(database)?;
+            if changed != 1 {
+                return Err(Error::ImageNotFound {
+                    reference: image.manifest_digest.to_string(),
+                });
+            }
+            for (position, (blob, media_type, size)) in layers.iter().enumerate() {
+                transaction
+                    .execute(
+                        "UPDATE layers SET blob_digest = ?1, media_type = ?2, compressed_size = ?3
+                         WHERE image_id = ?4 AND position = ?5",
+                        params![blob.as_str(), media_type, *size as i64, image.id, position as i64],
+                    )
+                    .map_err(database)?;
+            }
+            Ok(())
+        })?;
+        self.rewrite_index()?;
+        let mut old: Vec<Digest> = vec![image.manifest_digest.clone()];
+        old.extend(image.layers.iter().map(|layer| layer.blob_digest.clone()));
+        old.retain(|digest| !referenced.contains(digest));
+        self.discard_blobs(&old)?;
+        self.image_by_id(image.id)
+    }
+
     fn image_by_id(&self, id: i64) -> Result<ImageRecord> {
         self.database.read(|connection| {
             let mut image = connection

@@ -645,3 +645,92 @@ fn load_picks_the_platform_from_a_multi_platform_index() {
         }
     }
 }
+
+#[test]
+fn an_image_takes_another_manifest_of_the_same_config() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(root.path()).expect("open");
+    let old = make_image(&store, "app:1", "amd64", &[&[("f", b"content")]]);
+    let image = store.image(&old).expect("image");
+    let old_layer = image.layers[0].blob_digest.clone();
+    // The same layer as a plain tar: its digest is the diff ID.
+    let plain = {
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_ustar();
+        header.set_size(7);
+        header.set_mode(0o644);
+        header.set_mtime(1_700_000_000);
+        header.set_entry_type(tar::EntryType::Regular);
+        builder
+            .append_data(&mut header, "f", &b"content"[..])
+            .expect("append");
+        builder.into_inner().expect("tar")
+    };
+    let plain_digest = store.put_blob(&plain).expect("store plain layer");
+    assert_eq!(plain_digest, image.layers[0].diff_id);
+    let manifest = |config: &Digest| {
+        serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": stencil_layerstore::image::media_type::OCI_MANIFEST,
+            "config": {"mediaType": stencil_layerstore::image::media_type::OCI_CONFIG,
+                       "digest": config.as_str(), "size": store.content().info(config).expect("config info").size},
+            "layers": [{"mediaType": stencil_layerstore::image::media_type::OCI_LAYER,
+                        "digest": plain_digest.as_str(), "size": plain.len()}],
+        }))
+        .expect("manifest json")
+    };
+
+    // A manifest of another config is refused and changes nothing.
+    let other = make_image(&store, "other:1", "arm64", &[&[("g", b"other")]]);
+    let other_config = store.image(&other).expect("other").config_digest;
+    let wrong = store.put_blob(&manifest(&other_config)).expect("store");
+    let refused = store.replace_manifest(&image, &wrong);
+    assert!(
+        refused.is_err_and(|e| e.to_string().contains("not the image's")),
+        "a manifest of another config is refused"
+    );
+    assert_eq!(
+        store
+            .resolve(&reference("app:1"))
+            .expect("app")
+            .manifest_digest,
+        old
+    );
+
+    let new = store
+        .put_blob(&manifest(&image.config_digest))
+        .expect("store");
+    let replaced = store.replace_manifest(&image, &new).expect("replace");
+    assert_eq!(replaced.id, image.id, "the same record");
+    assert_eq!(replaced.manifest_digest, new);
+    assert_eq!(replaced.layers[0].blob_digest, plain_digest);
+    assert_eq!(replaced.layers[0].diff_id, image.layers[0].diff_id);
+    assert_eq!(replaced.layers[0].chain_id, image.layers[0].chain_id);
+    let tagged = store.resolve(&reference("app:1")).expect("tag follows");
+    assert_eq!(tagged.manifest_digest, new);
+    assert!(
+        store.image(&old).is_err(),
+        "the old manifest names no image"
+    );
+    assert!(
+        !store.content().contains(&old).expect("contains"),
+        "old manifest deleted"
+    );
+    assert!(
+        !store.content().contains(&old_layer).expect("contains"),
+        "old layer deleted"
+    );
+    // The layout index names the new manifest.
+    let index = std::fs::read_to_string(root.path().join("index.json")).expect("index");
+    assert!(
+        index.contains(new.as_str()) && !index.contains(old.as_str()),
+        "{index}"
+    );
+    let report = store.fsck(&FsckOptions::default()).expect("fsck");
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    // Replacing with the manifest it already has returns it.
+    assert_eq!(
+        store.replace_manifest(&replaced, &new).expect("again").id,
+        image.id
+    );
+}

@@ -809,8 +809,9 @@ fn commit(b: &Bench, image: &Image, compression: Compression) -> Result<Case> {
     case.notes.push(
         "The container is made once (`run --name bench-commit IMG sh -c 'mkdir /bench-files; \
          … printf > f$i …'`) and committed again on each run; tar reads the same upper \
-         directory. stencil's commit also compresses (gzip) and hashes the layer and writes \
-         the image; `tar -czf` shows what compression alone costs."
+         directory. stencil's commit also hashes the layer and writes the image; it keeps \
+         the layer as a plain tar, as docker does, and compresses it at the first push \
+         (`tar -czf` shows what compressing here would cost)."
             .to_owned(),
     );
     remove_if_present(&root)?;

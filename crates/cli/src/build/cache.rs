@@ -111,6 +111,32 @@ impl BuildCache {
         Ok(())
     }
 
+    /// Makes the entries and the final mark that name the image with manifest `old` name
+    /// `new` instead: the same image under another manifest (`push` compresses the layers
+    /// of built images), so that its steps stay cached.
+    pub fn rename_image(&self, old: &Digest, new: &Digest) -> Result<()> {
+        let Ok(dir) = std::fs::read_dir(&self.dir) else {
+            return Ok(());
+        };
+        for entry in dir.flatten() {
+            let path = entry.path();
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            if text.trim() == old.as_str()
+                && let Some(key) = path.file_name().and_then(|name| name.to_str())
+            {
+                self.put(key, new)?;
+            }
+        }
+        let finals = self.dir.join(FINAL_DIR);
+        if finals.join(old.hex()).exists() {
+            self.mark_final(new)?;
+            let _ = std::fs::remove_file(finals.join(old.hex()));
+        }
+        Ok(())
+    }
+
     /// The manifest digests (as text) of images made by build steps that were never a
     /// build's result: docker's intermediate images.
     pub fn intermediate_images(&self) -> BTreeSet<String> {

@@ -5,10 +5,11 @@
 //! for steps such as `ENV` or `CMD` that change the config and no file.
 //!
 //! [`Engine::commit_snapshot`] streams the snapshotter's diff of the active snapshot
-//! (overlay whiteouts become `.wh.` entries, opaque directories `.wh..wh..opq`) through a
-//! hasher (the diff ID, over the plain tar) and a gzip encoder straight into the content
-//! store's ingester (which hashes the compressed blob), so memory does not grow with the
-//! change. The new config is the parent's (or an empty one for `scratch`) with the
+//! (overlay whiteouts become `.wh.` entries, opaque directories `.wh..wh..opq`) straight
+//! into the content store's ingester as a plain tar (`application/vnd.oci.image.layer.v1.tar`),
+//! so memory does not grow with the change and the blob's digest is the diff ID: one hash
+//! and no compression, as docker and containers/storage keep committed layers. `push`
+//! compresses such layers on their way to a registry ([`Engine::distributable`]). The new config is the parent's (or an empty one for `scratch`) with the
 //! options' changes applied, the new diff ID appended to `rootfs.diff_ids` and a history
 //! entry appended; the manifest lists the parent's layers plus the new one. The image is
 //! recorded and tagged when asked. Without [`CommitOptions::keep_snapshot`] the active
@@ -57,14 +58,20 @@ use serde_json::{Map, Value, json};
 use stencil_cow_fs::{DiffOptions, ErrorKind as SnapshotErrorKind, Snapshotter};
 use stencil_layerstore::ImageRecord;
 use stencil_layerstore::content::LocalWriter;
-use stencil_layerstore::content::{ContentWriter, Digester, Ingester};
+use stencil_layerstore::content::{ContentWriter, Ingester};
 use stencil_layerstore::image::Platform;
 use stencil_layerstore::image::chain_id;
-use stencil_layerstore::image::media_type::{OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST, to_oci};
-use stencil_reference::{Algorithm, Digest, Reference};
+use stencil_layerstore::image::media_type::{OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, to_oci};
+use stencil_reference::{Digest, Reference};
 
 use super::Engine;
 use super::changes::apply_change;
+
+/// The annotation on a layer descriptor that marks a layer committed here and kept as a
+/// plain tar: `push` compresses it (with the algorithm named, `gzip`) on its first push.
+/// Layers that came from elsewhere as plain tars are pushed as they are, so that their
+/// digests stay those of the source.
+pub const COMPRESS_ON_PUSH: &str = "io.stencil.compress-on-push";
 
 /// The largest parent config read into memory.
 const MAX_CONFIG_SIZE: u64 = 64 << 20;
@@ -115,9 +122,9 @@ pub struct Committed {
 
 /// A layer blob just written to the content store.
 pub(crate) struct NewLayer {
-    /// The compressed blob's digest.
+    /// The blob's digest (the diff ID for a plain tar).
     pub blob_digest: Digest,
-    /// The compressed blob's size.
+    /// The blob's size.
     pub size: u64,
     /// sha256 of the plain tar.
     pub diff_id: Digest,
@@ -227,7 +234,7 @@ impl Engine {
         })
     }
 
-    /// Streams the diff of `key` into a gzip layer in the content store's ingester; the
+    /// Streams the diff of `key` as a plain tar into the content store's ingester; the
     /// caller commits or aborts the writer.
     fn write_layer(&self, key: &str, diff_options: &DiffOptions) -> Result<WrittenLayer> {
         static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -240,29 +247,24 @@ impl Engine {
         let writer = content
             .writer(&ingest_ref)
             .with_context(|| format!("cannot start writing the layer of snapshot {key}"))?;
-        let Some(digester) = Digester::new(Algorithm::Sha256) else {
-            bail!("sha256 is not available to hash the layer");
-        };
-        // Commits are local and often large: the fastest gzip level keeps a commit close to
-        // the cost of writing a plain tar, at a modest cost in size.
-        let mut hashed = PlainTarHasher {
-            inner: flate2::write::GzEncoder::new(writer, flate2::Compression::fast()),
-            digester,
+        // The layer is stored as a plain tar, as docker and containers/storage keep a
+        // committed layer: its digest is its diff ID (one hash, no compression), and a
+        // commit costs little more than writing the tar. `push` compresses it on the way
+        // to a registry (see `Engine::distributable`).
+        let mut tracked = EntryTracker {
+            inner: writer,
             has_entries: false,
         };
-        let diffed = self.snapshots.diff(key, &mut hashed, diff_options);
+        let diffed = self.snapshots.diff(key, &mut tracked, diff_options);
         if let Err(error) = diffed {
-            let _ = hashed.inner.finish().map(ContentWriter::abort);
+            let _ = tracked.inner.abort();
             return Err(anyhow::Error::from(error).context(format!(
                 "cannot write the changes of snapshot {key} as a layer"
             )));
         }
-        let changed = hashed.has_entries;
-        let diff_id = hashed.digester.finish();
-        let writer = hashed
-            .inner
-            .finish()
-            .with_context(|| format!("cannot compress the layer of snapshot {key}"))?;
+        let changed = tracked.has_entries;
+        let writer = tracked.inner;
+        let diff_id = writer.digest();
         let pending = PendingLayer { writer, diff_id };
         Ok(if changed {
             WrittenLayer::Changed(pending)
@@ -415,27 +417,20 @@ impl Engine {
 
         let config_bytes = serde_json::to_vec(&config)?;
         let config_digest = self.store.put_blob(&config_bytes)?;
-        let mut layers: Vec<Value> = parent
-            .map(|image| {
-                image
-                    .layers
-                    .iter()
-                    .map(|l| {
-                        json!({
-                            "mediaType": to_oci(&l.media_type),
-                            "digest": l.blob_digest.to_string(),
-                            "size": l.compressed_size,
-                        })
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mut layers: Vec<Value> = match parent {
+            Some(image) => self.layer_descriptors(image)?,
+            None => Vec::new(),
+        };
         if let Some(layer) = layer {
-            layers.push(json!({
+            let mut descriptor = json!({
                 "mediaType": layer.media_type,
                 "digest": layer.blob_digest.to_string(),
                 "size": layer.size,
-            }));
+            });
+            if layer.media_type == OCI_LAYER {
+                descriptor["annotations"] = json!({COMPRESS_ON_PUSH: "gzip"});
+            }
+            layers.push(descriptor);
         }
         let manifest = json!({
             "schemaVersion": 2,
@@ -448,6 +443,47 @@ impl Engine {
             "layers": layers,
         });
         Ok(self.store.put_blob(&serde_json::to_vec(&manifest)?)?)
+    }
+
+    /// The layer descriptors of `image` for a manifest of an image on top of it: media
+    /// types in their OCI spelling, and the [`COMPRESS_ON_PUSH`] mark of layers committed
+    /// here and not pushed yet.
+    fn layer_descriptors(&self, image: &ImageRecord) -> Result<Vec<Value>> {
+        let marked: Vec<bool> = if image.layers.iter().any(|l| l.media_type == OCI_LAYER) {
+            let bytes = self
+                .store
+                .read_blob(&image.manifest_digest, MAX_CONFIG_SIZE)
+                .with_context(|| format!("cannot read manifest {}", image.manifest_digest))?;
+            let manifest: Value = serde_json::from_slice(&bytes)
+                .with_context(|| format!("manifest {} is not JSON", image.manifest_digest))?;
+            manifest["layers"]
+                .as_array()
+                .map(|layers| {
+                    layers
+                        .iter()
+                        .map(|l| l["annotations"][COMPRESS_ON_PUSH].is_string())
+                        .collect()
+                })
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        Ok(image
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(position, l)| {
+                let mut descriptor = json!({
+                    "mediaType": to_oci(&l.media_type),
+                    "digest": l.blob_digest.to_string(),
+                    "size": l.compressed_size,
+                });
+                if marked.get(position).copied().unwrap_or(false) {
+                    descriptor["annotations"] = json!({COMPRESS_ON_PUSH: "gzip"});
+                }
+                descriptor
+            })
+            .collect())
     }
 
     /// The whole config document of `image`, as JSON.
@@ -505,23 +541,21 @@ fn finish_layer(pending: PendingLayer) -> Result<NewLayer> {
         blob_digest,
         size,
         diff_id,
-        media_type: OCI_LAYER_GZIP,
+        media_type: OCI_LAYER,
     })
 }
 
-/// Hashes the plain tar on its way to the compressor and notes whether it holds any entry
-/// (a tar with none is only zero blocks).
-struct PlainTarHasher<W> {
+/// Notes whether the tar on its way to the store holds any entry (a tar with none is only
+/// zero blocks).
+struct EntryTracker<W> {
     inner: W,
-    digester: Digester,
     has_entries: bool,
 }
 
-impl<W: Write> Write for PlainTarHasher<W> {
+impl<W: Write> Write for EntryTracker<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.inner.write(buf)?;
-        self.digester.update(&buf[..n]);
-        self.has_entries |= buf[..n].iter().any(|b| *b != 0);
+        self.has_entries = self.has_entries || buf[..n].iter().any(|b| *b != 0);
         Ok(n)
     }
 
@@ -536,6 +570,7 @@ mod tests {
 
     use super::*;
     use crate::engine::ImportOptions;
+    use stencil_layerstore::image::media_type::OCI_LAYER_GZIP;
 
     /// Commits need a snapshot store with whiteouts (character devices), so root.
     fn root_or_skip(test: &str) -> bool {
@@ -571,10 +606,9 @@ mod tests {
 
     fn layer_names(engine: &Engine, digest: &Digest) -> Vec<String> {
         let blob = engine.store.content().blob_path(digest);
-        let file = std::fs::File::open(&blob).unwrap_or_else(|e| panic!("{e}"));
         let mut plain = Vec::new();
-        flate2::read::GzDecoder::new(file)
-            .read_to_end(&mut plain)
+        std::fs::File::open(&blob)
+            .and_then(|mut file| file.read_to_end(&mut plain))
             .unwrap_or_else(|e| panic!("{e}"));
         let mut archive = tar::Archive::new(plain.as_slice());
         archive
@@ -650,6 +684,30 @@ mod tests {
         assert_eq!(image.layers.len(), 2);
         assert_eq!(image.layers[0], base.layers[0]);
         let top = &image.layers[1];
+        // Stored as a plain tar: the blob is the diff.
+        assert_eq!(top.media_type, OCI_LAYER);
+        assert_eq!(top.blob_digest, top.diff_id);
+        let marks = |image: &ImageRecord| -> Vec<bool> {
+            let bytes = engine
+                .store
+                .read_blob(&image.manifest_digest, 1 << 20)
+                .unwrap_or_else(|e| panic!("{e}"));
+            let manifest: Value = serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{e}"));
+            manifest["layers"]
+                .as_array()
+                .map(|layers| {
+                    layers
+                        .iter()
+                        .map(|l| l["annotations"][COMPRESS_ON_PUSH] == json!("gzip"))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            marks(image),
+            [false, true],
+            "only the committed layer is marked"
+        );
         assert_eq!(
             layer_names(&engine, &top.blob_digest),
             ["etc", "etc/.wh.gone", "etc/new"]
@@ -762,6 +820,30 @@ mod tests {
             .image_config(&unchanged.image)
             .unwrap_or_else(|e| panic!("{e:#}"));
         assert_eq!(config["history"][2]["empty_layer"], json!(true));
+        assert_eq!(
+            marks(&unchanged.image),
+            [false, true],
+            "the parent's mark stays"
+        );
+        // Its first push compresses the marked layer: same config and layers by diff ID.
+        let shipped = engine
+            .distributable(&unchanged.image)
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(shipped.id, unchanged.image.id);
+        assert_eq!(shipped.config_digest, unchanged.image.config_digest);
+        assert_ne!(shipped.manifest_digest, unchanged.image.manifest_digest);
+        assert_eq!(shipped.layers[1].media_type, OCI_LAYER_GZIP);
+        assert_eq!(shipped.layers[1].diff_id, top.diff_id);
+        assert_eq!(marks(&shipped), [false, false]);
+        let again = engine
+            .distributable(&shipped)
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(
+            again.manifest_digest, shipped.manifest_digest,
+            "nothing left to do"
+        );
+        let checked = engine.fsck(false).unwrap_or_else(|e| panic!("{e:#}"));
+        assert!(checked.is_clean(), "{checked:?}");
 
         // A config-only step on scratch, then a wrong parent is refused.
         let scratch = engine

@@ -2,11 +2,18 @@
 
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+use stencil_layerstore::ImageRecord;
+use stencil_layerstore::content::Provider;
+use stencil_layerstore::image::media_type::{
+    DOCKER_LAYER_GZIP, DOCKER_MANIFEST, OCI_LAYER, OCI_LAYER_GZIP,
+};
 use stencil_reference::{Digest, Reference};
 use stencil_registry::{Descriptor, ProgressEvent, PushOptions};
 
 use super::Engine;
+use super::commit::COMPRESS_ON_PUSH;
 
 /// The outcome of [`Engine::push`].
 #[derive(Debug, Clone)]
@@ -28,6 +35,7 @@ impl Engine {
             .store
             .resolve(reference)
             .with_context(|| format!("no local image {} to push", reference.familiar()))?;
+        let image = self.distributable(&image)?;
         // The platform manifest is pushed, not a multi-platform index whose other
         // platforms this store does not hold.
         let root = Descriptor::new(
@@ -55,5 +63,91 @@ impl Engine {
             digest,
             size: image.manifest_size,
         })
+    }
+
+    /// `image` in the form it travels in: committed and built layers are kept as plain
+    /// tars (their digest is their diff ID, and a commit does not pay for compression),
+    /// marked [`COMPRESS_ON_PUSH`]; before their first push they are compressed with gzip,
+    /// as docker and podman do, and the image is given the manifest naming the compressed
+    /// blobs, so that its digest is the one the registry will report and later pushes
+    /// compress nothing. Other images, plain-tar layers from elsewhere included, are
+    /// returned as they are, so that a push keeps their source digests.
+    pub fn distributable(&self, image: &ImageRecord) -> Result<ImageRecord> {
+        if !image
+            .layers
+            .iter()
+            .any(|layer| layer.media_type == OCI_LAYER)
+        {
+            return Ok(image.clone());
+        }
+        let bytes = self
+            .store
+            .read_blob(&image.manifest_digest, 4 << 20)
+            .with_context(|| format!("cannot read manifest {}", image.manifest_digest))?;
+        let mut manifest: Value = serde_json::from_slice(&bytes)
+            .with_context(|| format!("manifest {} is not JSON", image.manifest_digest))?;
+        let docker = manifest.get("mediaType").and_then(Value::as_str) == Some(DOCKER_MANIFEST);
+        let Some(layers) = manifest.get_mut("layers").and_then(Value::as_array_mut) else {
+            bail!("manifest {} lists no layers", image.manifest_digest);
+        };
+        let mut changed = false;
+        for layer in layers.iter_mut() {
+            if !layer["annotations"][COMPRESS_ON_PUSH].is_string() {
+                continue;
+            }
+            changed = true;
+            let digest: Digest = layer
+                .get("digest")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .parse()
+                .with_context(|| {
+                    format!(
+                        "manifest {} names a bad layer digest",
+                        image.manifest_digest
+                    )
+                })?;
+            let blob = self
+                .content
+                .open(&digest)
+                .with_context(|| format!("cannot read layer {digest}"))?;
+            let mut gzip = flate2::read::GzEncoder::new(
+                std::io::BufReader::with_capacity(1 << 20, blob),
+                flate2::Compression::default(),
+            );
+            let (compressed, size) = self
+                .store
+                .ingest(&mut gzip, None)
+                .with_context(|| format!("cannot compress layer {digest}"))?;
+            layer["mediaType"] = json!(if docker {
+                DOCKER_LAYER_GZIP
+            } else {
+                OCI_LAYER_GZIP
+            });
+            layer["digest"] = json!(compressed.to_string());
+            layer["size"] = json!(size);
+            if let Some(annotations) = layer.get_mut("annotations").and_then(Value::as_object_mut) {
+                annotations.remove(COMPRESS_ON_PUSH);
+                if annotations.is_empty() {
+                    layer.as_object_mut().map(|l| l.remove("annotations"));
+                }
+            }
+        }
+        if !changed {
+            return Ok(image.clone());
+        }
+        let manifest_digest = self.store.put_blob(&serde_json::to_vec(&manifest)?)?;
+        let replaced = self
+            .store
+            .replace_manifest(image, &manifest_digest)
+            .with_context(|| {
+                format!(
+                    "cannot record the compressed form of image {}",
+                    image.config_digest
+                )
+            })?;
+        crate::build::cache::BuildCache::open(self.root())?
+            .rename_image(&image.manifest_digest, &replaced.manifest_digest)?;
+        Ok(replaced)
     }
 }
