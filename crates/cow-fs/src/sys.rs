@@ -15,8 +15,8 @@
 use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
 
 fn check(result: libc::c_int) -> io::Result<libc::c_int> {
     if result < 0 {
@@ -338,10 +338,34 @@ pub fn set_xattr_at(dir: BorrowedFd<'_>, name: &CStr, key: &CStr, value: &[u8]) 
 /// symlink), sorted by name.
 pub fn xattrs_of(path: &Path) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let c = cpath(path)?;
+    collect_xattrs(
+        // SAFETY: NUL-terminated path; the caller passes a buffer and its length.
+        |buf, len| unsafe { libc::llistxattr(c.as_ptr(), buf, len) },
+        // SAFETY: NUL-terminated strings; the caller passes a buffer and its length.
+        |key, buf, len| unsafe { libc::lgetxattr(c.as_ptr(), key.as_ptr(), buf, len) },
+    )
+}
+
+/// [`xattrs_of`] for an open file or directory: no path lookup.
+pub fn xattrs_of_fd(fd: BorrowedFd<'_>) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let raw = fd.as_raw_fd();
+    collect_xattrs(
+        // SAFETY: valid fd; the caller passes a buffer and its length.
+        |buf, len| unsafe { libc::flistxattr(raw, buf, len) },
+        // SAFETY: valid fd, NUL-terminated key; the caller passes a buffer and its length.
+        |key, buf, len| unsafe { libc::fgetxattr(raw, key.as_ptr(), buf, len) },
+    )
+}
+
+/// Lists the attribute names with `list` and reads each with `get` (both called with a
+/// buffer and its length, returning a length or -1 with errno), sorted by name.
+fn collect_xattrs(
+    list: impl Fn(*mut libc::c_char, usize) -> isize,
+    get: impl Fn(&CStr, *mut libc::c_void, usize) -> isize,
+) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let mut names = vec![0u8; 1024];
     let len = loop {
-        // SAFETY: NUL-terminated path; buffer pointer and length match.
-        let n = unsafe { libc::llistxattr(c.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
+        let n = list(names.as_mut_ptr().cast(), names.len());
         if n >= 0 {
             break n as usize;
         }
@@ -357,15 +381,7 @@ pub fn xattrs_of(path: &Path) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let ckey = cstring(key)?;
         let mut value = vec![0u8; 256];
         loop {
-            // SAFETY: NUL-terminated strings; buffer pointer and length match.
-            let n = unsafe {
-                libc::lgetxattr(
-                    c.as_ptr(),
-                    ckey.as_ptr(),
-                    value.as_mut_ptr().cast(),
-                    value.len(),
-                )
-            };
+            let n = get(&ckey, value.as_mut_ptr().cast(), value.len());
             if n >= 0 {
                 value.truncate(n as usize);
                 break;
@@ -384,6 +400,45 @@ pub fn xattrs_of(path: &Path) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
     }
     out.sort();
     Ok(out)
+}
+
+/// Opens the regular file `name` inside `dir` for reading, without following a symlink.
+pub fn open_file_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<std::fs::File> {
+    // SAFETY: valid fd and NUL-terminated name; result checked.
+    let fd = check(unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    })?;
+    // SAFETY: fresh descriptor, owned by the returned file.
+    Ok(std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+/// The target of the symlink `name` inside `dir`.
+pub fn read_link_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<PathBuf> {
+    let mut buf = vec![0u8; 256];
+    loop {
+        // SAFETY: valid fd, NUL-terminated name; buffer pointer and length match.
+        let n = unsafe {
+            libc::readlinkat(
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let n = n as usize;
+        if n < buf.len() {
+            buf.truncate(n);
+            return Ok(PathBuf::from(std::ffi::OsString::from_vec(buf)));
+        }
+        buf.resize(buf.len() * 4, 0);
+    }
 }
 
 /// Sets an extended attribute on `path` without following a final symlink.
@@ -405,6 +460,15 @@ pub fn set_xattr_path(path: &Path, key: &[u8], value: &[u8]) -> io::Result<()> {
 
 /// The names in directory `dir`, without `.` and `..`, in the order the kernel gives.
 pub fn read_dir_names(dir: BorrowedFd<'_>) -> io::Result<Vec<CString>> {
+    Ok(read_dir_entries(dir)?
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect())
+}
+
+/// The names in directory `dir` with their `d_type` (`DT_UNKNOWN` where the filesystem
+/// does not tell), without `.` and `..`, in the order the kernel gives.
+pub fn read_dir_entries(dir: BorrowedFd<'_>) -> io::Result<Vec<(CString, u8)>> {
     // The stream takes ownership of a duplicate so that `dir` stays usable.
     // SAFETY: valid fd; result checked.
     let dup = check(unsafe { libc::fcntl(dir.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) })?;
@@ -437,7 +501,8 @@ pub fn read_dir_names(dir: BorrowedFd<'_>) -> io::Result<Vec<CString>> {
         let name = unsafe { CStr::from_ptr((*entry).d_name.as_ptr()) };
         let bytes = name.to_bytes();
         if bytes != b"." && bytes != b".." {
-            names.push(name.to_owned());
+            // SAFETY: `entry` is a valid entry returned by readdir64.
+            names.push((name.to_owned(), unsafe { (*entry).d_type }));
         }
     }
 }
