@@ -60,7 +60,7 @@ impl Default for PushOptions {
         PushOptions {
             mount_from: Vec::new(),
             monolithic_limit: 16 * 1024 * 1024,
-            chunk_size: 8 * 1024 * 1024,
+            chunk_size: 64 * 1024 * 1024,
             concurrency: None,
         }
     }
