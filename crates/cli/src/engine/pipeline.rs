@@ -44,7 +44,7 @@ use super::{Engine, PullEvent};
 
 /// Network pieces queued between the download and one layer's unpack; the download waits
 /// beyond that, so memory stays bounded whatever the layer's size.
-const FEED_QUEUE: usize = 16;
+const FEED_QUEUE: usize = 8;
 /// The largest config read to plan the unpack.
 const CONFIG_LIMIT: u64 = 8 << 20;
 

@@ -24,7 +24,7 @@ use super::tap::BlobStream;
 
 /// Batches in flight between the network and the worker: with [`BATCH`], a few MiB per
 /// blob at most.
-const QUEUE: usize = 8;
+const QUEUE: usize = 4;
 
 /// Bytes gathered before a batch goes to the worker.
 const BATCH: usize = 512 << 10;
