@@ -559,6 +559,25 @@ fn push(b: &Bench, image: &Image, compression: Compression) -> Result<Case> {
             command.args(&blobs);
             command
         }),
+        // What the registry itself costs: each blob streamed in one PATCH by curl, one
+        // after the other, with no manifest, config or existence checks.
+        Contender::new("curl PATCH", Role::Floor, || {
+            let mut command = Command::new("sh");
+            command
+                .arg("-c")
+                .arg(
+                    "host=$1; shift; for f; do \
+                     l=$(curl -sfi -X POST \"http://$host/v2/bench/floor/blobs/uploads/\" \
+                     | tr -d '\\r' | sed -n 's/^[Ll]ocation: //p'); \
+                     curl -sf -o /dev/null -X PATCH -H 'Content-Type: application/octet-stream' \
+                     -T \"$f\" \"$l\" || exit 1; done",
+                )
+                .arg("sh")
+                .arg(format!("127.0.0.1:{port}"))
+                .args(&blobs);
+            command
+        })
+        .prepare(restart),
     ];
     case.rows = alternate(&mut contenders, b.options.runs, &b.log)?;
     drop(contenders);
@@ -567,7 +586,8 @@ fn push(b: &Bench, image: &Image, compression: Compression) -> Result<Case> {
     case.notes.push(
         "The registry is restarted empty before each push (not timed); stencil pushes \
          from its store what `stencil pull` put there, skopeo from the OCI layout: the \
-         same compressed bytes."
+         same compressed bytes. `curl PATCH` is the registry's own cost: the blobs \
+         streamed one by one, one request each, into a fresh registry."
             .to_owned(),
     );
     remove_if_present(&root)?;

@@ -37,6 +37,7 @@ const PACKAGES: &[(&str, &str)] = &[
     ("umoci", "umoci"),
     ("docker-registry", "docker-registry"),
     ("zstd", "zstd"),
+    ("curl", "curl"),
 ];
 
 const USAGE: &str =
