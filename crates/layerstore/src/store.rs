@@ -341,6 +341,19 @@ impl Store {
                 )
                 .map_err(database)?;
             if changed != 1 {
+                // Another process (a concurrent push of the same image) may have made the
+                // same replacement first: compression is deterministic, so it is this one.
+                let current: Option<String> = transaction
+                    .query_row(
+                        "SELECT manifest_digest FROM images WHERE id = ?1",
+                        [image.id],
+                        |row| row.get(0),
+                    )
+                    .optional()
+                    .map_err(database)?;
+                if current.as_deref() == Some(manifest_digest.as_str()) {
+                    return Ok(());
+                }
                 return Err(Error::ImageNotFound {
                     reference: image.manifest_digest.to_string(),
                 });

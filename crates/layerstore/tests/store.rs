@@ -728,9 +728,17 @@ fn an_image_takes_another_manifest_of_the_same_config() {
     );
     let report = store.fsck(&FsckOptions::default()).expect("fsck");
     assert!(report.problems.is_empty(), "{:?}", report.problems);
-    // Replacing with the manifest it already has returns it.
+    // Replacing with the manifest it already has returns it, also from a stale record
+    // (a second push of the same image that compressed the same layers).
     assert_eq!(
         store.replace_manifest(&replaced, &new).expect("again").id,
         image.id
+    );
+    assert_eq!(
+        store
+            .replace_manifest(&image, &new)
+            .expect("stale")
+            .manifest_digest,
+        new
     );
 }
