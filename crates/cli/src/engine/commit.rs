@@ -703,11 +703,9 @@ mod tests {
                 })
                 .unwrap_or_default()
         };
-        assert_eq!(
-            marks(image),
-            [false, true],
-            "only the committed layer is marked"
-        );
+        // The imported base layer is a marked plain tar too; the mark is carried over.
+        assert_eq!(marks(&base), [true]);
+        assert_eq!(marks(image), [true, true], "both plain layers are marked");
         assert_eq!(
             layer_names(&engine, &top.blob_digest),
             ["etc", "etc/.wh.gone", "etc/new"]
@@ -822,8 +820,8 @@ mod tests {
         assert_eq!(config["history"][2]["empty_layer"], json!(true));
         assert_eq!(
             marks(&unchanged.image),
-            [false, true],
-            "the parent's mark stays"
+            [true, true],
+            "the parent's marks stay"
         );
         // Its first push compresses the marked layer: same config and layers by diff ID.
         let shipped = engine
@@ -832,8 +830,11 @@ mod tests {
         assert_eq!(shipped.id, unchanged.image.id);
         assert_eq!(shipped.config_digest, unchanged.image.config_digest);
         assert_ne!(shipped.manifest_digest, unchanged.image.manifest_digest);
-        assert_eq!(shipped.layers[1].media_type, OCI_LAYER_GZIP);
-        assert_eq!(shipped.layers[1].diff_id, top.diff_id);
+        for (shipped, plain) in shipped.layers.iter().zip(&unchanged.image.layers) {
+            assert_eq!(shipped.media_type, OCI_LAYER_GZIP);
+            assert_eq!(shipped.diff_id, plain.diff_id);
+            assert_eq!(shipped.chain_id, plain.chain_id);
+        }
         assert_eq!(marks(&shipped), [false, false]);
         let again = engine
             .distributable(&shipped)

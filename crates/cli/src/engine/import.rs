@@ -1,8 +1,10 @@
 //! `import`: a root filesystem tarball (plain, gzip or zstd) becomes a one-layer image.
 //!
-//! The tarball is read once: it is decompressed, its plain bytes are hashed (the diff ID)
-//! and gzip-compressed straight into the content store's ingester, which hashes the
-//! compressed bytes (the blob digest) and commits them atomically. Nothing is buffered, so
+//! The tarball is read once: it is decompressed and its plain bytes go straight into the
+//! content store's ingester, which hashes them and commits them atomically. The layer is
+//! kept as a plain tar, as docker and podman keep an imported layer: its digest is its diff
+//! ID, and it is marked to be gzip-compressed at its first push, like a committed layer
+//! (see `Engine::distributable`), so an import costs no compression. Nothing is buffered, so
 //! memory does not grow with the tarball. The config and manifest are written next, the
 //! image is recorded in one transaction, and its layer is unpacked; if unpacking fails the
 //! image is removed again, so bad input never leaves a half image behind.
@@ -26,9 +28,8 @@ use chrono::{SecondsFormat, Utc};
 use serde_json::Map;
 use stencil_cow_fs::compression::{decompress, detect};
 use stencil_layerstore::ImageRecord;
-use stencil_layerstore::content::Digester;
-use stencil_layerstore::image::media_type::OCI_LAYER_GZIP;
-use stencil_reference::{Algorithm, Digest, Reference};
+use stencil_layerstore::image::media_type::OCI_LAYER;
+use stencil_reference::{Digest, Reference};
 
 use super::Engine;
 use super::changes::apply_change;
@@ -71,39 +72,32 @@ impl Engine {
         let source = &options.source;
         let (kind, peeked) = detect(tarball).with_context(|| format!("cannot read {source}"))?;
         let plain = decompress(kind, peeked).with_context(|| format!("cannot read {source}"))?;
-        let Some(digester) = Digester::new(Algorithm::Sha256) else {
-            bail!("sha256 is not available to hash the layer");
-        };
-        let hashed = PlainTarHasher {
+        let mut checked = TarCheck {
             inner: plain,
-            digester,
-            size: 0,
             first_block: Vec::with_capacity(TAR_BLOCK),
             not_tar: false,
             read_error: None,
         };
-        let mut gzip = flate2::read::GzEncoder::new(hashed, flate2::Compression::default());
-        let (blob_digest, blob_size) = match self.store.ingest(&mut gzip, None) {
+        let (blob_digest, blob_size) = match self.store.ingest(&mut checked, None) {
             Ok(stored) => stored,
-            Err(_) if gzip.get_ref().not_tar => bail!(
+            Err(_) if checked.not_tar => bail!(
                 "cannot import {source}: it is not a tar archive (plain, gzip or zstd); give a root filesystem tarball"
             ),
-            Err(_) if gzip.get_ref().read_error.is_some() => bail!(
+            Err(_) if checked.read_error.is_some() => bail!(
                 "cannot import {source}: it is truncated or corrupt ({})",
-                gzip.get_ref().read_error.as_deref().unwrap_or_default()
+                checked.read_error.as_deref().unwrap_or_default()
             ),
             Err(error) => {
                 return Err(anyhow::Error::from(error).context(format!("cannot import {source}")));
             }
         };
-        let hashed = gzip.into_inner();
-        let diff_id = hashed.digester.finish();
 
+        // A plain tar: the blob is the diff.
         let layer = NewLayer {
+            diff_id: blob_digest.clone(),
             blob_digest,
             size: blob_size,
-            diff_id,
-            media_type: OCI_LAYER_GZIP,
+            media_type: OCI_LAYER,
         };
         let history = HistoryEntry {
             created: Utc::now().to_rfc3339_opts(SecondsFormat::Nanos, true),
@@ -147,12 +141,9 @@ impl Engine {
     }
 }
 
-/// Hashes the plain tar stream as the gzip encoder pulls it, and refuses a stream whose
-/// first block is not a tar header before anything is committed.
-struct PlainTarHasher<R> {
+/// Refuses a stream whose first block is not a tar header before anything is committed.
+struct TarCheck<R> {
     inner: R,
-    digester: Digester,
-    size: u64,
     first_block: Vec<u8>,
     /// Set when the first block was refused, so the caller can say so plainly.
     not_tar: bool,
@@ -160,10 +151,8 @@ struct PlainTarHasher<R> {
     read_error: Option<String>,
 }
 
-impl<R: Read> Read for PlainTarHasher<R> {
+impl<R: Read> Read for TarCheck<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        // Fill the whole buffer: the compressor then sees the same chunks whatever the
-        // source's own read sizes, so the same tar always gives the same layer blob.
         let mut n = 0;
         while n < buf.len() {
             match self.inner.read(&mut buf[n..]) {
@@ -189,8 +178,6 @@ impl<R: Read> Read for PlainTarHasher<R> {
                 ));
             }
         }
-        self.digester.update(&buf[..n]);
-        self.size += n as u64;
         Ok(n)
     }
 }
