@@ -106,6 +106,7 @@ pub mod apply;
 pub mod compression;
 pub mod diff;
 mod error;
+pub mod gzip;
 mod header_guard;
 pub mod mount;
 mod resolve;
