@@ -150,13 +150,7 @@ where
                 }
             }
         });
-        let mut channel = ChannelReader {
-            receiver,
-            recycle: recycle_tx,
-            current: Vec::new(),
-            position: 0,
-            finished: false,
-        };
+        let mut channel = ChunkReader::new(receiver, Some(recycle_tx));
         let result = body(&mut channel);
         // Dropping the receiver unblocks the producer if the body stopped early.
         drop(channel);
@@ -164,15 +158,34 @@ where
     })
 }
 
-struct ChannelReader {
+/// A reader of the chunks a producer thread sends: an empty chunk ends the stream, an
+/// error is returned where it occurred, and a channel closed without the empty chunk (the
+/// producer died) is an error, never a silent end. Spent chunks go back to the producer
+/// on `recycle` when it reuses them.
+pub(crate) struct ChunkReader {
     receiver: mpsc::Receiver<io::Result<Vec<u8>>>,
-    recycle: mpsc::Sender<Vec<u8>>,
+    recycle: Option<mpsc::Sender<Vec<u8>>>,
     current: Vec<u8>,
     position: usize,
     finished: bool,
 }
 
-impl Read for ChannelReader {
+impl ChunkReader {
+    pub(crate) fn new(
+        receiver: mpsc::Receiver<io::Result<Vec<u8>>>,
+        recycle: Option<mpsc::Sender<Vec<u8>>>,
+    ) -> ChunkReader {
+        ChunkReader {
+            receiver,
+            recycle,
+            current: Vec::new(),
+            position: 0,
+            finished: false,
+        }
+    }
+}
+
+impl Read for ChunkReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while self.position == self.current.len() {
             if self.finished {
@@ -184,7 +197,9 @@ impl Read for ChannelReader {
                         self.finished = true;
                     }
                     let old = std::mem::replace(&mut self.current, chunk);
-                    let _ = self.recycle.send(old);
+                    if let Some(recycle) = &self.recycle {
+                        let _ = recycle.send(old);
+                    }
                     self.position = 0;
                 }
                 Ok(Err(e)) => {
@@ -193,7 +208,7 @@ impl Read for ChannelReader {
                 }
                 Err(_) => {
                     self.finished = true;
-                    return Ok(0);
+                    return Err(io::Error::other("the thread producing the stream stopped"));
                 }
             }
         }

@@ -27,7 +27,7 @@ use std::collections::HashMap;
 use std::ffi::{CStr, OsStr, OsString};
 use std::fs::{self, File, Metadata};
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -228,26 +228,20 @@ fn upper_dir(
                 {
                     continue;
                 }
-                let opened_dir = if stat.is_dir() {
-                    Some(
-                        sys::open_dir_at(dir_fd, &cname)
-                            .map_err(|e| Error::io("open", &path, e))?,
-                    )
+                // Directories and files are opened once, for their attributes and then
+                // for the walk below or the data; other entries are read by path.
+                let opened = if stat.is_dir() {
+                    sys::open_dir_at(dir_fd, &cname).map(Opened::Dir)
+                } else if stat.is_file() {
+                    sys::open_file_at(dir_fd, &cname).map(Opened::File)
                 } else {
-                    None
-                };
-                let opened_file = if stat.is_file() {
-                    Some(
-                        sys::open_file_at(dir_fd, &cname)
-                            .map_err(|e| Error::io("open", &path, e))?,
-                    )
-                } else {
-                    None
-                };
-                let xattrs = match (&opened_dir, &opened_file) {
-                    (Some(fd), _) => sys::xattrs_of_fd(fd.as_fd()),
-                    (_, Some(file)) => sys::xattrs_of_fd(file.as_fd()),
-                    _ => sys::xattrs_of(&path),
+                    Ok(Opened::Nothing)
+                }
+                .map_err(|e| Error::io("open", &path, e))?;
+                let xattrs = match &opened {
+                    Opened::Dir(fd) => sys::xattrs_of_fd(fd.as_fd()),
+                    Opened::File(file) => sys::xattrs_of_fd(file.as_fd()),
+                    Opened::Nothing => sys::xattrs_of(&path),
                 }
                 .map_err(|e| Error::io("read xattrs", &path, e))?;
                 if stat.is_dir()
@@ -272,20 +266,32 @@ fn upper_dir(
                 } else {
                     None
                 };
+                let (file, dir) = match opened {
+                    Opened::Dir(fd) => (None, Some(fd)),
+                    Opened::File(file) => (Some(file), None),
+                    Opened::Nothing => (None, None),
+                };
                 let source = Source::At {
                     dir: dir_fd,
                     name: &cname,
                     path: &path,
-                    file: opened_file,
+                    file,
                 };
                 writer.entry(&child, source, &stat, &xattrs, data.as_deref())?;
-                if let Some(fd) = opened_dir {
+                if let Some(fd) = dir {
                     upper_dir(writer, upper, lowers, &child, fd.as_fd(), mount_points)?;
                 }
             }
         }
     }
     Ok(())
+}
+
+/// An upper entry opened for the walk.
+enum Opened {
+    Dir(OwnedFd),
+    File(File),
+    Nothing,
 }
 
 /// `fstatat` of `name` in `dir` (not following a symlink); `None` when it is gone. `path`

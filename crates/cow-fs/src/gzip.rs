@@ -31,6 +31,8 @@ use std::thread;
 
 use flate2::{Compress, Compression, Crc, FlushCompress};
 
+use crate::compression::ChunkReader;
+
 /// Bytes of input per independently compressed block.
 pub const BLOCK: usize = 1 << 20;
 
@@ -58,10 +60,7 @@ struct Job {
 /// Memory is bounded: at most about two blocks per thread are in flight. A read error of
 /// the input is returned by `read` once the blocks before it are out.
 pub struct ParallelGzip {
-    output: Receiver<io::Result<Vec<u8>>>,
-    current: Vec<u8>,
-    position: usize,
-    finished: bool,
+    output: ChunkReader,
 }
 
 impl ParallelGzip {
@@ -71,45 +70,14 @@ impl ParallelGzip {
         let (sender, output) = sync_channel(threads * 2);
         thread::spawn(move || coordinate(input, level.min(9), threads, &sender));
         ParallelGzip {
-            output,
-            current: Vec::new(),
-            position: 0,
-            finished: false,
+            output: ChunkReader::new(output, None),
         }
     }
 }
 
 impl Read for ParallelGzip {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.position == self.current.len() {
-            if self.finished {
-                return Ok(0);
-            }
-            match self.output.recv() {
-                Ok(Ok(chunk)) => {
-                    self.current = chunk;
-                    self.position = 0;
-                }
-                Ok(Err(error)) => {
-                    self.finished = true;
-                    return Err(error);
-                }
-                // The coordinator sends an empty chunk last; a closed channel without it
-                // means it died.
-                Err(_) => {
-                    self.finished = true;
-                    return Err(io::Error::other("the gzip compression thread stopped"));
-                }
-            }
-            if self.current.is_empty() {
-                self.finished = true;
-                return Ok(0);
-            }
-        }
-        let n = buf.len().min(self.current.len() - self.position);
-        buf[..n].copy_from_slice(&self.current[self.position..self.position + n]);
-        self.position += n;
-        Ok(n)
+        self.output.read(buf)
     }
 }
 
@@ -135,21 +103,20 @@ fn coordinate(
         let mut pending: VecDeque<Receiver<Compressed>> = VecDeque::new();
         let mut crc = Crc::new();
         let mut dictionary = Vec::new();
-        let forward =
-            |receiver: Receiver<io::Result<(Vec<u8>, Crc)>>, crc: &mut Crc| match receiver.recv() {
-                Ok(Ok((compressed, block_crc))) => {
-                    crc.combine(&block_crc);
-                    output.send(Ok(compressed)).map_err(|_| ())
-                }
-                Ok(Err(error)) => {
-                    let _ = output.send(Err(error));
-                    Err(())
-                }
-                Err(_) => {
-                    let _ = output.send(Err(io::Error::other("a gzip worker thread stopped")));
-                    Err(())
-                }
-            };
+        let forward = |receiver: Receiver<Compressed>, crc: &mut Crc| match receiver.recv() {
+            Ok(Ok((compressed, block_crc))) => {
+                crc.combine(&block_crc);
+                output.send(Ok(compressed)).map_err(|_| ())
+            }
+            Ok(Err(error)) => {
+                let _ = output.send(Err(error));
+                Err(())
+            }
+            Err(_) => {
+                let _ = output.send(Err(io::Error::other("a gzip worker thread stopped")));
+                Err(())
+            }
+        };
         loop {
             let data = match read_block(&mut input) {
                 Ok(data) => data,

@@ -187,9 +187,7 @@ impl Store {
             });
         }
         let chains = chain_ids(&config.diff_ids);
-        let size = manifest_bytes.len() as u64
-            + manifest.config().size()
-            + layers.iter().map(|(_, _, size)| size).sum::<u64>();
+        let size = image_size(manifest_bytes.len(), &manifest, &layers);
         let platform = config.platform();
         let mut referenced = vec![manifest_digest.clone(), config_digest.clone()];
         referenced.extend(index_digest.cloned());
@@ -215,16 +213,7 @@ impl Store {
                 }
                 return Ok(id);
             }
-            // Claim the blobs before checking them: a garbage collection deletes a blob
-            // only in a transaction that still finds it pending.
-            for digest in &referenced {
-                transaction
-                    .execute("DELETE FROM gc_pending WHERE digest = ?1", [digest.as_str()])
-                    .map_err(database)?;
-                if !self.content.contains(digest)? {
-                    return Err(Error::BlobNotFound { digest: digest.clone() });
-                }
-            }
+            self.claim_blobs(transaction, &referenced)?;
             transaction
                 .execute(
                     "INSERT INTO images (manifest_digest, manifest_media_type, manifest_size, config_digest,
@@ -311,21 +300,12 @@ impl Store {
                 image.layers.len()
             )));
         }
-        let size = manifest_bytes.len() as u64
-            + manifest.config().size()
-            + layers.iter().map(|(_, _, size)| size).sum::<u64>();
+        let size = image_size(manifest_bytes.len(), &manifest, &layers);
         let mut referenced = vec![manifest_digest.clone()];
         referenced.extend(layers.iter().map(|(digest, _, _)| digest.clone()));
         self.database.write(|transaction| {
             let database = |source| self.database.error(source);
-            for digest in &referenced {
-                transaction
-                    .execute("DELETE FROM gc_pending WHERE digest = ?1", [digest.as_str()])
-                    .map_err(database)?;
-                if !self.content.contains(digest)? {
-                    return Err(Error::BlobNotFound { digest: digest.clone() });
-                }
-            }
+            self.claim_blobs(transaction, &referenced)?;
             let changed = transaction
                 .execute(
                     "UPDATE images SET manifest_digest = ?1, manifest_media_type = ?2, manifest_size = ?3, size = ?4
@@ -375,6 +355,30 @@ impl Store {
         old.retain(|digest| !referenced.contains(digest));
         self.discard_blobs(&old)?;
         self.image_by_id(image.id)
+    }
+
+    /// Takes `digests` off the garbage collector's pending list and checks each is stored,
+    /// inside the transaction that records what uses them: a garbage collection deletes a
+    /// blob only in a transaction that still finds it pending.
+    fn claim_blobs(
+        &self,
+        transaction: &rusqlite::Transaction<'_>,
+        digests: &[Digest],
+    ) -> Result<()> {
+        for digest in digests {
+            transaction
+                .execute(
+                    "DELETE FROM gc_pending WHERE digest = ?1",
+                    [digest.as_str()],
+                )
+                .map_err(|source| self.database.error(source))?;
+            if !self.content.contains(digest)? {
+                return Err(Error::BlobNotFound {
+                    digest: digest.clone(),
+                });
+            }
+        }
+        Ok(())
     }
 
     fn image_by_id(&self, id: i64) -> Result<ImageRecord> {
@@ -679,4 +683,15 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         .persist(path)
         .map_err(|error| Error::io(path)(error.error))?;
     crate::content::sync_directory(dir)
+}
+
+/// What an image takes in the store: its manifest, config and layer blobs.
+fn image_size(
+    manifest_len: usize,
+    manifest: &oci_spec::image::ImageManifest,
+    layers: &[(Digest, String, u64)],
+) -> u64 {
+    manifest_len as u64
+        + manifest.config().size()
+        + layers.iter().map(|(_, _, size)| size).sum::<u64>()
 }

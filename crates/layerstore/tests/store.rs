@@ -654,18 +654,7 @@ fn an_image_takes_another_manifest_of_the_same_config() {
     let image = store.image(&old).expect("image");
     let old_layer = image.layers[0].blob_digest.clone();
     // The same layer as a plain tar: its digest is the diff ID.
-    let plain = {
-        let mut builder = tar::Builder::new(Vec::new());
-        let mut header = tar::Header::new_ustar();
-        header.set_size(7);
-        header.set_mode(0o644);
-        header.set_mtime(1_700_000_000);
-        header.set_entry_type(tar::EntryType::Regular);
-        builder
-            .append_data(&mut header, "f", &b"content"[..])
-            .expect("append");
-        builder.into_inner().expect("tar")
-    };
+    let plain = support::plain_layer(&[("f", b"content")]);
     let plain_digest = store.put_blob(&plain).expect("store plain layer");
     assert_eq!(plain_digest, image.layers[0].diff_id);
     let manifest = |config: &Digest| {

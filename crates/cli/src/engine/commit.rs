@@ -60,8 +60,8 @@ use stencil_layerstore::ImageRecord;
 use stencil_layerstore::content::LocalWriter;
 use stencil_layerstore::content::{ContentWriter, Ingester};
 use stencil_layerstore::image::Platform;
-use stencil_layerstore::image::chain_id;
 use stencil_layerstore::image::media_type::{OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, to_oci};
+use stencil_layerstore::image::{MAX_DOCUMENT_SIZE, chain_id};
 use stencil_reference::{Digest, Reference};
 
 use super::Engine;
@@ -450,13 +450,7 @@ impl Engine {
     /// here and not pushed yet.
     fn layer_descriptors(&self, image: &ImageRecord) -> Result<Vec<Value>> {
         let marked: Vec<bool> = if image.layers.iter().any(|l| l.media_type == OCI_LAYER) {
-            let bytes = self
-                .store
-                .read_blob(&image.manifest_digest, MAX_CONFIG_SIZE)
-                .with_context(|| format!("cannot read manifest {}", image.manifest_digest))?;
-            let manifest: Value = serde_json::from_slice(&bytes)
-                .with_context(|| format!("manifest {} is not JSON", image.manifest_digest))?;
-            manifest["layers"]
+            self.manifest_json(image)?["layers"]
                 .as_array()
                 .map(|layers| {
                     layers
@@ -484,6 +478,16 @@ impl Engine {
                 descriptor
             })
             .collect())
+    }
+
+    /// The manifest document of `image`, as JSON.
+    pub(crate) fn manifest_json(&self, image: &ImageRecord) -> Result<Value> {
+        let bytes = self
+            .store
+            .read_blob(&image.manifest_digest, MAX_DOCUMENT_SIZE)
+            .with_context(|| format!("cannot read manifest {}", image.manifest_digest))?;
+        serde_json::from_slice(&bytes)
+            .with_context(|| format!("manifest {} is not JSON", image.manifest_digest))
     }
 
     /// The whole config document of `image`, as JSON.
@@ -688,11 +692,9 @@ mod tests {
         assert_eq!(top.media_type, OCI_LAYER);
         assert_eq!(top.blob_digest, top.diff_id);
         let marks = |image: &ImageRecord| -> Vec<bool> {
-            let bytes = engine
-                .store
-                .read_blob(&image.manifest_digest, 1 << 20)
-                .unwrap_or_else(|e| panic!("{e}"));
-            let manifest: Value = serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{e}"));
+            let manifest = engine
+                .manifest_json(image)
+                .unwrap_or_else(|e| panic!("{e:#}"));
             manifest["layers"]
                 .as_array()
                 .map(|layers| {

@@ -69,9 +69,9 @@ impl Engine {
     /// `image` in the form it travels in: committed and built layers are kept as plain
     /// tars (their digest is their diff ID, and a commit does not pay for compression),
     /// marked [`COMPRESS_ON_PUSH`]; before their first push they are compressed with gzip
-    /// (level 6, on every core, see [`ParallelGzip`]), as docker and podman do, and the image is given the manifest naming the compressed
-    /// blobs, so that its digest is the one the registry will report and later pushes
-    /// compress nothing. Other images, plain-tar layers from elsewhere included, are
+    /// (level 6, on every core, see [`ParallelGzip`]), as docker and podman do, and the
+    /// image is given the manifest naming the compressed blobs, so that its digest is the
+    /// one the registry will report and later pushes compress nothing. Other images, plain-tar layers from elsewhere included, are
     /// returned as they are, so that a push keeps their source digests.
     pub fn distributable(&self, image: &ImageRecord) -> Result<ImageRecord> {
         if !image
@@ -81,12 +81,7 @@ impl Engine {
         {
             return Ok(image.clone());
         }
-        let bytes = self
-            .store
-            .read_blob(&image.manifest_digest, 4 << 20)
-            .with_context(|| format!("cannot read manifest {}", image.manifest_digest))?;
-        let mut manifest: Value = serde_json::from_slice(&bytes)
-            .with_context(|| format!("manifest {} is not JSON", image.manifest_digest))?;
+        let mut manifest = self.manifest_json(image)?;
         let docker = manifest.get("mediaType").and_then(Value::as_str) == Some(DOCKER_MANIFEST);
         let Some(layers) = manifest.get_mut("layers").and_then(Value::as_array_mut) else {
             bail!("manifest {} lists no layers", image.manifest_digest);

@@ -13,6 +13,15 @@ use stencil_layerstore::{Digest, Reference, Store};
 
 /// A gzip-compressed layer tar holding `files`, and its diff ID.
 pub fn layer(files: &[(&str, &[u8])]) -> (Vec<u8>, Digest) {
+    let tar = plain_layer(files);
+    let diff_id = sha256_digest(&tar);
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gzip.write_all(&tar).expect("gzip layer");
+    (gzip.finish().expect("finish gzip"), diff_id)
+}
+
+/// The plain layer tar holding `files` (what [`layer`] compresses).
+pub fn plain_layer(files: &[(&str, &[u8])]) -> Vec<u8> {
     let mut builder = tar::Builder::new(Vec::new());
     for (name, bytes) in files {
         let mut header = tar::Header::new_ustar();
@@ -24,11 +33,7 @@ pub fn layer(files: &[(&str, &[u8])]) -> (Vec<u8>, Digest) {
             .append_data(&mut header, name, *bytes)
             .expect("append to layer tar");
     }
-    let tar = builder.into_inner().expect("finish layer tar");
-    let diff_id = sha256_digest(&tar);
-    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    gzip.write_all(&tar).expect("gzip layer");
-    (gzip.finish().expect("finish gzip"), diff_id)
+    builder.into_inner().expect("finish layer tar")
 }
 
 /// Stores an image made of `layers` (each a list of files), tags it `name` and returns its
