@@ -357,6 +357,211 @@ fn detached_containers_log_stop_wait_kill_exec_and_rm() {
     assert_eq!(snapshots, 0, "snapshots left after rm and rmi");
 }
 
+/// The cells of the `system df` row that starts with `kind`.
+fn df_row(stencil: &Stencil, kind: &str) -> Vec<String> {
+    let df = stencil.run(&["system", "df"]);
+    df.success();
+    let line = df
+        .lines()
+        .into_iter()
+        .find(|line| line.starts_with(kind))
+        .unwrap_or_else(|| panic!("no {kind} row: {df}"))
+        .to_owned();
+    line.split("   ")
+        .map(str::trim)
+        .filter(|cell| !cell.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn containers_are_sized_inspected_tailed_and_pruned() {
+    let Some(stencil) = store_with_image("containers_managed") else {
+        return;
+    };
+    let _cleanup = Cleanup(&stencil);
+    let keeper = stencil.run(&[
+        "run",
+        "-d",
+        "--name",
+        "keeper",
+        IMAGE,
+        "sh",
+        "-c",
+        "head -c 300000 /dev/zero > /big; echo written; while true; do sleep 0.1; done",
+    ]);
+    keeper.success();
+    let keeper = keeper.stdout.trim().to_owned();
+    eventually("keeper's write", || {
+        stencil.run(&["logs", "keeper"]).stdout == "written\n"
+    });
+    stencil
+        .run(&[
+            "run",
+            "--name",
+            "gone",
+            IMAGE,
+            "sh",
+            "-c",
+            "printf 12345 > /five; for i in 1 2 3 4 5; do echo line $i; done; exit 3",
+        ])
+        .expect_code(3);
+    stencil
+        .run(&["create", "--name", "fresh", IMAGE, "true"])
+        .success();
+
+    // logs --tail, as docker's.
+    stencil
+        .run(&["logs", "--tail", "2", "gone"])
+        .success()
+        .stdout_is("line 4\nline 5\n");
+    stencil
+        .run(&["logs", "-n", "0", "gone"])
+        .success()
+        .stdout_is("");
+    stencil
+        .run(&["logs", "--tail", "all", "gone"])
+        .success()
+        .stdout_is("line 1\nline 2\nline 3\nline 4\nline 5\n");
+    stencil
+        .run(&["logs", "--tail", "many", "gone"])
+        .expect_code(125)
+        .stderr_contains("invalid --tail");
+
+    // Sizes: the writable layer only, and the image beside it.
+    let sizes = stencil.run(&["ps", "-a", "-s", "--format", "{{.Names}} {{.Size}}"]);
+    sizes.success();
+    assert!(sizes.stdout.contains("gone 5B (virtual "), "{sizes}");
+    assert!(sizes.stdout.contains("keeper 300kB (virtual "), "{sizes}");
+    assert!(sizes.stdout.contains("fresh 0B (virtual "), "{sizes}");
+    assert_eq!(
+        df_row(&stencil, "Containers"),
+        ["Containers", "3", "1", "300kB", "5B (0%)"],
+    );
+    assert_eq!(df_row(&stencil, "Images")[2], "1", "the image is in use");
+    let verbose = stencil.run(&["system", "df", "-v"]);
+    verbose.success();
+    let containers = verbose
+        .stdout
+        .split("Containers space usage:")
+        .nth(1)
+        .unwrap_or_default();
+    assert!(
+        containers.contains("keeper")
+            && containers.contains("gone")
+            && containers.contains("fresh"),
+        "{verbose}"
+    );
+
+    // inspect finds containers first, images otherwise; --type narrows it.
+    stencil
+        .run(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.ExitCode}} {{.Name}} {{.Path}}",
+            "gone",
+        ])
+        .success()
+        .stdout_is("exited 3 /gone sh\n");
+    stencil
+        .run(&["inspect", "-f", "{{.State.Running}} {{.Id}}", "keeper"])
+        .success()
+        .stdout_is(&format!("true {keeper}\n"));
+    stencil
+        .run(&["container", "inspect", "-s", "-f", "{{.SizeRw}}", "gone"])
+        .success()
+        .stdout_is("5\n");
+    let image_id = stencil.run(&["inspect", "-f", "{{.Id}}", IMAGE]);
+    image_id.success();
+    assert!(image_id.stdout.starts_with("sha256:"), "{image_id}");
+    stencil
+        .run(&["inspect", "-f", "{{.Image}}", "gone"])
+        .success()
+        .stdout_is(&image_id.stdout);
+    stencil
+        .run(&["inspect", "--type", "container", IMAGE])
+        .expect_code(125);
+    stencil
+        .run(&["image", "inspect", "gone"])
+        .expect_code(125)
+        .stderr_contains("gone");
+    stencil
+        .run(&["inspect", "nothing-here"])
+        .expect_code(125)
+        .stderr_contains("nothing-here");
+
+    // The container group mirrors the top-level verbs.
+    let names = stencil.run(&["container", "ls", "-a", "--format", "{{.Names}}"]);
+    names.success();
+    let mut listed: Vec<&str> = names.lines();
+    listed.sort();
+    assert_eq!(listed, ["fresh", "gone", "keeper"], "{names}");
+
+    // container prune: every stopped container, never a running one.
+    let pruned = stencil.run(&["container", "prune", "-f"]);
+    pruned.success();
+    assert!(
+        pruned.stdout.starts_with("Deleted Containers:\n"),
+        "{pruned}"
+    );
+    assert_eq!(
+        pruned.lines().len(),
+        5,
+        "two IDs, a blank line, the total: {pruned}"
+    );
+    assert!(
+        pruned.stdout.ends_with("Total reclaimed space: 5B\n"),
+        "{pruned}"
+    );
+    stencil
+        .run(&["ps", "-a", "--format", "{{.Names}}"])
+        .success()
+        .stdout_is("keeper\n");
+    stencil
+        .run(&["container", "prune"])
+        .expect_code(125)
+        .stderr_contains("use -f");
+
+    // info counts what is there.
+    let info = stencil.run(&["info", "--format", "json"]);
+    info.success();
+    let info: serde_json::Value = serde_json::from_str(&info.stdout)
+        .unwrap_or_else(|e| panic!("info --format json: {e}: {info}"));
+    assert_eq!(info["Containers"], 1, "{info}");
+    assert_eq!(info["ContainersRunning"], 1, "{info}");
+    assert_eq!(info["Images"], 1, "{info}");
+    assert_eq!(info["Driver"], "overlay", "{info}");
+    assert_eq!(
+        info["DockerRootDir"].as_str(),
+        stencil.root().to_str(),
+        "{info}"
+    );
+    let text = stencil.run(&["info"]);
+    text.success();
+    assert!(
+        text.stdout.contains(" Containers: 1\n  Running: 1\n"),
+        "{text}"
+    );
+
+    // system prune -a: the running container keeps its image, tag and all, until it is
+    // removed.
+    stencil.run(&["system", "prune", "-a", "-f"]).success();
+    stencil
+        .run(&["images", "--format", "{{.Repository}}:{{.Tag}}"])
+        .success()
+        .stdout_is("e2e/busybox:1\n");
+    stencil.run(&["rm", "-f", "keeper"]).success();
+    let all = stencil.run(&["system", "prune", "-a", "-f"]);
+    all.success();
+    assert!(all.stdout.contains("untagged: e2e/busybox:1"), "{all}");
+    stencil.run(&["images", "-q"]).success().stdout_is("");
+    assert_eq!(
+        df_row(&stencil, "Containers"),
+        ["Containers", "0", "0", "0B", "0B"]
+    );
+    stencil.assert_consistent();
+}
+
 #[test]
 fn foreground_containers_keep_their_logs() {
     let Some(stencil) = store_with_image("foreground_logs") else {

@@ -65,7 +65,7 @@ enum Command {
     Tag(cmd::tag::TagArgs),
     /// Remove images (untag; delete when no tag is left).
     Rmi(cmd::tag::RmiArgs),
-    /// Show images as docker-compatible JSON.
+    /// Show containers or images as docker-compatible JSON.
     Inspect(cmd::inspect::InspectArgs),
     /// Show the history of an image.
     History(cmd::inspect::HistoryArgs),
@@ -77,7 +77,9 @@ enum Command {
     Logout(cmd::login::LogoutArgs),
     /// Search a registry (Docker Hub by default) for images.
     Search(cmd::search::SearchArgs),
-    /// Manage the store as a whole (`stencil system df`).
+    /// Show how stencil is set up: store, driver, counts, kernel, registries.
+    Info(cmd::system::InfoArgs),
+    /// Manage the store as a whole (`stencil system df`, `system prune`).
     #[command(subcommand)]
     System(cmd::system::SystemCommand),
     /// The built-in registry (`stencil registry serve`).
@@ -88,6 +90,9 @@ enum Command {
     /// Manage images (`stencil image ls`, …).
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Manage containers (`stencil container ls`, `container prune`, …).
+    #[command(subcommand)]
+    Container(ContainerCommand),
     /// Create a container (prints its ID).
     Create(cmd::containers::CreateArgs),
     /// Create and start a container.
@@ -115,7 +120,7 @@ enum Command {
     /// Write a container's filesystem as a tar archive.
     Export(cmd::containers::ExportArgs),
     /// Internal: watch a detached container (started by `run -d` and `start`).
-    #[command(name = "container-monitor", hide = true)]
+    #[command(name = "__monitor", hide = true)]
     ContainerMonitor {
         /// The container's full ID.
         id: String,
@@ -154,6 +159,42 @@ enum ImageCommand {
     Import(cmd::import::ImportArgs),
     /// Build an image from a Dockerfile (same as `stencil build`).
     Build(cmd::build::BuildArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum ContainerCommand {
+    /// List containers (same as `stencil ps`).
+    #[command(alias = "list", alias = "ps")]
+    Ls(cmd::containers::PsArgs),
+    /// Create a container (same as `stencil create`).
+    Create(cmd::containers::CreateArgs),
+    /// Create and start a container (same as `stencil run`).
+    Run(cmd::containers::RunArgs),
+    /// Start stopped containers (same as `stencil start`).
+    Start(cmd::containers::StartArgs),
+    /// Stop running containers (same as `stencil stop`).
+    Stop(cmd::containers::StopArgs),
+    /// Send a signal to running containers (same as `stencil kill`).
+    Kill(cmd::containers::KillArgs),
+    /// Wait for containers to stop (same as `stencil wait`).
+    Wait(cmd::containers::WaitArgs),
+    /// Remove containers (same as `stencil rm`).
+    #[command(alias = "remove")]
+    Rm(cmd::containers::RmArgs),
+    /// Run a command in a running container (same as `stencil exec`).
+    Exec(cmd::containers::ExecArgs),
+    /// Show the output of a container (same as `stencil logs`).
+    Logs(cmd::containers::LogsArgs),
+    /// Show what a container changed (same as `stencil diff`).
+    Diff(cmd::containers::DiffArgs),
+    /// Create an image from a container's changes (same as `stencil commit`).
+    Commit(cmd::containers::CommitArgs),
+    /// Write a container's filesystem as a tar (same as `stencil export`).
+    Export(cmd::containers::ExportArgs),
+    /// Show containers as docker-compatible JSON.
+    Inspect(cmd::containers::ContainerInspectArgs),
+    /// Remove every stopped container.
+    Prune(cmd::containers::ContainerPruneArgs),
 }
 
 fn main() -> ExitCode {
@@ -215,9 +256,20 @@ fn main() -> ExitCode {
         Command::Rmi(args) | Command::Image(ImageCommand::Rm(args)) => {
             with_engine(root, |engine| cmd::tag::rmi(engine, &args))
         }
-        Command::Inspect(args) | Command::Image(ImageCommand::Inspect(args)) => {
+        Command::Inspect(args) => {
             with_engine(root, |engine| print(cmd::inspect::inspect(engine, &args)?))
         }
+        Command::Image(ImageCommand::Inspect(mut args)) => {
+            args.kind = Some(cmd::inspect::ObjectType::Image);
+            with_engine(root, |engine| print(cmd::inspect::inspect(engine, &args)?))
+        }
+        Command::Container(ContainerCommand::Inspect(args)) => with_engine(root, |engine| {
+            print(cmd::containers::container_inspect(engine, &args)?)
+        }),
+        Command::Container(ContainerCommand::Prune(args)) => with_engine(root, |engine| {
+            cmd::containers::container_prune(engine, &args)
+        }),
+        Command::Info(args) => with_engine(root, |engine| print(cmd::system::info(engine, &args)?)),
         Command::Import(args) | Command::Image(ImageCommand::Import(args)) => {
             with_engine(root, |engine| cmd::import::run(engine, &args))
         }
@@ -225,9 +277,7 @@ fn main() -> ExitCode {
             runtime()?.block_on(cmd::login::login(engine, &args))
         }),
         Command::Logout(args) => with_engine(root, |engine| cmd::login::logout(engine, &args)),
-        Command::System(command) => {
-            with_engine(root, |engine| print(cmd::system::run(engine, &command)?))
-        }
+        Command::System(command) => with_engine(root, |engine| cmd::system::run(engine, &command)),
         Command::Image(ImageCommand::Prune(args)) => {
             with_engine(root, |engine| cmd::system::prune(engine, &args))
         }
@@ -245,23 +295,47 @@ fn main() -> ExitCode {
         Command::Images(args) | Command::Image(ImageCommand::Ls(args)) => {
             with_engine(root, |engine| print(cmd::images::run(engine, &args)?))
         }
-        Command::Ps(args) => with_engine(root, |engine| print(cmd::containers::ps(engine, &args)?)),
-        Command::Diff(args) => {
+        Command::Ps(args) | Command::Container(ContainerCommand::Ls(args)) => {
+            with_engine(root, |engine| print(cmd::containers::ps(engine, &args)?))
+        }
+        Command::Diff(args) | Command::Container(ContainerCommand::Diff(args)) => {
             with_engine(root, |engine| print(cmd::containers::diff(engine, &args)?))
         }
-        Command::Commit(args) => with_engine(root, |engine| {
-            print(cmd::containers::commit(engine, &args)?)
-        }),
-        Command::Create(args) => return with_status(root, |e| cmd::containers::create(e, &args)),
-        Command::Run(args) => return with_status(root, |e| cmd::containers::run(e, &args)),
-        Command::Start(args) => return with_status(root, |e| cmd::containers::start(e, &args)),
-        Command::Logs(args) => return with_status(root, |e| cmd::containers::logs(e, &args)),
-        Command::Stop(args) => return with_status(root, |e| cmd::containers::stop(e, &args)),
-        Command::Kill(args) => return with_status(root, |e| cmd::containers::kill(e, &args)),
-        Command::Wait(args) => return with_status(root, |e| cmd::containers::wait(e, &args)),
-        Command::Rm(args) => return with_status(root, |e| cmd::containers::rm(e, &args)),
-        Command::Exec(args) => return with_status(root, |e| cmd::containers::exec(e, &args)),
-        Command::Export(args) => return with_status(root, |e| cmd::containers::export(e, &args)),
+        Command::Commit(args) | Command::Container(ContainerCommand::Commit(args)) => {
+            with_engine(root, |engine| {
+                print(cmd::containers::commit(engine, &args)?)
+            })
+        }
+        Command::Create(args) | Command::Container(ContainerCommand::Create(args)) => {
+            return with_status(root, |e| cmd::containers::create(e, &args));
+        }
+        Command::Run(args) | Command::Container(ContainerCommand::Run(args)) => {
+            return with_status(root, |e| cmd::containers::run(e, &args));
+        }
+        Command::Start(args) | Command::Container(ContainerCommand::Start(args)) => {
+            return with_status(root, |e| cmd::containers::start(e, &args));
+        }
+        Command::Logs(args) | Command::Container(ContainerCommand::Logs(args)) => {
+            return with_status(root, |e| cmd::containers::logs(e, &args));
+        }
+        Command::Stop(args) | Command::Container(ContainerCommand::Stop(args)) => {
+            return with_status(root, |e| cmd::containers::stop(e, &args));
+        }
+        Command::Kill(args) | Command::Container(ContainerCommand::Kill(args)) => {
+            return with_status(root, |e| cmd::containers::kill(e, &args));
+        }
+        Command::Wait(args) | Command::Container(ContainerCommand::Wait(args)) => {
+            return with_status(root, |e| cmd::containers::wait(e, &args));
+        }
+        Command::Rm(args) | Command::Container(ContainerCommand::Rm(args)) => {
+            return with_status(root, |e| cmd::containers::rm(e, &args));
+        }
+        Command::Exec(args) | Command::Container(ContainerCommand::Exec(args)) => {
+            return with_status(root, |e| cmd::containers::exec(e, &args));
+        }
+        Command::Export(args) | Command::Container(ContainerCommand::Export(args)) => {
+            return with_status(root, |e| cmd::containers::export(e, &args));
+        }
         Command::ContainerMonitor { id } => {
             return with_status(root, |e| Ok(stencil::container::monitor::monitor(e, &id)));
         }

@@ -1,5 +1,6 @@
 //! The container verbs: `create`, `run`, `start`, `ps`, `logs`, `stop`, `kill`, `wait`,
-//! `rm`, `exec`, `diff`, `commit`, `export`, with docker's flags, output and exit codes.
+//! `rm`, `exec`, `diff`, `commit`, `export`, `container inspect` and `container prune`,
+//! with docker's flags, output and exit codes.
 //!
 //! Verbs that run a process return its exit code; errors of stencil itself exit 125 and a
 //! container that cannot start exits 126 or 127 as docker's do
@@ -12,12 +13,13 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use chrono::Utc;
 use serde_json::{Value, json};
+use stencil_cow_fs::Snapshotter;
 use stencil_reference::Reference;
 
 use crate::container::monitor;
 use crate::container::runtime::ProcessSpec;
 use crate::engine::{CommitOptions, Container, CreateOptions, Engine, Status, parse_time};
-use crate::render::units::human_duration;
+use crate::render::units::{human_duration, human_size};
 use crate::render::{Column, Format};
 
 /// Flags shared by `create` and `run`.
@@ -201,10 +203,18 @@ pub struct PsArgs {
     /// Do not truncate output.
     #[arg(long)]
     pub no_trunc: bool,
+    /// Show the size of each container's writable layer (and of its image).
+    #[arg(short = 's', long)]
+    pub size: bool,
     /// `table`, `json`, or a template such as `{{.ID}} {{.Status}}`.
     #[arg(long, value_name = "FORMAT")]
     pub format: Option<String>,
 }
+
+const SIZE_COLUMN: Column = Column {
+    field: "Size",
+    header: "SIZE",
+};
 
 const PS_COLUMNS: [Column; 7] = [
     Column {
@@ -257,15 +267,30 @@ pub fn ps(engine: &Engine, args: &PsArgs) -> Result<String> {
             })
             .collect());
     }
-    let rows: Vec<Value> = containers
+    let mut rows: Vec<Value> = containers
         .iter()
         .map(|c| ps_row(c, args.no_trunc))
         .collect();
+    let mut columns = PS_COLUMNS.to_vec();
+    if args.size {
+        columns.push(SIZE_COLUMN);
+        for (row, container) in rows.iter_mut().zip(&containers) {
+            let size = engine.container_size(container)?;
+            let image = engine
+                .container_image(container)?
+                .map_or(0, |image| image.size);
+            row["Size"] = json!(format!(
+                "{} (virtual {})",
+                human_size(size),
+                human_size(size + image)
+            ));
+        }
+    }
     let format = Format::parse(args.format.as_deref().unwrap_or("table"))?;
-    Ok(format.render(&PS_COLUMNS, &rows)?)
+    Ok(format.render(&columns, &rows)?)
 }
 
-fn ps_row(container: &Container, no_trunc: bool) -> Value {
+pub(crate) fn ps_row(container: &Container, no_trunc: bool) -> Value {
     let now = Utc::now();
     let ago = |text: &Option<String>| {
         let seconds = text
@@ -309,16 +334,44 @@ pub struct LogsArgs {
     /// Follow the output until the container stops.
     #[arg(short = 'f', long)]
     pub follow: bool,
+    /// Only the last N lines (`all`: every line).
+    #[arg(short = 'n', long, value_name = "N", default_value = "all", value_parser = parse_tail)]
+    pub tail: Tail,
     /// The container.
     #[arg(value_name = "CONTAINER")]
     pub container: String,
+}
+
+/// How much of the log `logs` prints before following.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tail {
+    /// Everything.
+    All,
+    /// The last N lines.
+    Lines(u64),
+}
+
+fn parse_tail(text: &str) -> Result<Tail, String> {
+    match text {
+        "all" => Ok(Tail::All),
+        // docker takes a negative count as "all".
+        _ if text.starts_with('-') && text[1..].parse::<u64>().is_ok() => Ok(Tail::All),
+        _ => text
+            .parse()
+            .map(Tail::Lines)
+            .map_err(|_| format!("invalid --tail {text:?}: give a number of lines or \"all\"")),
+    }
 }
 
 /// `stencil logs`.
 pub fn logs(engine: &Engine, args: &LogsArgs) -> Result<i32> {
     let container = engine.container(&args.container)?;
     let mut out = std::io::stdout().lock();
-    monitor::logs(engine, &container, args.follow, &mut out)?;
+    let tail = match args.tail {
+        Tail::All => None,
+        Tail::Lines(lines) => Some(lines),
+    };
+    monitor::logs(engine, &container, args.follow, tail, &mut out)?;
     Ok(0)
 }
 
@@ -612,4 +665,153 @@ pub fn export(engine: &Engine, args: &ExportArgs) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// Arguments of `container inspect`.
+#[derive(Debug, clap::Args)]
+pub struct ContainerInspectArgs {
+    /// A template applied to each container, e.g. `{{.State.Status}}` or `{{json .Config}}`.
+    #[arg(short, long, value_name = "FORMAT")]
+    pub format: Option<String>,
+    /// Add the sizes of the writable layer (`SizeRw`) and of the whole root (`SizeRootFs`).
+    #[arg(short, long)]
+    pub size: bool,
+    /// Containers: names, IDs or unique ID prefixes.
+    #[arg(required = true, value_name = "CONTAINER")]
+    pub containers: Vec<String>,
+}
+
+/// The docker-compatible inspect object of a container.
+pub fn container_inspect_value(
+    engine: &Engine,
+    container: &Container,
+    size: bool,
+) -> Result<Value> {
+    let config = &container.config;
+    let state = &container.state;
+    let (path, args) = match config.args.split_first() {
+        Some((path, args)) => (path.clone(), args.to_vec()),
+        None => (String::new(), Vec::new()),
+    };
+    let never = "0001-01-01T00:00:00Z";
+    let upper = engine
+        .snapshots()
+        .layer_target(&container.record.snapshot_key)
+        .map(|target| target.dir.display().to_string())
+        .unwrap_or_default();
+    let dir = engine.container_dir(&container.record.id);
+    let mounts: Vec<Value> = config
+        .volumes
+        .iter()
+        .map(|volume| {
+            json!({
+                "Type": "bind",
+                "Source": volume.host,
+                "Destination": volume.container,
+                "Mode": if volume.read_only { "ro" } else { "" },
+                "RW": !volume.read_only,
+                "Propagation": "rprivate",
+            })
+        })
+        .collect();
+    let mut value = json!({
+        "Id": container.record.id,
+        "Created": config.created,
+        "Path": path,
+        "Args": args,
+        "State": {
+            "Status": state.status.as_str(),
+            "Running": container.is_running(),
+            "Paused": false,
+            "Restarting": false,
+            "OOMKilled": false,
+            "Dead": false,
+            "Pid": if container.is_running() { state.pid.unwrap_or(0) } else { 0 },
+            "ExitCode": state.exit_code.unwrap_or(0),
+            "Error": state.error.clone().unwrap_or_default(),
+            "StartedAt": state.started_at.as_deref().unwrap_or(never),
+            "FinishedAt": state.finished_at.as_deref().unwrap_or(never),
+        },
+        "Image": config.image_id,
+        "LogPath": dir.join("log"),
+        "Name": format!("/{}", container.record.name),
+        "Driver": "overlay",
+        "Platform": "linux",
+        "HostConfig": {
+            "Binds": config.volumes.iter().map(|v| format!(
+                "{}:{}{}", v.host.display(), v.container, if v.read_only { ":ro" } else { "" }
+            )).collect::<Vec<_>>(),
+            "NetworkMode": if config.network_none { "none" } else { "host" },
+            "AutoRemove": config.auto_remove,
+            "ReadonlyRootfs": config.read_only,
+            "Init": config.init,
+            "Runtime": config.runtime.as_ref().map_or("stencil".to_owned(), |r| r.display().to_string()),
+        },
+        "GraphDriver": {
+            "Name": "overlay",
+            "Data": {
+                "UpperDir": upper,
+                "MergedDir": engine.container_rootfs(&container.record.id),
+            },
+        },
+        "Mounts": mounts,
+        "Config": {
+            "Hostname": config.hostname,
+            "User": config.user,
+            "Tty": config.tty,
+            "OpenStdin": config.interactive,
+            "Env": config.env,
+            "Cmd": config.args,
+            "Image": config.image,
+            "WorkingDir": config.working_dir,
+            "StopSignal": config.stop_signal,
+        },
+    });
+    if size {
+        let rw = engine.container_size(container)?;
+        let image = engine
+            .container_image(container)?
+            .map_or(0, |image| image.size);
+        value["SizeRw"] = json!(rw);
+        value["SizeRootFs"] = json!(rw + image);
+    }
+    Ok(value)
+}
+
+/// `stencil container inspect`, returning the text to print.
+pub fn container_inspect(engine: &Engine, args: &ContainerInspectArgs) -> Result<String> {
+    let mut values = Vec::new();
+    for name in &args.containers {
+        let container = engine.container(name)?;
+        values.push(container_inspect_value(engine, &container, args.size)?);
+    }
+    crate::cmd::inspect::render_inspect(&values, args.format.as_deref())
+}
+
+/// Arguments of `container prune`.
+#[derive(Debug, clap::Args)]
+pub struct ContainerPruneArgs {
+    /// Do not ask for confirmation.
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+/// `stencil container prune`: removes every stopped container.
+pub fn container_prune(engine: &Engine, args: &ContainerPruneArgs) -> Result<()> {
+    if !args.force
+        && !crate::cmd::system::confirm("WARNING! This will remove all stopped containers.")?
+    {
+        return Ok(());
+    }
+    let pruned = engine.prune_containers()?;
+    let mut out = std::io::stdout().lock();
+    if !pruned.removed.is_empty() {
+        let _ = writeln!(out, "Deleted Containers:\n{}\n", pruned.removed.join("\n"));
+    }
+    let _ = writeln!(
+        out,
+        "Total reclaimed space: {}",
+        human_size(pruned.reclaimed)
+    );
+    Ok(())
 }

@@ -1,7 +1,8 @@
-//! `stencil inspect [--format] IMAGE...` and `stencil history [--no-trunc] [-q] IMAGE`.
+//! `stencil inspect [--format] [--type] NAME...` and `stencil history [--no-trunc] [-q] IMAGE`.
 //!
-//! `inspect` prints docker's JSON array (Id, RepoTags, RepoDigests, Created, Author,
-//! Config, Architecture, Os, Variant, Size, RootFS, History); `--format` applies a
+//! `inspect` prints docker's JSON array: for an image Id, RepoTags, RepoDigests, Created,
+//! Author, Config, Architecture, Os, Variant, Size, RootFS, History; for a container the
+//! object of [`crate::cmd::containers::container_inspect_value`]. `--format` applies a
 //! template to each object instead.
 
 use anyhow::{Context, Result};
@@ -9,6 +10,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use stencil_layerstore::ImageRecord;
 
+use crate::cmd::containers::container_inspect_value;
 use crate::engine::Engine;
 use crate::render::units::{human_duration, human_size};
 use crate::render::{Column, Format};
@@ -19,12 +21,27 @@ const CONFIG_LIMIT: u64 = 8 << 20;
 /// Arguments of `stencil inspect`.
 #[derive(Debug, clap::Args)]
 pub struct InspectArgs {
-    /// A template applied to each image, e.g. `{{.Id}}` or `{{json .Config}}`.
+    /// A template applied to each object, e.g. `{{.Id}}` or `{{json .Config}}`.
     #[arg(short, long, value_name = "FORMAT")]
     pub format: Option<String>,
-    /// Images: names or IDs.
-    #[arg(required = true, value_name = "IMAGE")]
-    pub images: Vec<String>,
+    /// Only look for this kind of object.
+    #[arg(long = "type", value_enum, value_name = "TYPE")]
+    pub kind: Option<ObjectType>,
+    /// For containers, add the sizes `SizeRw` and `SizeRootFs`.
+    #[arg(short, long)]
+    pub size: bool,
+    /// Images or containers: names or IDs.
+    #[arg(required = true, value_name = "NAME|ID")]
+    pub names: Vec<String>,
+}
+
+/// What `inspect --type` restricts the lookup to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ObjectType {
+    /// Images only.
+    Image,
+    /// Containers only.
+    Container,
 }
 
 /// The docker-compatible inspect object of an image.
@@ -67,22 +84,50 @@ fn config_json(engine: &Engine, image: &ImageRecord) -> Result<Value> {
         .with_context(|| format!("the config {} is not valid JSON", image.config_digest))
 }
 
-/// Runs `stencil inspect`, returning the text to print.
+/// Runs `stencil inspect`, returning the text to print. As docker's, a name is looked up
+/// among containers first, then images, unless `--type` says which.
 pub fn inspect(engine: &Engine, args: &InspectArgs) -> Result<String> {
     let mut values = Vec::new();
-    for text in &args.images {
-        let image = engine.find_image(text)?;
-        values.push(inspect_value(engine, &image)?);
+    for text in &args.names {
+        let value = match args.kind {
+            Some(ObjectType::Image) => inspect_value(engine, &engine.find_image(text)?)?,
+            Some(ObjectType::Container) => {
+                let container = engine.container(text)?;
+                container_inspect_value(engine, &container, args.size)?
+            }
+            None => match engine.container(text) {
+                Ok(container) => container_inspect_value(engine, &container, args.size)?,
+                Err(_) => {
+                    let image = engine.find_image(text).map_err(|error| {
+                        if engine.store().container(text).is_err() {
+                            anyhow::anyhow!(
+                                "no such object: {text} (neither a container nor an image: see `stencil ps -a` and `stencil images`)"
+                            )
+                        } else {
+                            error
+                        }
+                    })?;
+                    inspect_value(engine, &image)?
+                }
+            },
+        };
+        values.push(value);
     }
-    match &args.format {
-        None => Ok(serde_json::to_string_pretty(&values)? + "\n"),
+    render_inspect(&values, args.format.as_deref())
+}
+
+/// Inspect objects as docker prints them: a pretty JSON array, or `--format` applied to
+/// each.
+pub fn render_inspect(values: &[Value], format: Option<&str>) -> Result<String> {
+    match format {
+        None => Ok(serde_json::to_string_pretty(values)? + "\n"),
         Some(format) => {
             let format = match Format::parse(format)? {
                 // `--format json` prints the objects compactly, one per line.
                 Format::Table => Format::Json,
                 other => other,
             };
-            Ok(format.render(&[], &values)?)
+            Ok(format.render(&[], values)?)
         }
     }
 }

@@ -1,15 +1,19 @@
-//! `stencil system df [-v]` and `stencil image prune [-a] [-f]`: where the space goes and
-//! how to get it back, with docker's output.
+//! `stencil system df [-v]`, `stencil system prune [-a] [-f]`, `stencil image prune [-a] [-f]`
+//! and `stencil info`: where the space goes, how to get it back, and what this stencil is,
+//! with docker's output.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use serde_json::json;
+use serde_json::{Value, json};
 
+use crate::cmd::containers::ps_row;
 use crate::cmd::images::{CREATED, IMAGE_ID, REPOSITORY, SIZE, TAG};
-use crate::engine::{DiskUsage, Engine, image_rows};
+use crate::engine::{DiskUsage, Engine, Pruned, image_rows};
 use crate::render::table::render_table;
+use crate::render::template::plain;
 use crate::render::units::human_size;
 use crate::render::{Column, Format};
 
@@ -18,6 +22,10 @@ use crate::render::{Column, Format};
 pub enum SystemCommand {
     /// Show the space images, containers and volumes take.
     Df(DfArgs),
+    /// Remove stopped containers and dangling images (with -a, every unused image).
+    Prune(PruneArgs),
+    /// Show how stencil is set up (same as `stencil info`).
+    Info(InfoArgs),
 }
 
 /// Arguments of `stencil system df`.
@@ -28,7 +36,7 @@ pub struct DfArgs {
     pub verbose: bool,
 }
 
-/// Arguments of `stencil image prune`.
+/// Arguments of `stencil image prune` and `stencil system prune`.
 #[derive(Debug, clap::Args)]
 pub struct PruneArgs {
     /// Remove every image no container uses, not only dangling ones.
@@ -39,11 +47,27 @@ pub struct PruneArgs {
     pub force: bool,
 }
 
+/// Arguments of `stencil info`.
+#[derive(Debug, clap::Args)]
+pub struct InfoArgs {
+    /// `json`, or a template such as `{{.Containers}} {{.Driver}}`.
+    #[arg(short, long, value_name = "FORMAT")]
+    pub format: Option<String>,
+}
+
 /// Runs `stencil system …`.
-pub fn run(engine: &Engine, command: &SystemCommand) -> Result<String> {
+pub fn run(engine: &Engine, command: &SystemCommand) -> Result<()> {
     match command {
-        SystemCommand::Df(args) => df(engine, args),
+        SystemCommand::Df(args) => print(&df(engine, args)?),
+        SystemCommand::Prune(args) => system_prune(engine, args),
+        SystemCommand::Info(args) => print(&info(engine, args)?),
     }
+}
+
+fn print(text: &str) -> Result<()> {
+    // A closed pipe (`| head`) ends the output quietly, as with other tools.
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    Ok(())
 }
 
 /// Runs `stencil system df`, returning the text to print.
@@ -66,6 +90,11 @@ fn reclaimable(bytes: u64, total: u64) -> String {
 
 fn summary(usage: &DiskUsage) -> String {
     let active = usage.images.iter().filter(|i| i.containers > 0).count();
+    let running = usage
+        .containers
+        .iter()
+        .filter(|c| c.container.is_running())
+        .count();
     let rows = vec![
         vec![
             "Images".to_owned(),
@@ -74,7 +103,14 @@ fn summary(usage: &DiskUsage) -> String {
             human_size(usage.total_size),
             reclaimable(usage.reclaimable, usage.total_size),
         ],
-        zero_row("Containers"),
+        vec![
+            "Containers".to_owned(),
+            usage.containers.len().to_string(),
+            running.to_string(),
+            human_size(usage.containers_size()),
+            reclaimable(usage.containers_reclaimable(), usage.containers_size()),
+        ],
+        // stencil has no volumes, and its build cache is made of images (counted above).
         zero_row("Local Volumes"),
         zero_row("Build Cache"),
     ];
@@ -131,6 +167,23 @@ fn verbose(engine: &Engine, usage: &DiskUsage) -> Result<String> {
     let mut out = String::from("Images space usage:\n\n");
     out.push_str(&Format::Table.render(&IMAGE_COLUMNS, &rows)?);
     out.push_str("\nContainers space usage:\n\n");
+    let containers: Vec<Vec<String>> = usage
+        .containers
+        .iter()
+        .map(|c| {
+            let row = ps_row(&c.container, false);
+            vec![
+                plain(&row["ID"]),
+                plain(&row["Image"]),
+                plain(&row["Command"]),
+                "0".to_owned(),
+                human_size(c.size),
+                plain(&row["RunningFor"]),
+                plain(&row["Status"]),
+                plain(&row["Names"]),
+            ]
+        })
+        .collect();
     out.push_str(&render_table::<&str>(
         &[
             "CONTAINER ID",
@@ -142,7 +195,7 @@ fn verbose(engine: &Engine, usage: &DiskUsage) -> Result<String> {
             "STATUS",
             "NAMES",
         ],
-        &[],
+        &containers,
     ));
     out.push_str("\nLocal Volumes space usage:\n\n");
     out.push_str(&render_table::<&str>(
@@ -153,47 +206,263 @@ fn verbose(engine: &Engine, usage: &DiskUsage) -> Result<String> {
     Ok(out)
 }
 
+/// Asks "Are you sure" on the terminal after `warning`; refuses when standard input is
+/// not a terminal, so scripts say `-f`.
+pub fn confirm(warning: &str) -> Result<bool> {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        bail!(
+            "refusing to prune without confirmation: standard input is not a terminal (use -f to prune anyway)"
+        );
+    }
+    eprint!("{warning}\nAre you sure you want to continue? [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    stdin
+        .lock()
+        .read_line(&mut answer)
+        .context("cannot read the answer from the terminal")?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "Yes"))
+}
+
 /// Runs `stencil image prune`.
 pub fn prune(engine: &Engine, args: &PruneArgs) -> Result<()> {
-    if !args.force {
-        let warning = if args.all {
-            "WARNING! This will remove all images without at least one container associated to them."
-        } else {
-            "WARNING! This will remove all dangling images."
-        };
-        let stdin = std::io::stdin();
-        if !stdin.is_terminal() {
-            bail!(
-                "refusing to prune without confirmation: standard input is not a terminal (use -f to prune anyway)"
-            );
-        }
-        eprint!("{warning}\nAre you sure you want to continue? [y/N] ");
-        let _ = std::io::stderr().flush();
-        let mut answer = String::new();
-        stdin
-            .lock()
-            .read_line(&mut answer)
-            .context("cannot read the answer from the terminal")?;
-        if !matches!(answer.trim(), "y" | "Y" | "yes" | "Yes") {
-            return Ok(());
-        }
+    let warning = if args.all {
+        "WARNING! This will remove all images without at least one container associated to them."
+    } else {
+        "WARNING! This will remove all dangling images."
+    };
+    if !args.force && !confirm(warning)? {
+        return Ok(());
     }
     let pruned = engine.prune_images(args.all)?;
     let mut out = std::io::stdout().lock();
-    let mut lines = Vec::new();
-    for removed in &pruned.removed {
-        lines.extend(removed.untagged.iter().map(|n| format!("untagged: {n}")));
-        lines.extend(removed.deleted.iter().map(|d| format!("deleted: {d}")));
-    }
-    if !lines.is_empty() {
-        let _ = writeln!(out, "Deleted Images:\n{}\n", lines.join("\n"));
-    }
+    let _ = out.write_all(pruned_images_text(&pruned).as_bytes());
     let _ = writeln!(
         out,
         "Total reclaimed space: {}",
         human_size(pruned.reclaimed)
     );
     Ok(())
+}
+
+fn pruned_images_text(pruned: &Pruned) -> String {
+    let mut lines = Vec::new();
+    for removed in &pruned.removed {
+        lines.extend(removed.untagged.iter().map(|n| format!("untagged: {n}")));
+        lines.extend(removed.deleted.iter().map(|d| format!("deleted: {d}")));
+    }
+    if lines.is_empty() {
+        String::new()
+    } else {
+        format!("Deleted Images:\n{}\n\n", lines.join("\n"))
+    }
+}
+
+/// Runs `stencil system prune`: stopped containers first, then the images they held.
+pub fn system_prune(engine: &Engine, args: &PruneArgs) -> Result<()> {
+    let images = if args.all {
+        "  - all images without at least one container associated to them"
+    } else {
+        "  - all dangling images"
+    };
+    let warning = format!(
+        "WARNING! This will remove:\n  - all stopped containers\n{images}\n  - all build cache"
+    );
+    if !args.force && !confirm(&warning)? {
+        return Ok(());
+    }
+    let containers = engine.prune_containers()?;
+    let images = engine.prune_images(args.all)?;
+    let mut out = std::io::stdout().lock();
+    if !containers.removed.is_empty() {
+        let _ = writeln!(
+            out,
+            "Deleted Containers:\n{}\n",
+            containers.removed.join("\n")
+        );
+    }
+    let _ = out.write_all(pruned_images_text(&images).as_bytes());
+    let _ = writeln!(
+        out,
+        "Total reclaimed space: {}",
+        human_size(containers.reclaimed + images.reclaimed)
+    );
+    Ok(())
+}
+
+/// What `stencil info` reports, with docker's field names where docker has the field.
+pub fn info_value(engine: &Engine) -> Result<Value> {
+    let containers = engine.containers()?;
+    let running = containers.iter().filter(|c| c.is_running()).count();
+    let images = engine.store().images()?.len();
+    let uname = nix::sys::utsname::uname().context("cannot read the kernel's name (uname)")?;
+    let text = |s: &std::ffi::OsStr| s.to_string_lossy().into_owned();
+    let os_release = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
+    let operating_system = os_release
+        .lines()
+        .find_map(|line| line.strip_prefix("PRETTY_NAME="))
+        .map(|name| name.trim_matches('"').to_owned())
+        .unwrap_or_else(|| "Linux".to_owned());
+    let cgroup = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        "2"
+    } else {
+        "1"
+    };
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|line| line.strip_prefix("MemTotal:"))
+                .and_then(|rest| {
+                    rest.trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                })
+        })
+        .map_or(0, |kib| kib * 1024);
+    let registries = engine.registries_config()?;
+    let insecure: Vec<&str> = registries
+        .registries
+        .iter()
+        .filter(|r| r.insecure)
+        .map(|r| r.host.as_str())
+        .collect();
+    let mirrors: Vec<Value> = registries
+        .registries
+        .iter()
+        .filter(|r| !r.mirrors.is_empty())
+        .map(|r| json!({"Name": r.host, "Mirrors": r.mirrors}))
+        .collect();
+    Ok(json!({
+        "ID": "",
+        "Containers": containers.len(),
+        "ContainersRunning": running,
+        "ContainersPaused": 0,
+        "ContainersStopped": containers.len() - running,
+        "Images": images,
+        "Driver": "overlay",
+        "DriverStatus": [["Backing Filesystem", backing_filesystem(engine.root())]],
+        "DockerRootDir": engine.root(),
+        "CgroupVersion": cgroup,
+        "KernelVersion": text(uname.release()),
+        "OperatingSystem": operating_system,
+        "OSType": "linux",
+        "Architecture": text(uname.machine()),
+        "NCPU": cpus,
+        "MemTotal": memory,
+        "Name": text(uname.nodename()),
+        "ServerVersion": env!("CARGO_PKG_VERSION"),
+        "DefaultRuntime": "stencil",
+        "RegistryConfig": {
+            "InsecureRegistryCIDRs": ["127.0.0.0/8", "::1/128"],
+            "InsecureRegistries": insecure,
+            "Mirrors": mirrors,
+        },
+        "IndexServerAddress": "https://index.docker.io/v1/",
+    }))
+}
+
+/// Runs `stencil info`, returning the text to print.
+pub fn info(engine: &Engine, args: &InfoArgs) -> Result<String> {
+    let value = info_value(engine)?;
+    if let Some(format) = &args.format {
+        let format = match Format::parse(format)? {
+            Format::Table => Format::Json,
+            other => other,
+        };
+        return Ok(format.render(&[], &[value])?);
+    }
+    let field = |name: &str| plain(&value[name]);
+    let insecure = value["RegistryConfig"]["InsecureRegistries"]
+        .as_array()
+        .map(|list| list.iter().map(plain).collect::<Vec<_>>())
+        .unwrap_or_default();
+    let mut out = String::new();
+    out.push_str(&format!(
+        "Client:\n Version:    {}\n Context:    local (daemonless)\n\nServer:\n",
+        field("ServerVersion")
+    ));
+    out.push_str(&format!(" Containers: {}\n", field("Containers")));
+    out.push_str(&format!("  Running: {}\n", field("ContainersRunning")));
+    out.push_str(&format!("  Paused: {}\n", field("ContainersPaused")));
+    out.push_str(&format!("  Stopped: {}\n", field("ContainersStopped")));
+    out.push_str(&format!(" Images: {}\n", field("Images")));
+    out.push_str(&format!(" Storage Driver: {}\n", field("Driver")));
+    out.push_str(&format!(
+        "  Backing Filesystem: {}\n",
+        plain(&value["DriverStatus"][0][1])
+    ));
+    out.push_str(&format!(" Cgroup Version: {}\n", field("CgroupVersion")));
+    out.push_str(&format!(" Default Runtime: {}\n", field("DefaultRuntime")));
+    out.push_str(&format!(" Kernel Version: {}\n", field("KernelVersion")));
+    out.push_str(&format!(
+        " Operating System: {}\n",
+        field("OperatingSystem")
+    ));
+    out.push_str(&format!(" OSType: {}\n", field("OSType")));
+    out.push_str(&format!(" Architecture: {}\n", field("Architecture")));
+    out.push_str(&format!(" CPUs: {}\n", field("NCPU")));
+    out.push_str(&format!(
+        " Total Memory: {}\n",
+        human_binary_size(value["MemTotal"].as_u64().unwrap_or(0))
+    ));
+    out.push_str(&format!(" Name: {}\n", field("Name")));
+    out.push_str(&format!(" Stencil Root Dir: {}\n", field("DockerRootDir")));
+    out.push_str(" Insecure Registries:\n  127.0.0.0/8\n  ::1/128\n");
+    for registry in insecure {
+        out.push_str(&format!("  {registry}\n"));
+    }
+    if let Some(mirrors) = value["RegistryConfig"]["Mirrors"].as_array()
+        && !mirrors.is_empty()
+    {
+        out.push_str(" Registry Mirrors:\n");
+        for entry in mirrors {
+            for mirror in entry["Mirrors"].as_array().into_iter().flatten() {
+                out.push_str(&format!(
+                    "  {} (for {})\n",
+                    plain(mirror),
+                    plain(&entry["Name"])
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `15.61GiB`, as `docker info` writes memory.
+fn human_binary_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.2}{}", UNITS[unit])
+}
+
+/// The type of the filesystem holding `path` (`extfs`, `xfs`, `tmpfs`, …), as docker
+/// names it.
+fn backing_filesystem(path: &Path) -> String {
+    match nix::sys::statfs::statfs(path) {
+        Ok(stat) => {
+            let magic = stat.filesystem_type().0 as u64;
+            match magic {
+                0xef53 => "extfs".to_owned(),
+                0x5846_5342 => "xfs".to_owned(),
+                0x9123_683e => "btrfs".to_owned(),
+                0x0102_1994 => "tmpfs".to_owned(),
+                0x794c_7630 => "overlayfs".to_owned(),
+                0x2fc1_2fc1 => "zfs".to_owned(),
+                other => format!("{other:#x}"),
+            }
+        }
+        Err(_) => "unknown".to_owned(),
+    }
 }
 
 #[cfg(test)]
@@ -206,6 +475,7 @@ mod tests {
             images: Vec::new(),
             total_size: 2_120_000,
             reclaimable: 1_060_000,
+            containers: Vec::new(),
         };
         assert_eq!(
             summary(&usage),

@@ -4,7 +4,7 @@
 //! with our standard streams, and the CLI records its exit; its output is copied to the
 //! log too, as docker keeps the logs of every container. A detached container is
 //! started by a *monitor*: the stencil binary re-executed as `stencil --root ROOT
-//! container-monitor ID` (a hidden verb) in a session of its own (`setsid`), with no
+//! __monitor ID` (a hidden verb) in a session of its own (`setsid`), with no
 //! terminal. The monitor mounts the root filesystem, starts the container with its output
 //! appended to `ROOT/containers/ID/log`, tells the CLI on a pipe whether the start worked
 //! (`ok`, or `error CODE MESSAGE` with docker's 125/126/127), then waits for it, records
@@ -22,7 +22,7 @@
 //! The runtime starts processes with `clone3` and async-signal-safe code only, so these
 //! functions may be called from any thread; the CLI calls them outside any async runtime.
 
-use std::io::{Read, Seek, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -37,7 +37,7 @@ use super::runtime::{self, Network, ProcessSpec, RunError, Spec, Stdio, Volume};
 use crate::engine::{Container, Engine, Status, now, process_start_time};
 
 /// The hidden verb that runs a monitor.
-pub const MONITOR_VERB: &str = "container-monitor";
+pub const MONITOR_VERB: &str = "__monitor";
 
 /// How often `stop`, `wait` and `logs -f` look at the state.
 const POLL: Duration = Duration::from_millis(50);
@@ -659,6 +659,7 @@ pub fn logs(
     engine: &Engine,
     container: &Container,
     follow: bool,
+    tail: Option<u64>,
     out: &mut dyn Write,
 ) -> Result<()> {
     let path = engine.container_dir(&container.record.id).join("log");
@@ -667,6 +668,12 @@ pub fn logs(
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
         Err(error) => return Err(error).with_context(|| format!("cannot read {}", path.display())),
     };
+    if let (Some(lines), Some(file)) = (tail, file.as_mut()) {
+        let start =
+            tail_start(file, lines).with_context(|| format!("cannot read {}", path.display()))?;
+        file.seek(SeekFrom::Start(start))
+            .with_context(|| format!("cannot read {}", path.display()))?;
+    }
     let mut buffer = vec![0u8; 64 * 1024];
     loop {
         if file.is_none() {
@@ -705,5 +712,78 @@ pub fn logs(
             }
             std::thread::sleep(POLL);
         }
+    }
+}
+
+/// Where the last `lines` lines of `file` begin, reading backwards from its end a block at
+/// a time (a last line without its newline counts as a line, as `tail -n` counts it).
+pub fn tail_start(file: &mut (impl Read + Seek), lines: u64) -> std::io::Result<u64> {
+    let end = file.seek(SeekFrom::End(0))?;
+    if lines == 0 {
+        return Ok(end);
+    }
+    let mut block = vec![0u8; 64 * 1024];
+    let mut position = end;
+    // The newline ending the last line does not start a line of its own.
+    let mut newlines_to_pass = lines;
+    let mut first = true;
+    while position > 0 {
+        let len = block.len().min(position as usize);
+        position -= len as u64;
+        file.seek(SeekFrom::Start(position))?;
+        file.read_exact(&mut block[..len])?;
+        let mut chunk = &block[..len];
+        if first {
+            first = false;
+            if chunk.last() == Some(&b'\n') {
+                chunk = &chunk[..len - 1];
+            }
+        }
+        for (index, byte) in chunk.iter().enumerate().rev() {
+            if *byte == b'\n' {
+                newlines_to_pass -= 1;
+                if newlines_to_pass == 0 {
+                    return Ok(position + index as u64 + 1);
+                }
+            }
+        }
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Cursor;
+
+    use super::tail_start;
+
+    fn tail(text: &str, lines: u64) -> String {
+        let mut file = Cursor::new(text.as_bytes().to_vec());
+        let start = tail_start(&mut file, lines).unwrap() as usize;
+        text[start..].to_owned()
+    }
+
+    #[test]
+    fn tail_keeps_the_last_lines_like_tail_n() {
+        assert_eq!(tail("a\nb\nc\n", 2), "b\nc\n");
+        assert_eq!(tail("a\nb\nc", 2), "b\nc");
+        assert_eq!(tail("a\nb\nc\n", 3), "a\nb\nc\n");
+        assert_eq!(tail("a\nb\nc\n", 10), "a\nb\nc\n");
+        assert_eq!(tail("a\nb\nc\n", 0), "");
+        assert_eq!(tail("", 5), "");
+        assert_eq!(tail("\n\n\n", 1), "\n");
+        assert_eq!(tail("one line, no newline", 1), "one line, no newline");
+    }
+
+    #[test]
+    fn tail_crosses_read_blocks() {
+        // Lines longer than the 64 KiB block, and many of them.
+        let long = "x".repeat(100_000);
+        let text: String = (0..5).map(|i| format!("{i}{long}\n")).collect();
+        let got = tail(&text, 2);
+        assert!(got.starts_with('3') && got.ends_with('\n'));
+        assert_eq!(got.len(), 2 * (long.len() + 2));
+        let many: String = (0..50_000).map(|i| format!("{i}\n")).collect();
+        assert_eq!(tail(&many, 3), "49997\n49998\n49999\n");
     }
 }

@@ -1,9 +1,12 @@
-//! Disk usage and pruning: what `system df` reports and what `image prune` removes.
+//! Disk usage and pruning: what `system df` reports and what `image prune`,
+//! `container prune` and `system prune` remove.
 //!
-//! Sizes are those of the stored blobs (manifests, configs and layers as pulled), the same
-//! measure as the SIZE of `stencil images`. A blob used by several images counts once in
-//! the total; per image, its *shared* size is that of the blobs another image also uses,
-//! its *unique* size the rest, which is what removing it alone gives back.
+//! Image sizes are those of the stored blobs (manifests, configs and layers as pulled), the
+//! same measure as the SIZE of `stencil images`. A blob used by several images counts once
+//! in the total; per image, its *shared* size is that of the blobs another image also
+//! uses, its *unique* size the rest, which is what removing it alone gives back. A
+//! container's size is that of its writable layer (the files it added or changed), as
+//! docker's `ps --size` shows it.
 //!
 //! ```no_run
 //! # fn demo() -> anyhow::Result<()> {
@@ -15,12 +18,16 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use stencil_cow_fs::Snapshotter;
 use stencil_layerstore::ImageRecord;
 use stencil_layerstore::content::Manager;
 
+use super::containers::Container;
 use super::{Engine, Removed};
 
 /// The space one image takes.
@@ -32,8 +39,17 @@ pub struct ImageUsage {
     pub shared_size: u64,
     /// Bytes of its blobs no other image uses.
     pub unique_size: u64,
-    /// Containers using it (always 0 until stencil has containers).
+    /// Containers using it.
     pub containers: u64,
+}
+
+/// The space one container takes.
+#[derive(Debug, Clone)]
+pub struct ContainerUsage {
+    /// The container.
+    pub container: Container,
+    /// Bytes of its writable layer.
+    pub size: u64,
 }
 
 /// What [`Engine::disk_usage`] found.
@@ -45,6 +61,33 @@ pub struct DiskUsage {
     pub total_size: u64,
     /// Bytes that removing every image no container uses would give back.
     pub reclaimable: u64,
+    /// Every container, newest first.
+    pub containers: Vec<ContainerUsage>,
+}
+
+impl DiskUsage {
+    /// Bytes of every container's writable layer.
+    pub fn containers_size(&self) -> u64 {
+        self.containers.iter().map(|c| c.size).sum()
+    }
+
+    /// Bytes that removing every container that does not run would give back.
+    pub fn containers_reclaimable(&self) -> u64 {
+        self.containers
+            .iter()
+            .filter(|c| !c.container.is_running())
+            .map(|c| c.size)
+            .sum()
+    }
+}
+
+/// What [`Engine::prune_containers`] did.
+#[derive(Debug, Clone, Default)]
+pub struct PrunedContainers {
+    /// Full IDs of the removed containers.
+    pub removed: Vec<String>,
+    /// Bytes of their writable layers.
+    pub reclaimed: u64,
 }
 
 /// What [`Engine::prune_images`] did.
@@ -77,9 +120,17 @@ fn blobs(image: &ImageRecord) -> Vec<(String, u64)> {
 }
 
 impl Engine {
-    /// The space images take, with shared and unique sizes per image.
+    /// The space images and containers take, with shared and unique sizes per image.
     pub fn disk_usage(&self) -> Result<DiskUsage> {
         let images = self.store.images()?;
+        let containers = self
+            .containers()?
+            .into_iter()
+            .map(|container| {
+                let size = self.container_size(&container)?;
+                Ok(ContainerUsage { container, size })
+            })
+            .collect::<Result<Vec<_>>>()?;
         let mut users: BTreeMap<String, (u64, BTreeSet<i64>)> = BTreeMap::new();
         for image in &images {
             for (digest, size) in blobs(image) {
@@ -90,7 +141,19 @@ impl Engine {
                     .insert(image.id);
             }
         }
+        let mut used_by: BTreeMap<i64, u64> = BTreeMap::new();
+        for usage in &containers {
+            if let Some(image) = usage.container.record.image_id {
+                *used_by.entry(image).or_default() += 1;
+            }
+        }
         let total_size = users.values().map(|(size, _)| size).sum();
+        // What stays if every image no container uses goes: the blobs of the used ones.
+        let kept: u64 = users
+            .values()
+            .filter(|(_, images)| images.iter().any(|id| used_by.contains_key(id)))
+            .map(|(size, _)| size)
+            .sum();
         let usage = images
             .into_iter()
             .map(|image| {
@@ -109,19 +172,59 @@ impl Engine {
                     }
                 }
                 ImageUsage {
+                    containers: used_by.get(&image.id).copied().unwrap_or(0),
                     image,
                     shared_size: shared,
                     unique_size: unique,
-                    containers: 0,
                 }
             })
             .collect();
-        // No image is used by a container yet, so all of it could be given back.
         Ok(DiskUsage {
             images: usage,
             total_size,
-            reclaimable: total_size,
+            reclaimable: total_size - kept,
+            containers,
         })
+    }
+
+    /// Bytes of a container's writable layer: the sizes of the files, links and devices it
+    /// added or changed (hard links counted once), as docker's `ps --size`.
+    pub fn container_size(&self, container: &Container) -> Result<u64> {
+        let target = match self.snapshots.layer_target(&container.record.snapshot_key) {
+            Ok(target) => target,
+            // A container whose snapshot is gone (fsck reports it) takes no space.
+            Err(error) if error.kind() == stencil_cow_fs::ErrorKind::NotFound => return Ok(0),
+            Err(error) => {
+                return Err(anyhow::Error::from(error).context(format!(
+                    "cannot find the writable layer of container {}",
+                    container.record.name
+                )));
+            }
+        };
+        let mut seen = HashSet::new();
+        tree_size(&target.dir, &mut seen)
+    }
+
+    /// Removes every container that does not run, as `docker container prune` does.
+    pub fn prune_containers(&self) -> Result<PrunedContainers> {
+        let mut pruned = PrunedContainers::default();
+        for container in self.containers()? {
+            if container.is_running() {
+                continue;
+            }
+            let size = self.container_size(&container)?;
+            match self.remove_container(&container, false) {
+                Ok(()) => {
+                    pruned.removed.push(container.record.id.clone());
+                    pruned.reclaimed += size;
+                }
+                // Started or removed meanwhile by another stencil process: leave it.
+                Err(error) => {
+                    tracing::debug!(container = %container.record.id, "kept: {error:#}");
+                }
+            }
+        }
+        Ok(pruned)
     }
 
     /// Removes dangling images (no tag), or with `all` every image no container uses, as
@@ -129,7 +232,17 @@ impl Engine {
     pub fn prune_images(&self, all: bool) -> Result<Pruned> {
         let before = self.stored_bytes()?;
         let mut pruned = Pruned::default();
+        // An image a container uses keeps its tags too: docker's prune leaves it alone.
+        let used: BTreeSet<i64> = self
+            .store
+            .containers()?
+            .iter()
+            .filter_map(|container| container.image_id)
+            .collect();
         for image in self.store.images()? {
+            if used.contains(&image.id) {
+                continue;
+            }
             let dangling = self.store.tags_of(&image.manifest_digest)?.is_empty();
             if !all && !dangling {
                 continue;
@@ -157,6 +270,30 @@ impl Engine {
         })?;
         Ok(total)
     }
+}
+
+/// Sum of the sizes of everything under `dir` but directories, each inode once.
+fn tree_size(dir: &Path, seen: &mut HashSet<(u64, u64)>) -> Result<u64> {
+    let mut total = 0;
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(error) => {
+            return Err(error).with_context(|| format!("cannot read {}", dir.display()));
+        }
+    };
+    for entry in entries {
+        let entry = entry.with_context(|| format!("cannot read {}", dir.display()))?;
+        let path = entry.path();
+        let meta = std::fs::symlink_metadata(&path)
+            .with_context(|| format!("cannot stat {}", path.display()))?;
+        if meta.is_dir() {
+            total += tree_size(&path, seen)?;
+        } else if meta.nlink() < 2 || seen.insert((meta.dev(), meta.ino())) {
+            total += meta.len();
+        }
+    }
+    Ok(total)
 }
 
 fn layerstore_kind(error: &anyhow::Error) -> Option<stencil_layerstore::ErrorKind> {

@@ -278,7 +278,7 @@ fn header_line(parts: &[Part], columns: &[Column]) -> String {
 }
 
 /// A value as docker prints it in text: strings bare, null as nothing, the rest as JSON.
-fn plain(value: &Value) -> String {
+pub fn plain(value: &Value) -> String {
     match value {
         Value::Null => String::new(),
         Value::String(s) => s.clone(),
