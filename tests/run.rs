@@ -892,6 +892,16 @@ fn committed_deletions_reach_other_tools_through_a_registry() {
         "push reports the digest the image now has ({digest}):\n{pushed}"
     );
     assert_eq!(inspect("{{.Id}}"), id, "the image ID does not change");
+    // The compression is shown, one line per plain layer (two: the base and the commit).
+    let compressing: Vec<&str> = pushed
+        .lines()
+        .filter(|line| line.ends_with(": Compressing"))
+        .collect();
+    let compressed = pushed.matches(": Compressed as ").count();
+    assert!(
+        compressing.len() == 2 && compressed == 2,
+        "push shows each compression:\n{pushed}"
+    );
     let raw = run_peer(Command::new(&skopeo).args([
         "inspect",
         "--raw",
@@ -931,6 +941,7 @@ fn committed_deletions_reach_other_tools_through_a_registry() {
     // A second push has nothing left to compress or send.
     let again = stencil.run(&["push", &target]).success().stdout.clone();
     assert!(again.contains(&format!("digest: {digest} ")), "{again}");
+    assert!(!again.contains("Compress"), "{again}");
     stencil.assert_consistent();
     // The committed image still runs, from the compressed layer.
     stencil

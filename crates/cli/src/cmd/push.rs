@@ -4,8 +4,8 @@ use anyhow::Result;
 use stencil_reference::Reference;
 use stencil_registry::ProgressEvent;
 
-use crate::engine::Engine;
-use crate::render::progress::{ProgressDisplay, Step};
+use crate::engine::{Engine, PushProgress};
+use crate::render::progress::{ProgressDisplay, Step, short};
 
 /// Arguments of `stencil push`.
 #[derive(Debug, clap::Args)]
@@ -32,7 +32,39 @@ pub async fn run(engine: &Engine, args: &PushArgs) -> Result<()> {
         println!("The push refers to repository [{}]", reference.name());
     }
     let display = ProgressDisplay::for_stdout(quiet);
-    let show = |event: ProgressEvent| match &event {
+    let show = |event: PushProgress| match &event {
+        PushProgress::Compressing { layer, done, size } if *done == 0 => {
+            display.step(layer, Step::Status("Compressing"))
+        }
+        PushProgress::Compressing { layer, done, size } => display.step(
+            layer,
+            Step::Bytes {
+                verb: "Compressing",
+                done: *done,
+                total: *size,
+            },
+        ),
+        PushProgress::Compressed { layer, blob } => display.step(
+            layer,
+            Step::Finished(&format!("Compressed as {}", short(blob))),
+        ),
+        PushProgress::Transfer(event) => show_transfer(&display, event),
+    };
+    let report = engine.push(&reference, &show).await?;
+    // Finish the live display before the summary line.
+    drop(display);
+    if quiet {
+        println!("{}", report.digest);
+    } else {
+        let tag = reference.tag().map_or("latest", |t| t.as_str());
+        println!("{tag}: digest: {} size: {}", report.digest, report.size);
+    }
+    Ok(())
+}
+
+/// One transfer step as docker shows it.
+fn show_transfer(display: &ProgressDisplay, event: &ProgressEvent) {
+    match event {
         ProgressEvent::Started { digest, .. } => display.step(digest, Step::Status("Preparing")),
         ProgressEvent::Bytes { digest, done, size } => display.step(
             digest,
@@ -50,15 +82,5 @@ pub async fn run(engine: &Engine, args: &PushArgs) -> Result<()> {
             display.step(digest, Step::Finished(&format!("Mounted from {from}")))
         }
         _ => {}
-    };
-    let report = engine.push(&reference, &show).await?;
-    // Finish the live display before the summary line.
-    drop(display);
-    if quiet {
-        println!("{}", report.digest);
-    } else {
-        let tag = reference.tag().map_or("latest", |t| t.as_str());
-        println!("{tag}: digest: {} size: {}", report.digest, report.size);
     }
-    Ok(())
 }

@@ -827,7 +827,7 @@ mod tests {
         );
         // Its first push compresses the marked layer: same config and layers by diff ID.
         let shipped = engine
-            .distributable(&unchanged.image)
+            .distributable(&unchanged.image, &|_| {})
             .unwrap_or_else(|e| panic!("{e:#}"));
         assert_eq!(shipped.id, unchanged.image.id);
         assert_eq!(shipped.config_digest, unchanged.image.config_digest);
@@ -839,7 +839,7 @@ mod tests {
         }
         assert_eq!(marks(&shipped), [false, false]);
         let again = engine
-            .distributable(&shipped)
+            .distributable(&shipped, &|_| {})
             .unwrap_or_else(|e| panic!("{e:#}"));
         assert_eq!(
             again.manifest_digest, shipped.manifest_digest,

@@ -55,7 +55,7 @@ pub use import::ImportOptions;
 pub(crate) use import::is_tar_header;
 pub use login::{login_server, server_key};
 pub use pull::{PullEvent, PullOptions, PullReport, PullStatus};
-pub use push::PushReport;
+pub use push::{PushProgress, PushReport};
 pub use usage::{ContainerUsage, DiskUsage, ImageUsage, Pruned, PrunedContainers};
 
 /// The snapshotter's directory under the store root.

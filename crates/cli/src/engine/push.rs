@@ -1,6 +1,8 @@
 //! `push`: send an image's blobs the registry lacks, then its manifest.
 
+use std::io::Read;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
@@ -16,6 +18,33 @@ use stencil_registry::{Descriptor, ProgressEvent, PushOptions};
 use super::Engine;
 use super::commit::COMPRESS_ON_PUSH;
 
+/// What a push is doing, for a progress display.
+#[derive(Debug, Clone)]
+pub enum PushProgress {
+    /// A plain-tar layer is being compressed before its first upload: `done` of `size`
+    /// input bytes so far (0 at the start).
+    Compressing {
+        /// The plain layer's digest.
+        layer: Digest,
+        /// Input bytes compressed so far.
+        done: u64,
+        /// Input bytes in all.
+        size: u64,
+    },
+    /// That layer is compressed; `blob` is what will be uploaded.
+    Compressed {
+        /// The plain layer's digest.
+        layer: Digest,
+        /// The compressed blob's digest.
+        blob: Digest,
+    },
+    /// A step of the transfer itself.
+    Transfer(ProgressEvent),
+}
+
+/// How often, in input bytes, compression progress is reported.
+const COMPRESS_REPORT_EVERY: u64 = 4 << 20;
+
 /// The outcome of [`Engine::push`].
 #[derive(Debug, Clone)]
 pub struct PushReport {
@@ -30,13 +59,13 @@ impl Engine {
     pub async fn push(
         &self,
         reference: &Reference,
-        progress: &(dyn Fn(ProgressEvent) + Send + Sync),
+        progress: &(dyn Fn(PushProgress) + Send + Sync),
     ) -> Result<PushReport> {
         let image = self
             .store
             .resolve(reference)
             .with_context(|| format!("no local image {} to push", reference.familiar()))?;
-        let image = self.distributable(&image)?;
+        let image = self.distributable(&image, progress)?;
         // The platform manifest is pushed, not a multi-platform index whose other
         // platforms this store does not hold.
         let root = Descriptor::new(
@@ -53,11 +82,11 @@ impl Engine {
         let pushed = loop {
             tokio::select! {
                 result = &mut transfer => break result,
-                Some(event) = receiver.recv() => progress(event),
+                Some(event) = receiver.recv() => progress(PushProgress::Transfer(event)),
             }
         };
         while let Ok(event) = receiver.try_recv() {
-            progress(event);
+            progress(PushProgress::Transfer(event));
         }
         let digest = pushed.with_context(|| format!("cannot push {}", reference.familiar()))?;
         Ok(PushReport {
@@ -73,7 +102,11 @@ impl Engine {
     /// image is given the manifest naming the compressed blobs, so that its digest is the
     /// one the registry will report and later pushes compress nothing. Other images, plain-tar layers from elsewhere included, are
     /// returned as they are, so that a push keeps their source digests.
-    pub fn distributable(&self, image: &ImageRecord) -> Result<ImageRecord> {
+    pub fn distributable(
+        &self,
+        image: &ImageRecord,
+        progress: &dyn Fn(PushProgress),
+    ) -> Result<ImageRecord> {
         if !image
             .layers
             .iter()
@@ -107,14 +140,41 @@ impl Engine {
                 .content
                 .open(&digest)
                 .with_context(|| format!("cannot read layer {digest}"))?;
+            let plain_size = layer.get("size").and_then(Value::as_u64).unwrap_or(0);
+            progress(PushProgress::Compressing {
+                layer: digest.clone(),
+                done: 0,
+                size: plain_size,
+            });
             // Block-parallel, as pigz: a layer of a few hundred MiB is compressed once per
-            // image, on every core.
+            // image, on every core. The workers read on threads of their own; the count
+            // of what they read is reported from this one, as the output comes.
             let threads = std::thread::available_parallelism().map_or(1, usize::from);
-            let mut gzip = ParallelGzip::new(blob, 6, threads);
+            let read = Arc::new(AtomicU64::new(0));
+            let counted = Counted {
+                inner: blob,
+                read: Arc::clone(&read),
+            };
+            let mut gzip = Reporting {
+                inner: ParallelGzip::new(counted, 6, threads),
+                read,
+                reported: 0,
+                report: &|done| {
+                    progress(PushProgress::Compressing {
+                        layer: digest.clone(),
+                        done,
+                        size: plain_size,
+                    })
+                },
+            };
             let (compressed, size) = self
                 .store
                 .ingest(&mut gzip, None)
                 .with_context(|| format!("cannot compress layer {digest}"))?;
+            progress(PushProgress::Compressed {
+                layer: digest.clone(),
+                blob: compressed.clone(),
+            });
             layer["mediaType"] = json!(if docker {
                 DOCKER_LAYER_GZIP
             } else {
@@ -145,5 +205,40 @@ impl Engine {
         crate::build::cache::BuildCache::open(self.root())?
             .rename_image(&image.manifest_digest, &replaced.manifest_digest)?;
         Ok(replaced)
+    }
+}
+
+/// A reader counting what is read through it, for a reader on another thread.
+struct Counted<R> {
+    inner: R,
+    read: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Passes reads through and calls `report` with the [`Counted`] total every
+/// [`COMPRESS_REPORT_EVERY`] bytes.
+struct Reporting<'a, R> {
+    inner: R,
+    read: Arc<AtomicU64>,
+    reported: u64,
+    report: &'a dyn Fn(u64),
+}
+
+impl<R: Read> Read for Reporting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let done = self.read.load(Ordering::Relaxed);
+        if done >= self.reported + COMPRESS_REPORT_EVERY {
+            self.reported = done;
+            (self.report)(done);
+        }
+        Ok(n)
     }
 }
