@@ -66,6 +66,15 @@ fn store_with_image(test: &str) -> Option<Stencil> {
     Some(stencil)
 }
 
+/// `resolv.conf` as `ls /etc` lists it in a container: there when the host has one.
+fn resolv_line() -> &'static str {
+    if Path::new("/etc/resolv.conf").exists() {
+        "resolv.conf\n"
+    } else {
+        ""
+    }
+}
+
 /// Polls `check` for up to ten seconds.
 fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -563,6 +572,136 @@ fn containers_are_sized_inspected_tailed_and_pruned() {
 }
 
 #[test]
+fn containers_and_build_steps_get_hosts_hostname_and_resolv_conf() {
+    let Some(stencil) = store_with_image("network_files") else {
+        return;
+    };
+    let _cleanup = Cleanup(&stencil);
+    // The image has /etc but none of the three files, as most registry images.
+    stencil
+        .run(&[
+            "run",
+            "--name",
+            "named",
+            "--hostname",
+            "web1",
+            IMAGE,
+            "sh",
+            "-c",
+            "cat /etc/hostname; grep -q localhost /etc/hosts && echo has-localhost; grep web1 /etc/hosts | tr -s ' \\t' ' '",
+        ])
+        .success()
+        .stdout_is("web1\nhas-localhost\n127.0.0.1 web1\n");
+    if let Ok(host_resolv) = std::fs::read_to_string("/etc/resolv.conf") {
+        stencil
+            .run(&["run", "--rm", IMAGE, "cat", "/etc/resolv.conf"])
+            .success()
+            .stdout_is(&host_resolv);
+    }
+    let isolated = stencil.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        IMAGE,
+        "cat",
+        "/etc/hosts",
+    ]);
+    isolated.success();
+    assert!(
+        isolated
+            .stdout
+            .starts_with("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost"),
+        "{isolated}"
+    );
+    // A file of the user's over one of them wins.
+    let own = stencil.scratch().join("own-hosts");
+    std::fs::write(&own, "10.0.0.1 mine\n").unwrap_or_else(|e| panic!("write: {e}"));
+    stencil
+        .run(&[
+            "run",
+            "--rm",
+            "-v",
+            &format!("{}:/etc/hosts:ro", own.display()),
+            IMAGE,
+            "cat",
+            "/etc/hosts",
+        ])
+        .success()
+        .stdout_is("10.0.0.1 mine\n");
+
+    // The placeholders made to mount on are not the container's change.
+    stencil.run(&["diff", "named"]).success().stdout_is("");
+    stencil
+        .run(&[
+            "run",
+            "--name",
+            "writer",
+            IMAGE,
+            "sh",
+            "-c",
+            "echo new > /etc/motd",
+        ])
+        .success();
+    stencil
+        .run(&["diff", "writer"])
+        .success()
+        .stdout_is("C /etc\nA /etc/motd\n");
+    stencil.run(&["commit", "writer", "e2e/writer:1"]).success();
+    let mounted = stencil.run(&["image", "mount", "e2e/writer:1"]);
+    mounted.success();
+    let root = PathBuf::from(mounted.stdout.trim());
+    let present: Vec<bool> = ["etc/motd", "etc/hosts", "etc/hostname", "etc/resolv.conf"]
+        .iter()
+        .map(|path| root.join(path).symlink_metadata().is_ok())
+        .collect();
+    stencil.run(&["image", "unmount", "e2e/writer:1"]).success();
+    assert_eq!(
+        present,
+        [true, false, false, false],
+        "what the commit holds"
+    );
+
+    // RUN steps of a build get them too, and they stay out of the built layers.
+    let context = stencil.scratch().join("context");
+    std::fs::create_dir_all(&context).unwrap_or_else(|e| panic!("mkdir: {e}"));
+    std::fs::write(
+        context.join("Dockerfile"),
+        format!(
+            "FROM {IMAGE}\nRUN grep -q localhost /etc/hosts && cat /etc/hostname > /built-on && test -f /etc/resolv.conf -o ! -f /host-has-no-resolv\n"
+        ),
+    )
+    .unwrap_or_else(|e| panic!("write Dockerfile: {e}"));
+    stencil
+        .run(&[
+            "build",
+            "-q",
+            "-t",
+            "e2e/netbuilt:1",
+            context.to_str().unwrap_or_default(),
+        ])
+        .success();
+    let mounted = stencil.run(&["image", "mount", "e2e/netbuilt:1"]);
+    mounted.success();
+    let root = PathBuf::from(mounted.stdout.trim());
+    let built_on = std::fs::read_to_string(root.join("built-on")).unwrap_or_default();
+    let hosts_in_image = root.join("etc/hosts").symlink_metadata().is_ok();
+    stencil
+        .run(&["image", "unmount", "e2e/netbuilt:1"])
+        .success();
+    assert_eq!(
+        built_on.trim().len(),
+        12,
+        "RUN saw a hostname: {built_on:?}"
+    );
+    assert!(
+        !hosts_in_image,
+        "the built image has no /etc/hosts of its own"
+    );
+    stencil.assert_consistent();
+}
+
+#[test]
 fn foreground_containers_keep_their_logs() {
     let Some(stencil) = store_with_image("foreground_logs") else {
         return;
@@ -772,7 +911,11 @@ fn writes_stay_in_their_container_until_commit() {
             "cat /etc/os-release; ls /etc",
         ])
         .success()
-        .stdout_is(&format!("{OS_RELEASE}doomed\ngroup\nos-release\npasswd\n"));
+        // The network files are mounted on placeholders of the runtime's.
+        .stdout_is(&format!(
+            "{OS_RELEASE}doomed\ngroup\nhostname\nhosts\nos-release\npasswd\n{}",
+            resolv_line()
+        ));
     stencil
         .run(&["diff", "first"])
         .success()
@@ -826,7 +969,10 @@ fn writes_stay_in_their_container_until_commit() {
             "cat /etc/os-release /srv/new; echo $EDITED; ls /etc",
         ])
         .success()
-        .stdout_is("changed\nnew\nyes\ngroup\nos-release\npasswd\n");
+        .stdout_is(&format!(
+            "changed\nnew\nyes\ngroup\nhostname\nhosts\nos-release\npasswd\n{}",
+            resolv_line()
+        ));
     let history = stencil.run(&["history", "e2e/edited:1"]);
     assert!(history.stdout.contains("edited"), "{history}");
     // The image has no /proc, /sys or /dev: the directories the runtime made to mount on

@@ -46,9 +46,10 @@ use crate::whiteout::{
 pub struct DiffOptions {
     /// When set, every entry's modification time is this value (seconds since the epoch).
     pub mtime: Option<u64>,
-    /// Directories (relative to the root, like `proc`) that a container runtime made to
-    /// mount on: an upper diff leaves each out when it is new (no lower has it) and holds
-    /// nothing but empty directories, as docker's init layer keeps them out of commits.
+    /// Paths (relative to the root, like `proc` or `etc/hosts`) that a container runtime
+    /// made to mount on: an upper diff leaves each out when it is new (no lower has it)
+    /// and is an empty file or holds nothing but empty directories, as docker's init
+    /// layer keeps them out of commits.
     pub mount_points: Vec<PathBuf>,
 }
 
@@ -59,7 +60,7 @@ impl DiffOptions {
         self
     }
 
-    /// Leaves out the new, empty mount-point directories `dirs` (see
+    /// Leaves out the new, empty mount points `dirs` (see
     /// [`DiffOptions::mount_points`]).
     pub fn mount_points<P: Into<PathBuf>>(
         mut self,
@@ -219,12 +220,13 @@ fn upper_dir(
                         io::Error::from_raw_os_error(libc::ENOENT),
                     ));
                 };
-                if stat.is_dir()
+                let placeholder =
+                    (stat.is_dir() && is_empty_tree(&path)) || (stat.is_file() && stat.size == 0);
+                if placeholder
                     && mount_points.contains(&child)
                     && !lowers
                         .iter()
                         .any(|lower| lower.join(&child).symlink_metadata().is_ok())
-                    && is_empty_tree(&path)
                 {
                     continue;
                 }

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
+use crate::container::netfiles::network_files;
 use crate::container::runtime::{self, DEFAULT_PATH, Network, Spec, Stdio};
 
 /// What a `RUN` step runs.
@@ -39,6 +40,25 @@ pub(super) fn run(container: &Container) -> Result<i32> {
     if !env.iter().any(|e| e.starts_with("PATH=")) {
         env.insert(0, format!("PATH={DEFAULT_PATH}"));
     }
+    // /etc/hosts, /etc/hostname and /etc/resolv.conf, as docker build gives RUN; the
+    // files live as long as the step.
+    let files = tempfile::Builder::new()
+        .prefix("stencil-run-")
+        .tempdir()
+        .context("cannot create a directory for the network files of RUN")?;
+    let network = if container.network_host {
+        Network::Host
+    } else {
+        Network::None
+    };
+    let volumes = network_files(
+        files.path(),
+        &container.rootfs,
+        &container.hostname,
+        network,
+        &[],
+    )
+    .context("cannot write the network files of RUN")?;
     let spec = Spec {
         rootfs: container.rootfs.clone(),
         args: container.args.clone(),
@@ -46,11 +66,8 @@ pub(super) fn run(container: &Container) -> Result<i32> {
         cwd: container.cwd.clone(),
         user: container.user.clone(),
         hostname: container.hostname.clone(),
-        network: if container.network_host {
-            Network::Host
-        } else {
-            Network::None
-        },
+        network,
+        volumes,
         ..Spec::default()
     };
     let stdio = if container.quiet {

@@ -842,11 +842,13 @@ impl<'a> Builder<'a> {
                 );
             }
             mounted.unmount()?;
-            // The runtime's /proc, /sys and /dev mount points are not the step's change.
+            // The runtime's /proc, /sys and /dev mount points, and the placeholders of the
+            // network files, are not the step's change.
             let options = CommitOptions {
                 mount_points: crate::engine::RUNTIME_MOUNTPOINTS
                     .iter()
-                    .map(|dir| (*dir).to_owned())
+                    .chain(&crate::container::netfiles::NETWORK_FILES)
+                    .map(|path| (*path).to_owned())
                     .collect(),
                 ..options
             };

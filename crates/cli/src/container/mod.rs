@@ -3,7 +3,8 @@
 //! [`runtime`] starts a process in new namespaces on a mounted root filesystem (or inside
 //! a running container, for `exec`); [`oci`] writes an OCI bundle for an external runtime
 //! such as runc. [`user`] resolves `--user` inside a rootfs, [`caps`] holds docker's default
-//! capability set and [`namespaces`] which namespaces a container gets. The child side
+//! capability set, [`namespaces`] which namespaces a container gets and [`netfiles`] the
+//! `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf` it is given. The child side
 //! (`child`, `sys`) runs between `clone` and `execve` and is private, as are the copies of
 //! a foreground container's output (`tty`, `tee`).
 //!
@@ -14,6 +15,7 @@ pub mod caps;
 mod child;
 pub mod monitor;
 pub mod namespaces;
+pub mod netfiles;
 pub mod oci;
 pub mod rootpath;
 pub mod runtime;

@@ -32,8 +32,8 @@ use anyhow::{Context, Result, bail};
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 
-use super::oci;
 use super::runtime::{self, Network, ProcessSpec, RunError, Spec, Stdio, Volume};
+use super::{netfiles, oci};
 use crate::engine::{Container, Engine, Status, now, process_start_time};
 
 /// The hidden verb that runs a monitor.
@@ -61,10 +61,11 @@ impl StartFailure {
     }
 }
 
-/// The runtime's description of `container`, rooted at `rootfs`.
-pub fn spec_of(container: &Container, rootfs: &Path) -> Spec {
+/// The runtime's description of `container`, rooted at `rootfs`, with the network files
+/// of [`netfiles`] written into `dir` (the container's directory).
+pub fn spec_of(container: &Container, rootfs: &Path, dir: &Path) -> Spec {
     let config = &container.config;
-    Spec {
+    let mut spec = Spec {
         rootfs: rootfs.to_path_buf(),
         args: config.args.clone(),
         env: config.env.clone(),
@@ -89,7 +90,22 @@ pub fn spec_of(container: &Container, rootfs: &Path) -> Spec {
         tty: config.tty,
         interactive: config.interactive,
         init: config.init,
+    };
+    match netfiles::network_files(
+        &dir.join("etc"),
+        rootfs,
+        &spec.hostname,
+        spec.network,
+        &spec.volumes,
+    ) {
+        Ok(files) => spec.volumes.extend(files),
+        // Names then resolve as the image has it; the container still starts.
+        Err(error) => tracing::warn!(
+            container = %container.record.name,
+            "cannot write /etc/hosts, /etc/hostname and /etc/resolv.conf: {error}"
+        ),
     }
+    spec
 }
 
 /// Records that `container` could not start: it stays `created`, with the error and
@@ -250,7 +266,11 @@ fn is_not_found(error: &anyhow::Error) -> bool {
 pub fn run_attached(engine: &Engine, container: &mut Container) -> Result<i32> {
     refuse_running(container)?;
     let rootfs = engine.mount_container(container)?;
-    let spec = spec_of(container, &rootfs);
+    let spec = spec_of(
+        container,
+        &rootfs,
+        &engine.container_dir(&container.record.id),
+    );
     let id = container.record.id.clone();
     let log = open_log(engine, &id).map_err(own_failure)?;
     let stdio = Stdio::Logged { log };
@@ -420,7 +440,7 @@ fn monitor_delegated(
     let bundle = engine.container_dir(&id).join("bundle");
     let started = log_streams(engine, container).and_then(|(stdio, input)| {
         let rootfs = engine.mount_container(container).map_err(own_failure)?;
-        let spec = spec_of(container, &rootfs);
+        let spec = spec_of(container, &rootfs, &engine.container_dir(&container.record.id));
         let delegated = oci::start_with_runtime(path, &spec, &bundle, &id, stdio)
             .map_err(|error| StartFailure::from_run_error(&error))?;
         match delegated.pid() {
@@ -515,7 +535,11 @@ fn prepare_and_start(
 ) -> std::result::Result<(runtime::Started, Option<OwnedFd>), StartFailure> {
     let (stdio, input) = log_streams(engine, container)?;
     let rootfs = engine.mount_container(container).map_err(own_failure)?;
-    let spec = spec_of(container, &rootfs);
+    let spec = spec_of(
+        container,
+        &rootfs,
+        &engine.container_dir(&container.record.id),
+    );
     let started =
         runtime::start(&spec, stdio).map_err(|error| StartFailure::from_run_error(&error))?;
     Ok((started, input))

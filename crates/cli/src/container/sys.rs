@@ -161,7 +161,8 @@ pub(crate) fn touch(path: &CStr, mode: u32) -> Result<(), i32> {
     let fd = unsafe {
         libc::open(
             path.as_ptr(),
-            libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC | libc::O_NOCTTY,
+            // Read-only: an existing file is not copied up into an overlay's upper layer.
+            libc::O_RDONLY | libc::O_CREAT | libc::O_CLOEXEC | libc::O_NOCTTY,
             mode,
         )
     };

@@ -301,6 +301,10 @@ impl Engine {
             // changing after the commit.
             return Ok(());
         }
+        // The runtime's mount points stay out of the layer's tar; out of its snapshot too.
+        if !options.mount_points.is_empty() {
+            self.clear_placeholders(key, &options.mount_points)?;
+        }
         match self.snapshots.commit(name, key) {
             Ok(()) => {}
             // Another process committed the same chain meanwhile: theirs is as good.

@@ -489,6 +489,62 @@ impl Engine {
         Ok(())
     }
 
+    /// Removes from the writable layer of snapshot `key` the mount points a runtime made
+    /// there (new empty files and empty directories among `mount_points`, such as
+    /// `/etc/hosts` or `/proc`) and the directories copied up only to hold them, so that
+    /// a snapshot kept as an image's layer holds what the layer's tar holds. Only for an
+    /// overlay upper directory; a full copy is left alone.
+    pub(crate) fn clear_placeholders(&self, key: &str, mount_points: &[String]) -> Result<()> {
+        let target = self
+            .snapshots
+            .layer_target(key)
+            .with_context(|| format!("cannot find the writable layer of {key}"))?;
+        if target.whiteouts != stencil_cow_fs::WhiteoutMode::Overlay {
+            return Ok(());
+        }
+        let mut paths: Vec<&Path> = mount_points
+            .iter()
+            .map(|p| Path::new(p.trim_start_matches('/')))
+            .filter(|p| !p.as_os_str().is_empty())
+            .collect();
+        // Deepest first, so a directory is looked at after what it holds.
+        paths.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+        let mut parents = Vec::new();
+        for rel in paths {
+            let path = target.dir.join(rel);
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if exists_below(&target.parents, rel) {
+                continue;
+            }
+            let removed = if meta.is_file() && meta.len() == 0 {
+                std::fs::remove_file(&path)
+            } else if meta.is_dir() && is_empty_tree(&path) && !is_opaque(&path) {
+                std::fs::remove_dir_all(&path)
+            } else {
+                continue;
+            };
+            removed.with_context(|| format!("cannot remove {}", path.display()))?;
+            if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty()) {
+                parents.push(parent.to_path_buf());
+            }
+        }
+        parents.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+        parents.dedup();
+        for rel in parents {
+            let path = target.dir.join(&rel);
+            let empty = std::fs::read_dir(&path).is_ok_and(|mut d| d.next().is_none());
+            if empty && !is_opaque(&path) && same_as_below(&path, &target.parents, &rel) {
+                // Copied up only to hold the placeholders: the layer below shows through
+                // again, as it is. (A directory made new stays: the layer's tar has it.)
+                std::fs::remove_dir(&path)
+                    .with_context(|| format!("cannot remove {}", path.display()))?;
+            }
+        }
+        Ok(())
+    }
+
     /// `docker diff`: `A`, `C` and `D` lines for what the container added, changed and
     /// deleted, sorted by path.
     pub fn container_changes(&self, container: &Container) -> Result<Vec<(char, String)>> {
@@ -878,11 +934,12 @@ fn read_xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
 /// Directories the runtime creates in a root filesystem that lacks them, to mount on.
 pub(crate) const RUNTIME_MOUNTPOINTS: &[&str] = &["/proc", "/sys", "/dev"];
 
-/// The directories the runtime may make in a container's layer to mount on: `/proc`,
-/// `/sys`, `/dev`, and each `-v` target with its parents.
+/// What the runtime may make in a container's layer to mount on: `/proc`, `/sys`, `/dev`,
+/// the network files, and each `-v` target with its parents.
 fn mount_points(config: &ContainerConfig) -> Vec<String> {
     let mut dirs: Vec<String> = RUNTIME_MOUNTPOINTS
         .iter()
+        .chain(&crate::container::netfiles::NETWORK_FILES)
         .map(|d| (*d).to_owned())
         .collect();
     for volume in &config.volumes {
@@ -896,6 +953,57 @@ fn mount_points(config: &ContainerConfig) -> Vec<String> {
         }
     }
     dirs
+}
+
+/// Whether the upper directory `path` has the mode and owner of the topmost lower
+/// directory at `rel` (a copy-up that changed nothing of its own).
+fn same_as_below(path: &Path, lowers: &[PathBuf], rel: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(upper) = std::fs::symlink_metadata(path) else {
+        return false;
+    };
+    lowers
+        .iter()
+        .find_map(|lower| std::fs::symlink_metadata(lower.join(rel)).ok())
+        .is_some_and(|below| {
+            below.is_dir()
+                && below.mode() == upper.mode()
+                && below.uid() == upper.uid()
+                && below.gid() == upper.gid()
+        })
+}
+
+/// Whether the upper entry at `path` (shown as `shown`) is a mount point the runtime made:
+/// listed in `mount_points`, and an empty file or a tree of empty directories.
+fn is_placeholder(
+    path: &Path,
+    meta: &std::fs::Metadata,
+    shown: &str,
+    mount_points: &[String],
+) -> bool {
+    mount_points.iter().any(|m| m == shown)
+        && ((meta.is_dir() && is_empty_tree(path)) || (meta.is_file() && meta.len() == 0))
+}
+
+/// Whether the upper directory `rel` holds something, and only new runtime placeholders.
+fn holds_only_placeholders(
+    upper: &Path,
+    lowers: &[PathBuf],
+    rel: &Path,
+    mount_points: &[String],
+) -> bool {
+    let Ok(entries) = std::fs::read_dir(upper.join(rel)) else {
+        return false;
+    };
+    let entries: Vec<_> = entries.flatten().collect();
+    !entries.is_empty()
+        && entries.iter().all(|entry| {
+            let child = rel.join(entry.file_name());
+            let shown = format!("/{}", child.display());
+            !exists_below(lowers, &child)
+                && std::fs::symlink_metadata(entry.path())
+                    .is_ok_and(|meta| is_placeholder(&entry.path(), &meta, &shown, mount_points))
+        })
 }
 
 /// Whether `dir` holds nothing but (empty) directories.
@@ -961,18 +1069,23 @@ fn upper_changes(
         } else {
             'A'
         };
-        if kind == 'A'
-            && meta.is_dir()
-            && mount_points.contains(&shown)
-            && is_empty_tree(&upper.join(&child))
-        {
-            // Made by the runtime to mount /proc, /sys, /dev and volumes on, as docker's
-            // init layer does; not the container's own change.
+        let runtime_made = is_placeholder(&upper.join(&child), &meta, &shown, mount_points)
+            || (meta.is_dir() && holds_only_placeholders(upper, lowers, &child, mount_points));
+        if kind == 'A' && runtime_made {
+            // Made by the runtime to mount /proc, /sys, /dev, the network files and
+            // volumes on (with `/etc` to hold the files), as docker's init layer does; not
+            // the container's own change.
             continue;
         }
+        let line = changes.len();
         changes.push((kind, shown));
         if meta.is_dir() {
             upper_changes(upper, lowers, &child, mount_points, changes)?;
+            // A directory copied up only to hold such placeholders (`/etc` for
+            // `/etc/hosts`) did not change either.
+            if kind == 'C' && changes.len() == line + 1 && runtime_made {
+                changes.pop();
+            }
         }
     }
     Ok(())
