@@ -419,6 +419,37 @@ fn containers_are_sized_inspected_tailed_and_pruned() {
         .run(&["create", "--name", "fresh", IMAGE, "true"])
         .success();
 
+    // ps filters, -n and -l, as docker's (a status filter looks beyond running ones).
+    let names = |args: &[&str]| {
+        let mut command = vec!["ps", "--format", "{{.Names}}"];
+        command.extend_from_slice(args);
+        let run = stencil.run(&command);
+        run.success();
+        run.stdout.clone()
+    };
+    assert_eq!(names(&["-f", "status=exited"]), "gone\n");
+    assert_eq!(
+        names(&["--filter", "status=created", "--filter", "status=exited"]),
+        "fresh\ngone\n"
+    );
+    assert_eq!(names(&["-a", "-f", "name=kee"]), "keeper\n");
+    assert_eq!(names(&["-f", "exited=3"]), "gone\n");
+    assert_eq!(names(&["-f", "exited=0"]), "");
+    assert_eq!(
+        names(&["-a", "-f", "ancestor=e2e/busybox:1", "-f", "status=running"]),
+        "keeper\n"
+    );
+    assert_eq!(
+        names(&["-a", "-f", &format!("id={}", &keeper[..10])]),
+        "keeper\n"
+    );
+    assert_eq!(names(&["-l"]), "fresh\n");
+    assert_eq!(names(&["-n", "2"]), "fresh\ngone\n");
+    stencil
+        .run(&["ps", "-f", "colour=red"])
+        .expect_code(125)
+        .stderr_contains("unknown key");
+
     // logs --tail, as docker's.
     stencil
         .run(&["logs", "--tail", "2", "gone"])

@@ -206,6 +206,16 @@ pub struct PsArgs {
     /// Show the size of each container's writable layer (and of its image).
     #[arg(short = 's', long)]
     pub size: bool,
+    /// Keep containers matching KEY=VALUE: status, name, id, ancestor, exited (repeat a
+    /// key to allow several values).
+    #[arg(short = 'f', long, value_name = "KEY=VALUE")]
+    pub filter: Vec<String>,
+    /// Show the N most recently created containers, whatever their state.
+    #[arg(short = 'n', long, value_name = "N")]
+    pub last: Option<usize>,
+    /// Show the most recently created container (`-n 1`).
+    #[arg(short = 'l', long)]
+    pub latest: bool,
     /// `table`, `json`, or a template such as `{{.ID}} {{.Status}}`.
     #[arg(long, value_name = "FORMAT")]
     pub format: Option<String>,
@@ -247,13 +257,96 @@ const PS_COLUMNS: [Column; 7] = [
     },
 ];
 
+/// One `ps --filter`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PsFilter {
+    Status(Status),
+    Name(String),
+    Id(String),
+    /// The image (config digest) a container must run.
+    Ancestor(String),
+    Exited(i32),
+}
+
+const PS_FILTER_KEYS: &str = "status, name, id, ancestor, exited";
+
+fn parse_ps_filter(engine: &Engine, text: &str) -> Result<PsFilter> {
+    let Some((key, value)) = text.split_once('=') else {
+        bail!("invalid filter {text:?}: expected KEY=VALUE ({PS_FILTER_KEYS})");
+    };
+    Ok(match key {
+        "status" => PsFilter::Status(match value {
+            "created" => Status::Created,
+            "running" => Status::Running,
+            "exited" => Status::Exited,
+            _ => bail!(
+                "invalid filter {text:?}: status is created, running or exited (stencil has no paused, restarting or dead containers)"
+            ),
+        }),
+        "name" => PsFilter::Name(value.trim_start_matches('/').to_owned()),
+        "id" => PsFilter::Id(value.to_owned()),
+        "ancestor" => {
+            let image = engine
+                .find_image(value)
+                .with_context(|| format!("invalid filter {text:?}"))?;
+            PsFilter::Ancestor(image.config_digest.to_string())
+        }
+        "exited" => PsFilter::Exited(
+            value
+                .parse()
+                .with_context(|| format!("invalid filter {text:?}: exited takes an exit code"))?,
+        ),
+        _ => bail!("invalid filter {text:?}: unknown key {key:?} ({PS_FILTER_KEYS})"),
+    })
+}
+
+fn ps_filter_matches(container: &Container, filter: &PsFilter) -> bool {
+    match filter {
+        PsFilter::Status(status) => container.state.status == *status,
+        PsFilter::Name(name) => container.record.name.contains(name.as_str()),
+        PsFilter::Id(id) => container.record.id.starts_with(id.as_str()),
+        PsFilter::Ancestor(config) => container.config.image_id == *config,
+        PsFilter::Exited(code) => {
+            container.state.status == Status::Exited && container.state.exit_code == Some(*code)
+        }
+    }
+}
+
+/// Filters with the same key allow any of their values; different keys must all hold.
+fn keep_container(container: &Container, filters: &[PsFilter]) -> bool {
+    let key = |f: &PsFilter| std::mem::discriminant(f);
+    filters.iter().all(|filter| {
+        filters
+            .iter()
+            .filter(|other| key(other) == key(filter))
+            .any(|other| ps_filter_matches(container, other))
+    })
+}
+
 /// `stencil ps`.
 pub fn ps(engine: &Engine, args: &PsArgs) -> Result<String> {
-    let containers: Vec<Container> = engine
+    let filters = args
+        .filter
+        .iter()
+        .map(|text| parse_ps_filter(engine, text))
+        .collect::<Result<Vec<_>>>()?;
+    let last = if args.latest { Some(1) } else { args.last };
+    // As docker's: a status filter, -n and -l look beyond the running containers.
+    let all = args.all
+        || last.is_some()
+        || filters
+            .iter()
+            .any(|f| matches!(f, PsFilter::Status(_) | PsFilter::Exited(_)));
+    let mut containers: Vec<Container> = engine
         .containers()?
         .into_iter()
-        .filter(|c| args.all || c.is_running())
+        .filter(|c| all || c.is_running())
+        .filter(|c| keep_container(c, &filters))
         .collect();
+    if let Some(last) = last {
+        // Newest first already; keep the N most recently created.
+        containers.truncate(last);
+    }
     if args.quiet {
         return Ok(containers
             .iter()
