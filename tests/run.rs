@@ -450,6 +450,44 @@ fn containers_are_sized_inspected_tailed_and_pruned() {
         .expect_code(125)
         .stderr_contains("unknown key");
 
+    // restart stops and starts again; rename keeps the container, -p is accepted.
+    stencil
+        .run(&["restart", "-t", "1", "keeper"])
+        .success()
+        .stdout_is("keeper\n");
+    eventually("keeper's second start", || {
+        stencil.run(&["logs", "keeper"]).stdout == "written\nwritten\n"
+    });
+    stencil.run(&["rename", "keeper", "/kept"]).success();
+    stencil
+        .run(&["inspect", "-f", "{{.Name}} {{.Id}}", "kept"])
+        .success()
+        .stdout_is(&format!("/kept {keeper}\n"));
+    stencil
+        .run(&["container", "rename", "kept", "gone"])
+        .expect_code(125)
+        .stderr_contains("already in use");
+    stencil.run(&["rename", "kept", "keeper"]).success();
+    let published = stencil.run(&[
+        "run",
+        "--rm",
+        "-p",
+        "8080:80",
+        "-p",
+        "[::1]:53:53/udp",
+        IMAGE,
+        "true",
+    ]);
+    published.success();
+    assert!(
+        published.stderr.contains("Published ports are discarded"),
+        "{published}"
+    );
+    stencil
+        .run(&["run", "--rm", "-p", "70000:80", IMAGE, "true"])
+        .expect_code(125)
+        .stderr_contains("70000");
+
     // logs --tail, as docker's.
     stencil
         .run(&["logs", "--tail", "2", "gone"])

@@ -107,6 +107,10 @@ enum Command {
     Stop(cmd::containers::StopArgs),
     /// Send a signal to running containers.
     Kill(cmd::containers::KillArgs),
+    /// Stop and start containers again.
+    Restart(cmd::containers::RestartArgs),
+    /// Give a container another name.
+    Rename(cmd::containers::RenameArgs),
     /// Wait for containers to stop and print their exit codes.
     Wait(cmd::containers::WaitArgs),
     /// Remove containers.
@@ -176,6 +180,10 @@ enum ContainerCommand {
     Stop(cmd::containers::StopArgs),
     /// Send a signal to running containers (same as `stencil kill`).
     Kill(cmd::containers::KillArgs),
+    /// Stop and start containers again (same as `stencil restart`).
+    Restart(cmd::containers::RestartArgs),
+    /// Give a container another name (same as `stencil rename`).
+    Rename(cmd::containers::RenameArgs),
     /// Wait for containers to stop (same as `stencil wait`).
     Wait(cmd::containers::WaitArgs),
     /// Remove containers (same as `stencil rm`).
@@ -323,6 +331,12 @@ fn main() -> ExitCode {
         }
         Command::Kill(args) | Command::Container(ContainerCommand::Kill(args)) => {
             return with_status(root, |e| cmd::containers::kill(e, &args));
+        }
+        Command::Restart(args) | Command::Container(ContainerCommand::Restart(args)) => {
+            return with_status(root, |e| cmd::containers::restart(e, &args));
+        }
+        Command::Rename(args) | Command::Container(ContainerCommand::Rename(args)) => {
+            with_engine(root, |engine| cmd::containers::rename(engine, &args))
         }
         Command::Wait(args) | Command::Container(ContainerCommand::Wait(args)) => {
             return with_status(root, |e| cmd::containers::wait(e, &args));

@@ -212,6 +212,41 @@ impl Store {
         })
     }
 
+    /// Gives container `id` (its full ID) the name `name`. Refuses a name another
+    /// container has ([`crate::ErrorKind::ContainerNameInUse`]); its own name is fine.
+    pub fn rename_container(&self, id: &str, name: &str) -> Result<()> {
+        let database = self.database();
+        database.write(|transaction| {
+            let error = |source| database.error(source);
+            let holder: Option<String> = transaction
+                .query_row(
+                    "SELECT id FROM containers WHERE (name = ?1 OR id = ?1) AND id != ?2",
+                    params![name, id],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(error)?;
+            if let Some(holder) = holder {
+                return Err(Error::ContainerNameInUse {
+                    name: name.to_owned(),
+                    container: holder,
+                });
+            }
+            let changed = transaction
+                .execute(
+                    "UPDATE containers SET name = ?1 WHERE id = ?2",
+                    params![name, id],
+                )
+                .map_err(error)?;
+            if changed == 0 {
+                return Err(Error::ContainerNotFound {
+                    container: id.to_owned(),
+                });
+            }
+            Ok(())
+        })
+    }
+
     /// Replaces the state document of container `id` (its full ID).
     pub fn set_container_state(&self, id: &str, state: &str) -> Result<()> {
         let database = self.database();

@@ -64,6 +64,11 @@ pub struct CreateArgs {
     /// Network: host (default) or none.
     #[arg(long = "network", alias = "net", value_name = "NETWORK")]
     pub network: Option<String>,
+    /// Publish a port (`[IP:]HOST:CONTAINER[/PROTO]`): accepted and discarded, as docker
+    /// and podman do with the host's network (stencil's), where the container's ports
+    /// are the host's already.
+    #[arg(short = 'p', long = "publish", value_name = "PORTS")]
+    pub publish: Vec<String>,
     /// Run an init inside the container that forwards signals and reaps processes.
     #[arg(long)]
     pub init: bool,
@@ -102,6 +107,19 @@ impl CreateArgs {
                 bail!("network {other} not found: stencil offers --network host (default) or none")
             }
         };
+        for ports in &self.publish {
+            check_port_mapping(ports)?;
+        }
+        if !self.publish.is_empty() {
+            eprintln!(
+                "WARNING: Published ports are discarded when using host network mode (a container's ports are the host's{})",
+                if network_none {
+                    "; with --network none it has none"
+                } else {
+                    ""
+                }
+            );
+        }
         Ok(CreateOptions {
             image: self.image.clone(),
             args: self.command.clone(),
@@ -122,6 +140,48 @@ impl CreateArgs {
             runtime: self.runtime.clone(),
         })
     }
+}
+
+/// Checks a `-p` value as docker parses it: `[IP:][HOST_PORT:]CONTAINER_PORT[/PROTO]`,
+/// ports or ranges.
+fn check_port_mapping(text: &str) -> Result<()> {
+    let bad = |why: &str| anyhow::anyhow!("invalid publish value {text:?}: {why}");
+    let (mapping, protocol) = match text.rsplit_once('/') {
+        Some((mapping, protocol)) => (mapping, protocol),
+        None => (text, "tcp"),
+    };
+    if !matches!(protocol, "tcp" | "udp" | "sctp") {
+        return Err(bad("the protocol is tcp, udp or sctp"));
+    }
+    // An IPv6 address is bracketed: `[::1]:80:80`.
+    let ports = match mapping.strip_prefix('[') {
+        Some(rest) => rest
+            .split_once("]:")
+            .map(|(_, ports)| ports)
+            .ok_or_else(|| bad("unclosed [ in the address"))?,
+        None => mapping,
+    };
+    let parts: Vec<&str> = ports.split(':').collect();
+    let port_parts: &[&str] = match parts.len() {
+        1 | 2 => &parts,
+        3 => &parts[1..],
+        _ => return Err(bad("expected [IP:][HOST_PORT:]CONTAINER_PORT")),
+    };
+    for (index, part) in port_parts.iter().enumerate() {
+        let is_container_port = index + 1 == port_parts.len();
+        if part.is_empty() && !is_container_port {
+            continue;
+        }
+        let range: Vec<&str> = part.split('-').collect();
+        let valid = range.len() <= 2
+            && range
+                .iter()
+                .all(|p| p.parse::<u16>().is_ok_and(|port| port > 0));
+        if !valid {
+            return Err(bad(&format!("{part:?} is not a port or a range of ports")));
+        }
+    }
+    Ok(())
 }
 
 /// `stencil create`: prints the new container's ID.
@@ -485,6 +545,49 @@ pub fn stop(engine: &Engine, args: &StopArgs) -> Result<i32> {
         let container = engine.container(name)?;
         monitor::stop(engine, &container, Duration::from_secs(args.time))
     })
+}
+
+/// Arguments of `restart`.
+#[derive(Debug, clap::Args)]
+pub struct RestartArgs {
+    /// Seconds to wait for a running container to stop before killing it.
+    #[arg(short = 't', long = "time", alias = "timeout", default_value_t = 10)]
+    pub time: u64,
+    /// Containers.
+    #[arg(required = true, value_name = "CONTAINER")]
+    pub containers: Vec<String>,
+}
+
+/// `stencil restart`: stops each running container as `stop` does, then starts it in
+/// the background.
+pub fn restart(engine: &Engine, args: &RestartArgs) -> Result<i32> {
+    each(&args.containers, |name| {
+        let container = engine.container(name)?;
+        if container.is_running() {
+            monitor::stop(engine, &container, Duration::from_secs(args.time))?;
+        }
+        let container = engine
+            .container(&container.record.id)
+            .with_context(|| format!("container {name} removed itself when it stopped (--rm)"))?;
+        monitor::start_detached(engine, &container)
+    })
+}
+
+/// Arguments of `rename`.
+#[derive(Debug, clap::Args)]
+pub struct RenameArgs {
+    /// The container.
+    #[arg(value_name = "CONTAINER")]
+    pub container: String,
+    /// Its new name.
+    #[arg(value_name = "NEW_NAME")]
+    pub name: String,
+}
+
+/// `stencil rename`.
+pub fn rename(engine: &Engine, args: &RenameArgs) -> Result<()> {
+    let container = engine.container(&args.container)?;
+    engine.rename_container(&container, &args.name)
 }
 
 /// Arguments of `kill`.

@@ -293,10 +293,7 @@ impl Engine {
             created: Utc::now().to_rfc3339_opts(SecondsFormat::Nanos, true),
         };
         let name = match &options.name {
-            Some(name) => {
-                validate_name(name)?;
-                name.clone()
-            }
+            Some(name) => validate_name(name)?,
             None => self.unused_name()?,
         };
         self.record_container(&id, &name, &image, config)
@@ -405,6 +402,14 @@ impl Engine {
         container.state.finished_at = Some(now());
         let _ = self.set_container_state(container);
         let _ = self.unmount_container(container);
+    }
+
+    /// Gives `container` the name `name` (`docker rename`).
+    pub fn rename_container(&self, container: &Container, name: &str) -> Result<()> {
+        let name = validate_name(name)?;
+        self.store
+            .rename_container(&container.record.id, &name)
+            .with_context(|| format!("cannot rename container {}", container.record.name))
     }
 
     /// Records `container.state` in the store and in `state.json`.
@@ -762,7 +767,8 @@ fn parse_volume(text: &str) -> Result<VolumeConfig> {
 }
 
 /// Docker's rule for names: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
-fn validate_name(name: &str) -> Result<()> {
+/// `name` without docker's optional leading `/`, when it is a valid container name.
+fn validate_name(name: &str) -> Result<String> {
     let name = name.strip_prefix('/').unwrap_or(name);
     let mut chars = name.chars();
     let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
@@ -771,7 +777,7 @@ fn validate_name(name: &str) -> Result<()> {
     if !first_ok || !rest_ok {
         bail!("Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed");
     }
-    Ok(())
+    Ok(name.to_owned())
 }
 
 fn random_bytes<const N: usize>() -> Result<[u8; N]> {
