@@ -1100,8 +1100,22 @@ fn committed_deletions_reach_other_tools_through_a_registry() {
         inspect("{{json .Descriptor}}").contains("sha256"),
         "inspect shows the manifest descriptor"
     );
+    // Until then it has no digest a registry could serve, and shows none, as docker.
+    assert_eq!(inspect("{{json .RepoDigests}}"), "[]");
+    stencil
+        .run(&["images", "--digests", "--format", "{{.Digest}}", &target])
+        .success()
+        .stdout_is("<none>\n");
     let pushed = stencil.run(&["push", &target]).success().stdout.clone();
     let digest = inspect("{{.Descriptor.digest}}");
+    assert!(
+        inspect("{{json .RepoDigests}}").contains(&format!("@{digest}")),
+        "after the push the digest is shown"
+    );
+    stencil
+        .run(&["images", "--digests", "--format", "{{.Digest}}", &target])
+        .success()
+        .stdout_is(&format!("{digest}\n"));
     assert!(
         pushed.contains(&format!("digest: {digest} ")),
         "push reports the digest the image now has ({digest}):\n{pushed}"

@@ -128,7 +128,7 @@ pub fn run(engine: &Engine, args: &ImagesArgs) -> Result<String> {
     };
     let mut rows: Vec<ImageRow> = Vec::new();
     for row in &all {
-        if row.dangling && intermediate.contains(&row.digest) {
+        if row.dangling && intermediate.contains(&row.manifest_digest) {
             continue;
         }
         if let Some(wanted) = &args.repository
@@ -137,7 +137,7 @@ pub fn run(engine: &Engine, args: &ImagesArgs) -> Result<String> {
             continue;
         }
         if filters.iter().all(|f| keep(row, f, &all))
-            && image_matches(engine, &row.digest, &label_filters)?
+            && image_matches(engine, &row.manifest_digest, &label_filters)?
         {
             rows.push(row.clone());
         }

@@ -155,7 +155,7 @@ fn verbose(engine: &Engine, usage: &DiskUsage) -> Result<String> {
         .collect();
     let mut rows = Vec::new();
     for row in image_rows(engine, false)? {
-        let Some(image) = by_manifest.get(&row.digest) else {
+        let Some(image) = by_manifest.get(&row.manifest_digest) else {
             continue;
         };
         let mut value = serde_json::to_value(&row)?;

@@ -20,8 +20,13 @@ pub struct ImageRow {
     pub repository: String,
     /// Tag, or `<none>`.
     pub tag: String,
-    /// The manifest digest (`sha256:…`), shown with `--digests`.
+    /// The digest `--digests` shows: the manifest's, or `<none>` for an image made here
+    /// that was never pushed (its layers are compressed, and its digest set, at the
+    /// first push), as docker shows it for a local build.
     pub digest: String,
+    /// The manifest digest (`sha256:…`).
+    #[serde(skip)]
+    pub manifest_digest: String,
     /// The image ID: the config digest (shortened to 12 hex digits unless `--no-trunc`).
     #[serde(rename = "ID")]
     pub id: String,
@@ -53,11 +58,12 @@ pub fn image_rows(engine: &Engine, no_trunc: bool) -> Result<Vec<ImageRow>> {
             .filter(|(_, digest)| *digest == image.manifest_digest)
             .filter_map(|(name, _)| Reference::parse(name).ok())
             .collect();
+        let pushable = !engine.is_local_only(&image);
         if names.is_empty() {
-            rows.push(row(&image, None, now, no_trunc));
+            rows.push(row(&image, None, now, no_trunc, pushable));
         }
         for name in names {
-            rows.push(row(&image, Some(name), now, no_trunc));
+            rows.push(row(&image, Some(name), now, no_trunc, pushable));
         }
     }
     rows.sort_by(|a, b| {
@@ -74,6 +80,7 @@ fn row(
     name: Option<Reference>,
     now: DateTime<Utc>,
     no_trunc: bool,
+    pushable: bool,
 ) -> ImageRow {
     let created = image
         .created
@@ -100,7 +107,12 @@ fn row(
             .as_ref()
             .and_then(|n| n.tag().map(|t| t.as_str().to_owned()))
             .unwrap_or_else(|| "<none>".to_owned()),
-        digest: image.manifest_digest.to_string(),
+        digest: if pushable {
+            image.manifest_digest.to_string()
+        } else {
+            "<none>".to_owned()
+        },
+        manifest_digest: image.manifest_digest.to_string(),
         id,
         created_since,
         created_at: created.map_or_else(String::new, |c| c.to_rfc3339()),
@@ -152,6 +164,8 @@ impl Engine {
     pub fn repo_tags_and_digests(&self, image: &ImageRecord) -> Result<(Vec<String>, Vec<String>)> {
         let mut tags = Vec::new();
         let mut digests = Vec::new();
+        // A digest no registry can have yet is not shown (see `is_local_only`).
+        let pinnable = !self.is_local_only(image);
         let top = image
             .index_digest
             .as_ref()
@@ -160,7 +174,7 @@ impl Engine {
             if let Ok(reference) = Reference::parse(&name) {
                 tags.push(reference.familiar());
                 let pinned = format!("{}@{top}", reference.familiar_name());
-                if !digests.contains(&pinned) {
+                if pinnable && !digests.contains(&pinned) {
                     digests.push(pinned);
                 }
             }

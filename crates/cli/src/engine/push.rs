@@ -95,6 +95,26 @@ impl Engine {
         })
     }
 
+    /// Whether `image` has layers kept as plain tars until its first push (made by
+    /// `commit`, `build` or `import`): its manifest digest then changes at that push, so
+    /// it is no digest a registry can have yet.
+    pub fn is_local_only(&self, image: &ImageRecord) -> bool {
+        if !image
+            .layers
+            .iter()
+            .any(|layer| layer.media_type == OCI_LAYER)
+        {
+            return false;
+        }
+        self.manifest_json(image).is_ok_and(|manifest| {
+            manifest["layers"].as_array().is_some_and(|layers| {
+                layers
+                    .iter()
+                    .any(|layer| layer["annotations"][COMPRESS_ON_PUSH].is_string())
+            })
+        })
+    }
+
     /// `image` in the form it travels in: committed and built layers are kept as plain
     /// tars (their digest is their diff ID, and a commit does not pay for compression),
     /// marked [`COMPRESS_ON_PUSH`]; before their first push they are compressed with gzip
