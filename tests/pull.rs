@@ -199,6 +199,19 @@ fn tag_inspect_history_and_rmi_work_on_a_pulled_image() {
     let removed = stencil.run(&["rmi", "-f", &id]);
     removed.success();
     assert!(removed.stdout.contains("Deleted: sha256:"), "{removed}");
+    // The image is named by its ID, as docker does, not by its manifest.
+    let full_id = removed
+        .lines()
+        .into_iter()
+        .find_map(|line| line.strip_prefix("Deleted: "))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        full_id
+            .trim_start_matches("sha256:")
+            .starts_with(id.trim_start_matches("sha256:")),
+        "the first Deleted line is the image ID {id}: {removed}"
+    );
     stencil.run(&["images", "-q"]).success().stdout_is("");
     let blobs = std::fs::read_dir(stencil.root().join("blobs/sha256"))
         .map(|d| d.count())

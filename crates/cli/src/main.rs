@@ -264,15 +264,13 @@ fn main() -> ExitCode {
         Command::Rmi(args) | Command::Image(ImageCommand::Rm(args)) => {
             with_engine(root, |engine| cmd::tag::rmi(engine, &args))
         }
-        Command::Inspect(args) => {
-            with_engine(root, |engine| print(cmd::inspect::inspect(engine, &args)?))
-        }
+        Command::Inspect(args) => with_engine(root, |engine| cmd::inspect::inspect(engine, &args)),
         Command::Image(ImageCommand::Inspect(mut args)) => {
             args.kind = Some(cmd::inspect::ObjectType::Image);
-            with_engine(root, |engine| print(cmd::inspect::inspect(engine, &args)?))
+            with_engine(root, |engine| cmd::inspect::inspect(engine, &args))
         }
         Command::Container(ContainerCommand::Inspect(args)) => with_engine(root, |engine| {
-            print(cmd::containers::container_inspect(engine, &args)?)
+            cmd::containers::container_inspect(engine, &args)
         }),
         Command::Container(ContainerCommand::Prune(args)) => with_engine(root, |engine| {
             cmd::containers::container_prune(engine, &args)

@@ -974,14 +974,12 @@ pub fn container_inspect_value(
     Ok(value)
 }
 
-/// `stencil container inspect`, returning the text to print.
-pub fn container_inspect(engine: &Engine, args: &ContainerInspectArgs) -> Result<String> {
-    let mut values = Vec::new();
-    for name in &args.containers {
+/// `stencil container inspect`.
+pub fn container_inspect(engine: &Engine, args: &ContainerInspectArgs) -> Result<()> {
+    crate::cmd::inspect::inspect_each(&args.containers, args.format.as_deref(), |name| {
         let container = engine.container(name)?;
-        values.push(container_inspect_value(engine, &container, args.size)?);
-    }
-    crate::cmd::inspect::render_inspect(&values, args.format.as_deref())
+        container_inspect_value(engine, &container, args.size)
+    })
 }
 
 /// Arguments of `container prune`.

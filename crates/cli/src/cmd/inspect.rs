@@ -5,6 +5,8 @@
 //! object of [`crate::cmd::containers::container_inspect_value`]. `--format` applies a
 //! template to each object instead.
 
+use std::io::Write;
+
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
@@ -84,12 +86,12 @@ fn config_json(engine: &Engine, image: &ImageRecord) -> Result<Value> {
         .with_context(|| format!("the config {} is not valid JSON", image.config_digest))
 }
 
-/// Runs `stencil inspect`, returning the text to print. As docker's, a name is looked up
-/// among containers first, then images, unless `--type` says which.
-pub fn inspect(engine: &Engine, args: &InspectArgs) -> Result<String> {
-    let mut values = Vec::new();
-    for text in &args.names {
-        let value = match args.kind {
+/// Runs `stencil inspect`. As docker's, a name is looked up among containers first, then
+/// images, unless `--type` says which; the objects found are printed even when some names
+/// are not, and the command then fails naming those.
+pub fn inspect(engine: &Engine, args: &InspectArgs) -> Result<()> {
+    inspect_each(&args.names, args.format.as_deref(), |text| {
+        Ok(match args.kind {
             Some(ObjectType::Image) => inspect_value(engine, &engine.find_image(text)?)?,
             Some(ObjectType::Container) => {
                 let container = engine.container(text)?;
@@ -110,10 +112,40 @@ pub fn inspect(engine: &Engine, args: &InspectArgs) -> Result<String> {
                     inspect_value(engine, &image)?
                 }
             },
-        };
-        values.push(value);
+        })
+    })
+}
+
+/// Inspects each of `names` with `inspect`, prints the objects found (docker's JSON array,
+/// or `format` applied to each), then fails with the names that were not found (each
+/// error is printed; the last is returned).
+pub fn inspect_each(
+    names: &[String],
+    format: Option<&str>,
+    inspect: impl Fn(&str) -> Result<Value>,
+) -> Result<()> {
+    let mut values = Vec::new();
+    let mut errors = Vec::new();
+    for name in names {
+        match inspect(name) {
+            Ok(value) => values.push(value),
+            Err(error) => errors.push(error),
+        }
     }
-    render_inspect(&values, args.format.as_deref())
+    // A bad template fails before anything is printed.
+    let text = render_inspect(&values, format)?;
+    if !values.is_empty() || format.is_none() {
+        let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    }
+    match errors.pop() {
+        None => Ok(()),
+        Some(last) => {
+            for error in &errors {
+                eprintln!("Error: {error:#}");
+            }
+            Err(last)
+        }
+    }
 }
 
 /// Inspect objects as docker prints them: a pretty JSON array, or `--format` applied to

@@ -383,6 +383,12 @@ impl Engine {
             Some(author) => config.insert("author".into(), json!(author)),
             None => config.remove("author"),
         };
+        // docker's image comment (`inspect .Comment`): the message of `commit -m` and
+        // `import -m`; the parent's does not describe this image.
+        match history.comment.filter(|comment| !comment.is_empty()) {
+            Some(comment) => config.insert("comment".into(), json!(comment)),
+            None => config.remove("comment"),
+        };
         config.insert("config".into(), Value::Object(container_config));
         let mut diff_ids: Vec<Value> = config
             .get("rootfs")
@@ -739,6 +745,7 @@ mod tests {
         let history = config["history"].as_array().cloned().unwrap_or_default();
         assert_eq!(history.len(), 2);
         assert_eq!(history[1]["comment"], json!("a change"));
+        assert_eq!(config["comment"], json!("a change"), "docker's .Comment");
         assert_eq!(history[1]["created_by"], json!("sh -c edit"));
         assert_eq!(history[1].get("empty_layer"), None);
         let tagged = engine

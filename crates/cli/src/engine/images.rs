@@ -243,8 +243,9 @@ impl Engine {
                 .collect(),
             deleted: Vec::new(),
         };
-        if let Some(digest) = &removal.deleted {
-            removed.deleted.push(digest.to_string());
+        if removal.deleted.is_some() {
+            // docker names the image by its ID, not by its manifest.
+            removed.deleted.push(image.config_digest.to_string());
         }
         // Children before parents: the snapshotter refuses to remove a parent first.
         let released: Vec<&str> = removal
