@@ -567,6 +567,12 @@ fn containers_are_sized_inspected_tailed_and_pruned() {
         .run(&["inspect", "nothing-here"])
         .expect_code(125)
         .stderr_contains("nothing-here");
+    // What is found is printed before the command fails on what is not.
+    stencil
+        .run(&["inspect", "-f", "{{.Name}}", "gone", "nothing-here"])
+        .expect_code(125)
+        .stdout_is("/gone\n")
+        .stderr_contains("nothing-here");
 
     // The container group mirrors the top-level verbs.
     let names = stencil.run(&["container", "ls", "-a", "--format", "{{.Names}}"]);
