@@ -50,6 +50,21 @@ fn images_filter_by_config_labels() {
     check(&["label=tier", "label=team=a"], "web\n");
     check(&["label=tier=cache"], "");
     check(&["label=team", "reference=db"], "");
+    // Several references allow any of them (docker ORs values of one key).
+    check(&["reference=db:1", "reference=web"], "db\nweb\n");
+    check(
+        &["reference=db", "reference=web", "label=tier=web"],
+        "web\n",
+    );
+    // A pattern as the positional argument is a reference filter.
+    stencil
+        .run(&["images", "--format", "{{.Repository}}", "*b:1"])
+        .success()
+        .stdout_is("db\nweb\n");
+    stencil
+        .run(&["images", "--format", "{{.Repository}}", "pl?in"])
+        .success()
+        .stdout_is("plain\n");
     stencil
         .run(&["images", "--filter", "label="])
         .expect_code(125)

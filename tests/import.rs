@@ -155,7 +155,11 @@ fn import_of_plain_gzip_zstd_and_stdin_gives_the_same_layer_and_the_asked_config
         );
         assert_eq!(object["History"][0]["created_by"], "stencil import");
         assert_eq!(object["History"][0]["comment"], format!("from {name}"));
-        assert_eq!(object["Comment"], format!("from {name}"), "docker's .Comment");
+        assert_eq!(
+            object["Comment"],
+            format!("from {name}"),
+            "docker's .Comment"
+        );
         let layers = object["RootFS"]["Layers"]
             .as_array()
             .cloned()

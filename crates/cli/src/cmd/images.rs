@@ -131,12 +131,28 @@ pub fn run(engine: &Engine, args: &ImagesArgs) -> Result<String> {
         if row.dangling && intermediate.contains(&row.manifest_digest) {
             continue;
         }
-        if let Some(wanted) = &args.repository
-            && !matches_repository(row, wanted)
-        {
-            continue;
+        if let Some(wanted) = &args.repository {
+            // With `*` or `?` it is a pattern, as docker's `reference=` filter.
+            let matched = if wanted.contains(['*', '?']) {
+                keep(row, &Filter::Reference(wanted.clone()), &all)
+            } else {
+                matches_repository(row, wanted)
+            };
+            if !matched {
+                continue;
+            }
         }
-        if filters.iter().all(|f| keep(row, f, &all))
+        // As docker's, several reference filters allow any of them; others must all hold.
+        let references: Vec<&Filter> = filters
+            .iter()
+            .filter(|f| matches!(f, Filter::Reference(_)))
+            .collect();
+        let referenced = references.is_empty() || references.iter().any(|f| keep(row, f, &all));
+        if referenced
+            && filters
+                .iter()
+                .filter(|f| !matches!(f, Filter::Reference(_)))
+                .all(|f| keep(row, f, &all))
             && image_matches(engine, &row.manifest_digest, &label_filters)?
         {
             rows.push(row.clone());
