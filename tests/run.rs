@@ -1127,6 +1127,12 @@ fn committed_deletions_reach_other_tools_through_a_registry() {
         "push reports the digest the image now has ({digest}):\n{pushed}"
     );
     assert_eq!(inspect("{{.Id}}"), id, "the image ID does not change");
+    // Layers are listed, the config is not (as docker's push output).
+    let config_short = &id.trim_start_matches("sha256:")[..12];
+    assert!(
+        !pushed.contains(config_short),
+        "config {config_short} listed:\n{pushed}"
+    );
     // The compression is shown, one line per plain layer (two: the base and the commit).
     let compressing: Vec<&str> = pushed
         .lines()
@@ -1177,6 +1183,19 @@ fn committed_deletions_reach_other_tools_through_a_registry() {
     let again = stencil.run(&["push", &target]).success().stdout.clone();
     assert!(again.contains(&format!("digest: {digest} ")), "{again}");
     assert!(!again.contains("Compress"), "{again}");
+    // By digest: no tag is set, and none is printed.
+    let repository = target
+        .rsplit_once(':')
+        .map_or(target.as_str(), |(name, _)| name);
+    let by_digest = stencil
+        .run(&["push", &format!("{repository}@{digest}")])
+        .success()
+        .stdout
+        .clone();
+    assert!(
+        by_digest.contains(&format!("\ndigest: {digest} size: ")),
+        "{by_digest}"
+    );
     stencil.assert_consistent();
     // The committed image still runs, from the compressed layer.
     stencil

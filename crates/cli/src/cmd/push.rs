@@ -56,8 +56,14 @@ pub async fn run(engine: &Engine, args: &PushArgs) -> Result<()> {
     if quiet {
         println!("{}", report.digest);
     } else {
-        let tag = reference.tag().map_or("latest", |t| t.as_str());
-        println!("{tag}: digest: {} size: {}", report.digest, report.size);
+        match (reference.tag(), reference.digest()) {
+            // Pushed by digest: no tag was set.
+            (None, Some(_)) => println!("digest: {} size: {}", report.digest, report.size),
+            (tag, _) => {
+                let tag = tag.map_or("latest", |t| t.as_str());
+                println!("{tag}: digest: {} size: {}", report.digest, report.size);
+            }
+        }
     }
     Ok(())
 }

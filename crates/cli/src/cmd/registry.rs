@@ -35,8 +35,9 @@ pub enum AuthKind {
 /// Arguments of `stencil registry serve`.
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
-    /// Address to listen on (port 0 picks a free port).
-    #[arg(long, default_value = "127.0.0.1:5000", value_name = "ADDR:PORT")]
+    /// Address to listen on: `IP:PORT`, `localhost:PORT`, or `:PORT` for every interface
+    /// as the distribution registry takes it (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:5000", value_name = "ADDR:PORT", value_parser = parse_listen)]
     pub listen: SocketAddr,
     /// The registry domain clients use in image names (default: localhost:PORT).
     #[arg(long, value_name = "HOST[:PORT]")]
@@ -59,6 +60,28 @@ pub struct ServeArgs {
     /// Refuse DELETE requests.
     #[arg(long)]
     pub no_delete: bool,
+}
+
+/// Parses `--listen`: a socket address, `:PORT` (every interface), or `HOST:PORT` with a
+/// name the resolver knows (`localhost:5000`).
+pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(address) = text.parse::<SocketAddr>() {
+        return Ok(address);
+    }
+    let bad = || format!("invalid listen address {text:?}: give IP:PORT, HOST:PORT or :PORT");
+    if let Some(port) = text.strip_prefix(':') {
+        let port: u16 = port.parse().map_err(|_| bad())?;
+        return Ok(SocketAddr::from(([0, 0, 0, 0], port)));
+    }
+    let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    if host == "localhost" {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+        .ok()
+        .and_then(|mut addresses| addresses.next())
+        .ok_or_else(|| format!("invalid listen address {text:?}: cannot resolve {host:?}"))
 }
 
 /// Runs `stencil registry serve` until Ctrl-C or SIGTERM.
@@ -134,4 +157,22 @@ pub fn validate(args: &ServeArgs) -> Result<()> {
         bail!("--insecure-listen is for serving without --htpasswd; drop one of them");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_listen;
+
+    #[test]
+    fn listen_takes_the_forms_the_distribution_registry_takes() {
+        let parsed = |text: &str| parse_listen(text).map(|a| a.to_string());
+        assert_eq!(parsed("127.0.0.1:5000"), Ok("127.0.0.1:5000".to_owned()));
+        assert_eq!(parsed("[::1]:5000"), Ok("[::1]:5000".to_owned()));
+        assert_eq!(parsed(":5000"), Ok("0.0.0.0:5000".to_owned()));
+        assert_eq!(parsed("localhost:0"), Ok("127.0.0.1:0".to_owned()));
+        for bad in ["5000:", "localhost", ":http", "", "127.0.0.1:99999"] {
+            let error = parse_listen(bad).expect_err(bad);
+            assert!(error.contains(&format!("{bad:?}")), "{error}");
+        }
+    }
 }

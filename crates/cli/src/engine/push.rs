@@ -79,14 +79,21 @@ impl Engine {
         let options = PushOptions::default();
         let transfer = client.push(reference, &self.content, &root, &options, sink);
         tokio::pin!(transfer);
+        // docker lists the layers; the config goes up unannounced.
+        let config = image.config_digest.clone();
+        let show = |event: ProgressEvent| {
+            if event_digest(&event) != Some(&config) {
+                progress(PushProgress::Transfer(event));
+            }
+        };
         let pushed = loop {
             tokio::select! {
                 result = &mut transfer => break result,
-                Some(event) = receiver.recv() => progress(PushProgress::Transfer(event)),
+                Some(event) = receiver.recv() => show(event),
             }
         };
         while let Ok(event) = receiver.try_recv() {
-            progress(PushProgress::Transfer(event));
+            show(event);
         }
         let digest = pushed.with_context(|| format!("cannot push {}", reference.familiar()))?;
         Ok(PushReport {
@@ -260,5 +267,20 @@ impl<R: Read> Read for Reporting<'_, R> {
             (self.report)(done);
         }
         Ok(n)
+    }
+}
+
+/// The blob a progress event is about, when it is about one.
+fn event_digest(event: &ProgressEvent) -> Option<&Digest> {
+    match event {
+        ProgressEvent::Started { digest, .. }
+        | ProgressEvent::Waiting { digest }
+        | ProgressEvent::Bytes { digest, .. }
+        | ProgressEvent::Resuming { digest, .. }
+        | ProgressEvent::Verified { digest }
+        | ProgressEvent::Done { digest }
+        | ProgressEvent::AlreadyPresent { digest }
+        | ProgressEvent::Mounted { digest, .. } => Some(digest),
+        _ => None,
     }
 }
