@@ -114,6 +114,8 @@ fn pull_of_a_missing_image_fails_with_125_naming_it() {
     let image = format!("{}/no/such-image:v9", registry.host());
     let run = stencil.run(&["pull", &image]);
     run.expect_code(125).stderr_contains("no/such-image");
+    // The registry's MANIFEST_UNKNOWN is reported as such, as docker reports it.
+    run.stderr_contains(&format!("manifest for {image} not found"));
     stencil.run(&["images", "-q"]).success().stdout_is("");
 }
 

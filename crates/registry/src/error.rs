@@ -51,12 +51,15 @@ pub enum Error {
         message: String,
     },
     /// The repository, manifest or blob does not exist (or is hidden from this account).
-    #[error("repository not found or access denied: {what} (at {url})")]
+    #[error("{}", not_found_text(.what, .url, .code.as_deref()))]
     NotFound {
         /// The URL that answered 404.
         url: String,
         /// The reference, repository or digest that was looked for.
         what: String,
+        /// The registry's error code (`MANIFEST_UNKNOWN`, `NAME_UNKNOWN`, `BLOB_UNKNOWN`),
+        /// when it sent one: it tells a missing tag from a missing repository.
+        code: Option<String>,
     },
     /// The registry kept answering 429 after every retry.
     #[error("too many requests to {url}; the registry rate-limits this client, try again later")]
@@ -297,3 +300,20 @@ impl Error {
 
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The message of [`Error::NotFound`]: what is missing as precisely as the registry said.
+fn not_found_text(what: &str, url: &str, code: Option<&str>) -> String {
+    let at = if url.is_empty() {
+        String::new()
+    } else {
+        format!(" (at {url})")
+    };
+    match code {
+        Some("MANIFEST_UNKNOWN") => {
+            format!("manifest for {what} not found: manifest unknown{at}; check the tag or digest")
+        }
+        Some("NAME_UNKNOWN") => format!("repository for {what} not found: name unknown{at}"),
+        Some("BLOB_UNKNOWN") => format!("blob {what} not found: blob unknown{at}"),
+        _ => format!("repository not found or access denied: {what}{at}"),
+    }
+}

@@ -375,16 +375,18 @@ async fn errors_users_understand() {
             assert!(message.contains(mention), "{message}");
         }
     };
+    // The message follows the registry's code (this one says MANIFEST_UNKNOWN for a
+    // missing repository too, as docker then reports it).
     check(
         "nosuch/repo:latest".into(),
         ErrorKind::NotFound,
-        "repository not found or access denied",
+        "not found",
     )
     .await;
     check(
         "errs/present:nosuchtag".into(),
         ErrorKind::NotFound,
-        "not found",
+        "manifest for",
     )
     .await;
     check(

@@ -174,6 +174,7 @@ impl Client {
                 return Err(Error::NotFound {
                     url: err.to_string(),
                     what: format!("search or catalog on {registry}"),
+                    code: None,
                 });
             }
             Err(err) => return Err(err),

@@ -520,6 +520,7 @@ impl Client {
         Err(Error::NotFound {
             url: String::new(),
             what: digest.to_string(),
+            code: None,
         })
     }
 
@@ -825,6 +826,7 @@ fn unreachable_candidates<T>(reference: &Reference) -> Result<T> {
     Err(Error::NotFound {
         url: String::new(),
         what: reference.to_string(),
+        code: None,
     })
 }
 

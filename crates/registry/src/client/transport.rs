@@ -335,6 +335,7 @@ pub(crate) async fn expect_success(answer: Answer, what: &str) -> Result<Answer>
         404 => Error::NotFound {
             url,
             what: what.to_owned(),
+            code,
         },
         429 => Error::TooManyRequests {
             url,
