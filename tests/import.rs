@@ -278,12 +278,18 @@ fn an_imported_image_pushes_and_pulls_back_identical() {
     let file = write(&stencil, "rootfs.tar.gz", &gzip(&rootfs_tar()));
     let reference = format!("{}/e2e/imported:v1", registry.host());
     let id = image_id(&stencil.run(&["import", &path_arg(&file), &reference]));
+    // The size is the layer's as a tar, as docker and podman show it, whatever the
+    // compression the layer is stored or sent with.
+    let tar_size = rootfs_tar().len() as u64;
+    assert_eq!(inspect(&stencil, &reference)["Size"], tar_size);
     stencil.run(&["push", &reference]).success();
+    assert_eq!(inspect(&stencil, &reference)["Size"], tar_size, "after the push");
 
     let other = Stencil::new();
     other.run(&["pull", "-q", &reference]).success();
     let pulled = inspect(&other, &reference);
     assert_eq!(pulled["Id"], id.as_str(), "the config travels unchanged");
+    assert_eq!(pulled["Size"], tar_size, "pulled (gzip) and unpacked");
     let mounted = other.run(&["image", "mount", &reference]);
     mounted.success();
     let motd = std::fs::read_to_string(PathBuf::from(mounted.stdout.trim()).join("etc/motd"));

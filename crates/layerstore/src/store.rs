@@ -238,11 +238,15 @@ impl Store {
             for (position, ((blob, media_type, size), (diff_id, chain_id))) in
                 layers.iter().zip(config.diff_ids.iter().zip(&chains)).enumerate()
             {
+                // The tar's size is known when the blob is the tar, or from another
+                // image's copy of the same layer; otherwise the first unpack records it.
+                let plain = (blob == diff_id).then_some(*size as i64);
                 transaction
                     .execute(
-                        "INSERT INTO layers (image_id, position, blob_digest, media_type, diff_id, chain_id, compressed_size)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                        params![id, position as i64, blob.as_str(), media_type, diff_id.as_str(), chain_id.as_str(), *size as i64],
+                        "INSERT INTO layers (image_id, position, blob_digest, media_type, diff_id, chain_id, compressed_size, uncompressed_size)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, COALESCE(?8,
+                            (SELECT uncompressed_size FROM layers WHERE diff_id = ?5 AND uncompressed_size IS NOT NULL LIMIT 1)))",
+                        params![id, position as i64, blob.as_str(), media_type, diff_id.as_str(), chain_id.as_str(), *size as i64, plain],
                     )
                     .map_err(database)?;
             }
@@ -255,6 +259,22 @@ impl Store {
             Ok(id)
         })?;
         self.image_by_id(id)
+    }
+
+    /// Records that the layer `diff_id` is a tar of `size` bytes, for every image that has
+    /// it (learnt when it is unpacked; docker's and podman's image size is the sum of
+    /// these).
+    pub fn set_uncompressed_size(&self, diff_id: &Digest, size: u64) -> Result<()> {
+        let database = self.database();
+        database.write(|transaction| {
+            transaction
+                .execute(
+                    "UPDATE layers SET uncompressed_size = ?1 WHERE diff_id = ?2 AND uncompressed_size IS NOT ?1",
+                    params![size as i64, diff_id.as_str()],
+                )
+                .map_err(|source| database.error(source))
+        })?;
+        Ok(())
     }
 
     /// Gives `image` the manifest `manifest_digest` (in the content store, as its blobs):

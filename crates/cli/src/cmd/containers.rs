@@ -431,7 +431,7 @@ pub fn ps(engine: &Engine, args: &PsArgs) -> Result<String> {
             let size = engine.container_size(container)?;
             let image = engine
                 .container_image(container)?
-                .map_or(0, |image| image.size);
+                .map_or(0, |image| image.unpacked_size());
             row["Size"] = json!(format!(
                 "{} (virtual {})",
                 human_size(size),
@@ -967,7 +967,7 @@ pub fn container_inspect_value(
         let rw = engine.container_size(container)?;
         let image = engine
             .container_image(container)?
-            .map_or(0, |image| image.size);
+            .map_or(0, |image| image.unpacked_size());
         value["SizeRw"] = json!(rw);
         value["SizeRootFs"] = json!(rw + image);
     }

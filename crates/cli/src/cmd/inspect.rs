@@ -63,7 +63,7 @@ pub fn inspect_value(engine: &Engine, image: &ImageRecord) -> Result<Value> {
         "Architecture": field("architecture"),
         "Os": field("os"),
         "Variant": config.get("variant").cloned().unwrap_or(json!("")),
-        "Size": image.size,
+        "Size": image.unpacked_size(),
         "RootFS": {
             "Type": "layers",
             "Layers": image.layers.iter().map(|l| l.diff_id.to_string()).collect::<Vec<_>>(),
@@ -267,7 +267,7 @@ pub fn history(engine: &Engine, args: &HistoryArgs) -> Result<String> {
         Some(first) => first["ID"] = json!(id),
         None => rows.push(json!({
             "ID": id, "CreatedSince": "N/A", "CreatedAt": "", "CreatedBy": "",
-            "Size": human_size(image.size), "Comment": "",
+            "Size": human_size(image.unpacked_size()), "Comment": "",
         })),
     }
     if args.quiet {

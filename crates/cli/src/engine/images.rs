@@ -116,7 +116,7 @@ fn row(
         id,
         created_since,
         created_at: created.map_or_else(String::new, |c| c.to_rfc3339()),
-        size: human_size(image.size),
+        size: human_size(image.unpacked_size()),
         dangling: name.is_none(),
         created_unix: created.map_or(0, |c| c.timestamp()),
         reference: name,

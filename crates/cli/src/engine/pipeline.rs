@@ -23,7 +23,6 @@
 //! commit phase: settle implied dirs ─► commit N after N-1 ─► record
 //! ```
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
@@ -39,7 +38,7 @@ use stencil_reference::Digest;
 use stencil_registry::{BlobStream, BlobTap, Descriptor};
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::unpack::{Piece, PieceReader, unpack_stream};
+use super::unpack::{Piece, PieceReader, Unpacked, unpack_stream};
 use super::{Engine, PullEvent};
 
 /// Network pieces queued between the download and one layer's unpack; the download waits
@@ -56,7 +55,7 @@ struct PlannedLayer {
     /// The active snapshot being filled; `None` when the layer was unpacked already.
     key: Option<String>,
     /// The thread unpacking the downloading bytes, once the download started.
-    worker: Option<JoinHandle<Result<Vec<PathBuf>>>>,
+    worker: Option<JoinHandle<Result<Unpacked>>>,
     /// Set when the download delivered every byte and the blob matched its digest.
     fed: Arc<AtomicBool>,
 }
@@ -248,8 +247,8 @@ impl UnpackTap {
                 .unwrap_or_else(|_| Err(anyhow!("the unpack thread panicked")))
         });
         let target = self.snapshots.layer_target(&key)?;
-        let implied = match streamed {
-            Some(Ok(implied)) => implied,
+        let unpacked = match streamed {
+            Some(Ok(unpacked)) => unpacked,
             // The bytes were complete and verified, so the content itself is at fault.
             Some(Err(error)) if layer.fed.load(Ordering::SeqCst) => return Err(error),
             // Not streamed, or the stream was cut (a resume, a restart): start again from
@@ -265,9 +264,10 @@ impl UnpackTap {
         };
         // Every layer below is committed now: directories copied from them while they
         // were still filling get their final mode and owner.
+        let implied = &unpacked.implied_dirs;
         stencil_cow_fs::settle_implied_dirs(
             &target.dir,
-            &implied,
+            implied,
             &target.parents,
             stencil_cow_fs::ApplyOptions::default().preserve_ownership,
         )
@@ -284,6 +284,9 @@ impl UnpackTap {
         }
         layer.key = None;
         engine.record_snapshot(&layer.chain_id)?;
+        engine
+            .store
+            .set_uncompressed_size(&layer.diff_id, unpacked.size)?;
         progress(PullEvent::Extracted {
             digest: layer.blob.clone(),
             existed: false,

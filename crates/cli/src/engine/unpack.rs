@@ -143,7 +143,9 @@ impl Engine {
             .content
             .open(&layer.blob_digest)
             .with_context(|| format!("layer {} is not in the store", layer.blob_digest))?;
-        unpack_stream(blob, &target, &layer.blob_digest, &layer.diff_id)?;
+        let unpacked = unpack_stream(blob, &target, &layer.blob_digest, &layer.diff_id)?;
+        self.store
+            .set_uncompressed_size(&layer.diff_id, unpacked.size)?;
         Ok(())
     }
 }
@@ -206,12 +208,20 @@ impl Read for PieceReader {
 /// without SHA extensions) and writing files overlap: a decompressor, a hasher that
 /// forwards what it hashed, and the caller's thread applying the tar. Memory stays a few
 /// chunks per layer.
+/// What [`unpack_stream`] did.
+pub(crate) struct Unpacked {
+    /// Directories the layer implied without listing them (see `settle_implied_dirs`).
+    pub implied_dirs: Vec<PathBuf>,
+    /// Bytes of the uncompressed tar.
+    pub size: u64,
+}
+
 pub(crate) fn unpack_stream(
     compressed: impl Read + Send,
     target: &LayerTarget,
     blob: &Digest,
     diff_id: &Digest,
-) -> Result<Vec<PathBuf>> {
+) -> Result<Unpacked> {
     let Some(mut digester) = Digester::new(diff_id.algorithm()) else {
         bail!("cannot verify diff id {diff_id}: unsupported algorithm");
     };
@@ -223,16 +233,18 @@ pub(crate) fn unpack_stream(
         let (hashed_sender, hashed_receiver) = sync_channel::<Piece>(IN_FLIGHT);
         let inflater = scope.spawn(move || inflate(compressed, plain_sender));
         let hasher = scope.spawn(move || {
+            let mut size = 0u64;
             for piece in plain_receiver {
                 if let Piece::Bytes(bytes) = &piece {
                     digester.update(bytes);
+                    size += bytes.len() as u64;
                 }
                 // A closed channel means the applier stopped; its error is the one reported.
                 if hashed_sender.send(piece).is_err() {
                     break;
                 }
             }
-            digester.finish()
+            (digester.finish(), size)
         });
         let mut reader = PieceReader::new(hashed_receiver);
         let applied = apply_layer_tracked(&mut reader, &target.dir, &options);
@@ -248,7 +260,7 @@ pub(crate) fn unpack_stream(
         (applied, drained, inflated, hashed)
     });
     let inflated = inflated.map_err(|_| anyhow!("the decompression thread panicked"))?;
-    let hashed = hashed.map_err(|_| anyhow!("the hashing thread panicked"))?;
+    let (hashed, size) = hashed.map_err(|_| anyhow!("the hashing thread panicked"))?;
     // The decompressor's own error (a truncated or corrupt stream) explains an apply
     // failure better than the tar parser's view of the missing bytes.
     inflated.with_context(|| format!("cannot decompress layer {blob}"))?;
@@ -263,7 +275,10 @@ pub(crate) fn unpack_stream(
     // sync on their own thread, overlapping the others' work.
     stencil_cow_fs::sync_filesystem(&target.dir)
         .with_context(|| format!("cannot write layer {blob} to disk"))?;
-    Ok(applied.implied_dirs)
+    Ok(Unpacked {
+        implied_dirs: applied.implied_dirs,
+        size,
+    })
 }
 
 /// Decompresses `compressed` into pieces sent to `out`, ending with [`Piece::End`].

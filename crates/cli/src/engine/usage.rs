@@ -1,10 +1,11 @@
 //! Disk usage and pruning: what `system df` reports and what `image prune`,
 //! `container prune` and `system prune` remove.
 //!
-//! Image sizes are those of the stored blobs (manifests, configs and layers as pulled), the
-//! same measure as the SIZE of `stencil images`. A blob used by several images counts once
-//! in the total; per image, its *shared* size is that of the blobs another image also
-//! uses, its *unique* size the rest, which is what removing it alone gives back. A
+//! Image sizes are those of their layers as uncompressed tars (as unpacked here; the blob's
+//! size for a layer never unpacked), the same measure as the SIZE of `stencil images` and
+//! of docker's and podman's. A layer used by several images counts once in the total; per
+//! image, its *shared* size is that of the layers another image also uses, its *unique*
+//! size the rest, which is what removing it alone gives back. A
 //! container's size is that of its writable layer (the files it added or changed), as
 //! docker's `ps --size` shows it.
 //!
@@ -99,24 +100,18 @@ pub struct Pruned {
     pub reclaimed: u64,
 }
 
-/// The blobs of an image with their sizes: manifest, config, layers.
-fn blobs(image: &ImageRecord) -> Vec<(String, u64)> {
-    let layers: u64 = image.layers.iter().map(|l| l.compressed_size).sum();
-    let config_size = image
-        .size
-        .saturating_sub(image.manifest_size)
-        .saturating_sub(layers);
-    let mut out = vec![
-        (image.manifest_digest.to_string(), image.manifest_size),
-        (image.config_digest.to_string(), config_size),
-    ];
-    out.extend(
-        image
-            .layers
-            .iter()
-            .map(|l| (l.blob_digest.to_string(), l.compressed_size)),
-    );
-    out
+/// The layers of an image, by diff ID, with their uncompressed sizes.
+fn layer_sizes(image: &ImageRecord) -> Vec<(String, u64)> {
+    image
+        .layers
+        .iter()
+        .map(|l| {
+            (
+                l.diff_id.to_string(),
+                l.uncompressed_size.unwrap_or(l.compressed_size),
+            )
+        })
+        .collect()
 }
 
 impl Engine {
@@ -133,7 +128,7 @@ impl Engine {
             .collect::<Result<Vec<_>>>()?;
         let mut users: BTreeMap<String, (u64, BTreeSet<i64>)> = BTreeMap::new();
         for image in &images {
-            for (digest, size) in blobs(image) {
+            for (digest, size) in layer_sizes(image) {
                 users
                     .entry(digest)
                     .or_insert((size, BTreeSet::new()))
@@ -160,7 +155,7 @@ impl Engine {
                 let mut shared = 0;
                 let mut unique = 0;
                 let mut seen = BTreeSet::new();
-                for (digest, size) in blobs(&image) {
+                for (digest, size) in layer_sizes(&image) {
                     if !seen.insert(digest.clone()) {
                         continue;
                     }

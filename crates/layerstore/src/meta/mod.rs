@@ -48,6 +48,17 @@ pub struct ImageRecord {
     pub layers: Vec<LayerRecord>,
 }
 
+impl ImageRecord {
+    /// The size docker and podman show for an image: its layers as uncompressed tars
+    /// (the compressed size stands in for a layer never unpacked here).
+    pub fn unpacked_size(&self) -> u64 {
+        self.layers
+            .iter()
+            .map(|layer| layer.uncompressed_size.unwrap_or(layer.compressed_size))
+            .sum()
+    }
+}
+
 /// One layer of an image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LayerRecord {
