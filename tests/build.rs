@@ -511,6 +511,82 @@ fn two_builds_with_source_date_epoch_give_the_same_digest() {
 }
 
 #[test]
+fn a_context_tar_on_standard_input_builds_as_a_directory_does() {
+    if !as_root("build from stdin tar") {
+        return;
+    }
+    let stencil = Stencil::new();
+    if import_busybox(&stencil).is_none() {
+        return;
+    }
+    let files = [
+        (
+            "Dockerfile",
+            "FROM e2e/busybox:1\nCOPY greeting.txt /greeting.txt\nRUN cat /greeting.txt\n",
+        ),
+        ("greeting.txt", "hello from a tar\n"),
+        (
+            "other.Dockerfile",
+            "FROM e2e/busybox:1\nCOPY greeting.txt /other.txt\n",
+        ),
+    ];
+    let mut ids = Vec::new();
+    for gzip in [false, true] {
+        let run = stencil.run_with(&["build", "-q", "-"], &[], Some(&tar_of(&files, gzip)));
+        run.success();
+        ids.push(run.stdout.trim().to_owned());
+    }
+    assert_eq!(
+        ids[0], ids[1],
+        "the same context, plain or gzip, the same image"
+    );
+    let mounted = stencil.run(&["image", "mount", &ids[0]]);
+    mounted.success();
+    let copied = std::fs::read_to_string(PathBuf::from(mounted.stdout.trim()).join("greeting.txt"));
+    stencil.run(&["image", "unmount", &ids[0]]).success();
+    assert_eq!(copied.ok().as_deref(), Some("hello from a tar\n"));
+    // -f names a Dockerfile inside the piped context.
+    stencil
+        .run_with(
+            &[
+                "build",
+                "-q",
+                "-f",
+                "other.Dockerfile",
+                "-t",
+                "e2e/other:1",
+                "-",
+            ],
+            &[],
+            Some(&tar_of(&files, false)),
+        )
+        .success();
+    // Neither a Dockerfile nor a tar: said so, nothing built, no context left behind.
+    stencil
+        .run_with(
+            &["build", "-t", "e2e/never:1", "-"],
+            &[],
+            Some(&[0xff, 0xfe, 0x00, 0x81][..]),
+        )
+        .expect_code(125)
+        .stderr_contains("neither a Dockerfile");
+    stencil
+        .run(&["images", "-q", "e2e/never:1"])
+        .success()
+        .stdout_is("");
+    let leftovers: Vec<String> = std::fs::read_dir(stencil.root())
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(".build-context-"))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    stencil.assert_consistent();
+}
+
+#[test]
 fn errors_name_the_dockerfile_line_and_tag_nothing() {
     if !as_root("build errors") {
         return;

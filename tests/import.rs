@@ -283,7 +283,11 @@ fn an_imported_image_pushes_and_pulls_back_identical() {
     let tar_size = rootfs_tar().len() as u64;
     assert_eq!(inspect(&stencil, &reference)["Size"], tar_size);
     stencil.run(&["push", &reference]).success();
-    assert_eq!(inspect(&stencil, &reference)["Size"], tar_size, "after the push");
+    assert_eq!(
+        inspect(&stencil, &reference)["Size"],
+        tar_size,
+        "after the push"
+    );
 
     let other = Stencil::new();
     other.run(&["pull", "-q", &reference]).success();

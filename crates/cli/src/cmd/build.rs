@@ -101,50 +101,49 @@ pub fn run(engine: &Engine, args: &BuildArgs) -> Result<()> {
         },
     };
 
+    // A tar of the context on standard input is unpacked for as long as the build runs.
+    let mut stdin_context: Option<tempfile::TempDir> = None;
     let (context, dockerfile_name, dockerfile) = if args.context == "-" {
-        if args.file.is_some() {
-            bail!("with - as the context the Dockerfile comes from standard input: drop -f");
-        }
         let stdin = std::io::stdin();
         if std::io::IsTerminal::is_terminal(&stdin) {
-            bail!("refusing to read a Dockerfile from a terminal: pipe one into `stencil build -`");
+            bail!(
+                "refusing to read a build context from a terminal: pipe a Dockerfile or a tar of the context into `stencil build -`"
+            );
         }
-        let mut text = String::new();
+        let mut bytes = Vec::new();
         stdin
             .lock()
-            .read_to_string(&mut text)
-            .context("cannot read the Dockerfile from standard input")?;
-        (None, "Dockerfile".to_owned(), text)
+            .read_to_end(&mut bytes)
+            .context("cannot read the build context from standard input")?;
+        match stdin_tar_context(engine, &bytes)? {
+            Some(dir) => {
+                let context = dir.path().to_path_buf();
+                stdin_context = Some(dir);
+                context_dockerfile(context, args)?
+            }
+            None => {
+                if args.file.is_some() {
+                    bail!(
+                        "with a Dockerfile on standard input there is no context for -f to name: drop -f, or pipe a tar of the context"
+                    );
+                }
+                let text = String::from_utf8(bytes).map_err(|_| {
+                    anyhow::anyhow!(
+                        "standard input is neither a Dockerfile (UTF-8 text) nor a tar archive of a build context (plain, gzip or zstd)"
+                    )
+                })?;
+                (None, "Dockerfile".to_owned(), text)
+            }
+        }
     } else {
         let context = PathBuf::from(&args.context);
         if !context.is_dir() {
             bail!(
-                "unable to prepare context: {} is not a directory (give the build context directory, or - for a Dockerfile on standard input)",
+                "unable to prepare context: {} is not a directory (give the build context directory, or - for a Dockerfile or a context tar on standard input)",
                 context.display()
             );
         }
-        let (path, name) = match &args.file {
-            Some(path) if path.as_os_str() == "-" => (None, "Dockerfile".to_owned()),
-            Some(path) => (Some(path.clone()), path.display().to_string()),
-            None => (Some(context.join("Dockerfile")), "Dockerfile".to_owned()),
-        };
-        let text = match path {
-            Some(path) => std::fs::read_to_string(&path).with_context(|| {
-                format!(
-                    "cannot read the Dockerfile {} (give one with -f PATH)",
-                    path.display()
-                )
-            })?,
-            None => {
-                let mut text = String::new();
-                std::io::stdin()
-                    .lock()
-                    .read_to_string(&mut text)
-                    .context("cannot read the Dockerfile from standard input")?;
-                text
-            }
-        };
-        (Some(context), name, text)
+        context_dockerfile(context, args)?
     };
     let options = BuildOptions {
         dockerfile_name,
@@ -161,10 +160,81 @@ pub fn run(engine: &Engine, args: &BuildArgs) -> Result<()> {
         timestamp,
     };
     let mut out = std::io::stdout();
-    let built = build(engine, &options, &mut out)?;
+    let built = build(engine, &options, &mut out);
+    drop(stdin_context);
+    let built = built?;
     if let Some(path) = &args.iidfile {
         std::fs::write(path, built.image.config_digest.to_string())
             .with_context(|| format!("cannot write the image ID to {}", path.display()))?;
     }
     Ok(())
+}
+
+/// The Dockerfile of the build context `context`: `-f PATH` (`-f -`: standard input),
+/// else `context/Dockerfile`. Returns the context, the name for messages and the text.
+fn context_dockerfile(
+    context: PathBuf,
+    args: &BuildArgs,
+) -> Result<(Option<PathBuf>, String, String)> {
+    let (path, name) = match &args.file {
+        Some(path) if path.as_os_str() == "-" => (None, "Dockerfile".to_owned()),
+        // A relative -f names a file of the context, as with docker.
+        Some(path) if path.is_relative() && !path.exists() => {
+            (Some(context.join(path)), path.display().to_string())
+        }
+        Some(path) => (Some(path.clone()), path.display().to_string()),
+        None => (Some(context.join("Dockerfile")), "Dockerfile".to_owned()),
+    };
+    let text = match path {
+        Some(path) => std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "cannot read the Dockerfile {} (give one with -f PATH)",
+                path.display()
+            )
+        })?,
+        None => {
+            let mut text = String::new();
+            std::io::stdin()
+                .lock()
+                .read_to_string(&mut text)
+                .context("cannot read the Dockerfile from standard input")?;
+            text
+        }
+    };
+    Ok((Some(context), name, text))
+}
+
+/// Unpacks `bytes` into a new temporary directory under the store root when they are a
+/// tar (plain, gzip or zstd), as docker takes a context on standard input; `None` when
+/// they are not.
+fn stdin_tar_context(engine: &Engine, bytes: &[u8]) -> Result<Option<tempfile::TempDir>> {
+    let (kind, peeked) = stencil_cow_fs::compression::detect(bytes)
+        .context("cannot read the build context from standard input")?;
+    let mut plain = stencil_cow_fs::compression::decompress(kind, peeked)
+        .context("cannot read the build context from standard input")?;
+    let mut first = vec![0u8; 512];
+    let mut filled = 0;
+    while filled < first.len() {
+        match plain.read(&mut first[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(error) => {
+                return Err(error).context("the build context on standard input is corrupt");
+            }
+        }
+    }
+    if filled < first.len() || !crate::engine::is_tar_header(&first) {
+        return Ok(None);
+    }
+    let dir = tempfile::Builder::new()
+        .prefix(".build-context-")
+        .tempdir_in(engine.root())
+        .with_context(|| format!("cannot create a directory in {}", engine.root().display()))?;
+    let mut archive = tar::Archive::new(Read::chain(&first[..], plain));
+    archive.set_preserve_permissions(true);
+    archive.set_overwrite(true);
+    archive
+        .unpack(dir.path())
+        .context("cannot unpack the build context tar from standard input")?;
+    Ok(Some(dir))
 }
