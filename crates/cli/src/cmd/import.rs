@@ -13,7 +13,7 @@ use crate::engine::{Engine, ImportOptions};
 #[derive(Debug, clap::Args)]
 pub struct ImportArgs {
     /// Apply a Dockerfile instruction to the image config (CMD, ENTRYPOINT, ENV, EXPOSE,
-    /// LABEL, STOPSIGNAL, USER, VOLUME, WORKDIR); may be repeated.
+    /// LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME, WORKDIR); may be repeated.
     #[arg(short, long = "change", value_name = "CHANGE")]
     pub changes: Vec<String>,
     /// The history comment of the imported layer.

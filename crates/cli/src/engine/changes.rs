@@ -3,7 +3,7 @@
 //!
 //! The config is the `config` object of an image config, with docker's key names (`Cmd`,
 //! `Entrypoint`, `Env`, `WorkingDir`, `User`, `Labels`, `ExposedPorts`, `Volumes`,
-//! `StopSignal`). This module parses one instruction at a time; it does not run anything
+//! `StopSignal`, `OnBuild`). This module parses one instruction at a time; it does not run anything
 //! and knows nothing of layers (so `RUN`, `COPY` and friends are refused).
 //!
 //! ```
@@ -20,7 +20,8 @@ use anyhow::{Result, bail};
 use serde_json::{Map, Value, json};
 
 /// The instructions a change may use.
-const ACCEPTED: &str = "CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, STOPSIGNAL, USER, VOLUME, WORKDIR";
+const ACCEPTED: &str =
+    "CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME, WORKDIR";
 
 /// Applies one change such as `ENV PATH=/bin` or `EXPOSE 80/tcp` to `config`.
 pub fn apply_change(config: &mut Map<String, Value>, change: &str) -> Result<()> {
@@ -90,6 +91,24 @@ pub fn apply_change(config: &mut Map<String, Value>, change: &str) -> Result<()>
             let volumes = object_entry(config, "Volumes")?;
             for path in paths {
                 volumes.insert(path, json!({}));
+            }
+        }
+        "ONBUILD" => {
+            // Kept as text for the builds FROM this image, as docker keeps it.
+            let trigger = rest
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .to_ascii_uppercase();
+            if matches!(trigger.as_str(), "ONBUILD" | "FROM" | "MAINTAINER") {
+                bail!("invalid --change {change:?}: {trigger} isn't allowed as an ONBUILD trigger");
+            }
+            let triggers = config.entry("OnBuild").or_insert_with(|| json!([]));
+            if !triggers.is_array() {
+                *triggers = json!([]);
+            }
+            if let Some(list) = triggers.as_array_mut() {
+                list.push(json!(rest));
             }
         }
         _ => bail!("unsupported --change {change:?}: the instructions allowed are {ACCEPTED}"),
@@ -312,6 +331,15 @@ mod tests {
             &["VOLUME [\"/data\"]", "VOLUME /a /b", "STOPSIGNAL SIGTERM"],
             Ok(json!({"Volumes": {"/data": {}, "/a": {}, "/b": {}}, "StopSignal": "SIGTERM"})),
         );
+        check(
+            &["ONBUILD RUN make", "onbuild COPY . /src"],
+            Ok(json!({"OnBuild": ["RUN make", "COPY . /src"]})),
+        );
+        check(
+            &["ONBUILD FROM x"],
+            Err("isn't allowed as an ONBUILD trigger"),
+        );
+        check(&["ONBUILD ONBUILD RUN x"], Err("isn't allowed"));
     }
 
     #[test]
