@@ -238,6 +238,10 @@ fn bad_input_fails_with_125_naming_it_and_stores_nothing() {
             "cannot open",
         ),
         (
+            vec![path_arg(stencil.scratch())],
+            "is a directory: import takes a tarball",
+        ),
+        (
             vec!["-c".into(), "RUN make".into(), path_arg(&good)],
             "RUN make",
         ),

@@ -355,7 +355,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("Error: {error:#}");
+            eprintln!("Error: {}", stencil::render::error::message(&error));
             ExitCode::from(EXIT_STENCIL_ERROR)
         }
     }
@@ -372,7 +372,7 @@ fn with_status(flag: Option<PathBuf>, body: impl FnOnce(&Engine) -> Result<i32>)
     match result {
         Ok(()) => ExitCode::from(u8::try_from(code).unwrap_or(EXIT_STENCIL_ERROR)),
         Err(error) => {
-            eprintln!("Error: {error:#}");
+            eprintln!("Error: {}", stencil::render::error::message(&error));
             let status = error
                 .downcast_ref::<stencil::container::monitor::StartFailure>()
                 .map_or(i32::from(EXIT_STENCIL_ERROR), |failure| failure.code);

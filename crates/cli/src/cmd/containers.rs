@@ -237,7 +237,7 @@ pub fn start(engine: &Engine, args: &StartArgs) -> Result<i32> {
         match started {
             Ok(()) => println!("{name}"),
             Err(error) => {
-                eprintln!("Error: {error:#}");
+                eprintln!("Error: {}", crate::render::error::message(&error));
                 failed = Some(error);
             }
         }
@@ -630,7 +630,7 @@ pub fn wait(engine: &Engine, args: &WaitArgs) -> Result<i32> {
                 let _ = std::io::stdout().flush();
             }
             Err(error) => {
-                eprintln!("Error: {error:#}");
+                eprintln!("Error: {}", crate::render::error::message(&error));
                 failed = true;
             }
         }
@@ -684,7 +684,7 @@ fn each(names: &[String], mut action: impl FnMut(&str) -> Result<()>) -> Result<
         1 if names.len() == 1 => Err(failures.remove(0)),
         _ => {
             for error in &failures {
-                eprintln!("Error: {error:#}");
+                eprintln!("Error: {}", crate::render::error::message(error));
             }
             Ok(1)
         }

@@ -50,6 +50,13 @@ pub fn run(engine: &Engine, args: &ImportArgs) -> Result<()> {
     } else {
         let path = Path::new(&args.file);
         options.source = path.display().to_string();
+        if path.is_dir() {
+            anyhow::bail!(
+                "{} is a directory: import takes a tarball of a root filesystem (for a directory: tar -C {} -cf - . | stencil import - NAME)",
+                path.display(),
+                path.display()
+            );
+        }
         let mut file = std::fs::File::open(path)
             .with_context(|| format!("cannot open {} (give a tarball or -)", path.display()))?;
         engine.import(&mut file, &options)?

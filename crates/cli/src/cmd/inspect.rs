@@ -141,7 +141,7 @@ pub fn inspect_each(
         None => Ok(()),
         Some(last) => {
             for error in &errors {
-                eprintln!("Error: {error:#}");
+                eprintln!("Error: {}", crate::render::error::message(error));
             }
             Err(last)
         }

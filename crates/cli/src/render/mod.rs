@@ -5,6 +5,7 @@
 //! That one path serves the default table, `--format json`, `--format 'table {{.ID}}'`
 //! and free templates such as `--format '{{.Repository}}:{{.Tag}}'`.
 
+pub mod error;
 pub mod progress;
 pub mod table;
 pub mod template;
