@@ -348,6 +348,14 @@ fn a_multi_platform_index_pulls_the_platform_asked_for() {
         let digests = other.run(&["inspect", "--format", "{{json .RepoDigests}}", &name]);
         digests.success();
         assert!(digests.stdout.contains("@sha256:"), "{digests}");
+        // images --digests shows the same digest, the index's.
+        let listed = other.run(&["images", "--digests", "--format", "{{.Digest}}", &name]);
+        listed.success();
+        let index = listed.stdout.trim().to_owned();
+        assert!(
+            index.starts_with("sha256:") && digests.stdout.contains(&format!("@{index}")),
+            "{listed}{digests}"
+        );
     }
     let missing = Stencil::new();
     missing

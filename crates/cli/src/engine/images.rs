@@ -20,7 +20,8 @@ pub struct ImageRow {
     pub repository: String,
     /// Tag, or `<none>`.
     pub tag: String,
-    /// The digest `--digests` shows: the manifest's, or `<none>` for an image made here
+    /// The digest `--digests` shows: the manifest's (its index's, when pulled through
+    /// one), or `<none>` for an image made here
     /// that was never pushed (its layers are compressed, and its digest set, at the
     /// first push), as docker shows it for a local build.
     pub digest: String,
@@ -107,8 +108,14 @@ fn row(
             .as_ref()
             .and_then(|n| n.tag().map(|t| t.as_str().to_owned()))
             .unwrap_or_else(|| "<none>".to_owned()),
+        // The digest a registry knows the image by: its index's, for a multi-platform
+        // pull (as RepoDigests shows it).
         digest: if pushable {
-            image.manifest_digest.to_string()
+            image
+                .index_digest
+                .as_ref()
+                .unwrap_or(&image.manifest_digest)
+                .to_string()
         } else {
             "<none>".to_owned()
         },
