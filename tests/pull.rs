@@ -43,6 +43,36 @@ fn pull_fetches_unpacks_and_lists_an_image() {
         "{first}"
     );
     assert!(first.stdout.contains("Pull complete"), "{first}");
+    // Each layer's lines come in docker's order, each once, though layers unpack while
+    // they download.
+    let layer_lines: Vec<(&str, &str)> = first
+        .lines()
+        .into_iter()
+        .filter_map(|line| line.split_once(": "))
+        .filter(|(id, _)| id.len() == 12 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+        .collect();
+    let mut layers: Vec<&str> = layer_lines.iter().map(|(id, _)| *id).collect();
+    layers.sort_unstable();
+    layers.dedup();
+    assert_eq!(layers.len(), 2, "{first}");
+    for layer in layers {
+        let steps: Vec<&str> = layer_lines
+            .iter()
+            .filter(|(id, _)| *id == layer)
+            .map(|(_, step)| *step)
+            .filter(|step| *step != "Verifying Checksum")
+            .collect();
+        assert_eq!(
+            steps,
+            [
+                "Pulling fs layer",
+                "Download complete",
+                "Extracting",
+                "Pull complete"
+            ],
+            "{first}"
+        );
+    }
     assert!(
         first
             .stdout

@@ -54,8 +54,8 @@ pub async fn run(engine: &Engine, args: &PullArgs) -> Result<()> {
     }
     let display = ProgressDisplay::for_stdout(quiet);
     // The config blob moves like a layer; docker shows only layers.
-    let config = std::sync::Mutex::new(None);
-    let show = |event: PullEvent| show_pull_event(&display, &config, &event);
+    let shown = std::sync::Mutex::new(Shown::default());
+    let show = |event: PullEvent| show_pull_event(&display, &shown, &event);
     let report = engine
         .pull(&reference, &PullOptions { platform }, &show)
         .await?;
@@ -78,18 +78,51 @@ pub async fn run(engine: &Engine, args: &PullArgs) -> Result<()> {
 /// docker's short layer id: the first 12 hex digits of the blob digest.
 pub use crate::render::progress::short as short_id;
 
-fn show_pull_event(
-    display: &ProgressDisplay,
-    config: &std::sync::Mutex<Option<stencil_reference::Digest>>,
-    event: &PullEvent,
-) {
-    let Ok(mut config) = config.lock() else {
+/// What the display has said so far, so that each layer's lines come in docker's order.
+#[derive(Default)]
+struct Shown {
+    /// The config blob, which is fetched but not shown as a layer.
+    config: Option<stencil_reference::Digest>,
+    /// Layers whose `Download complete` was shown.
+    downloaded: std::collections::HashSet<stencil_reference::Digest>,
+    /// Layers that began extracting (while downloading) before that.
+    extract_pending: std::collections::HashSet<stencil_reference::Digest>,
+    /// Layers whose `Extracting` was shown.
+    extracting: std::collections::HashSet<stencil_reference::Digest>,
+}
+
+fn show_pull_event(display: &ProgressDisplay, shown: &std::sync::Mutex<Shown>, event: &PullEvent) {
+    let Ok(mut shown) = shown.lock() else {
         return;
     };
     if let PullEvent::Layer(ProgressEvent::Manifest { config: digest, .. }) = event {
-        *config = Some(digest.clone());
+        shown.config = Some(digest.clone());
         return;
     }
+    // Layers unpack while they download; docker's lines say `Extracting` once, after
+    // `Download complete`.
+    match event {
+        PullEvent::Extracting { digest } => {
+            if !shown.downloaded.contains(digest) {
+                shown.extract_pending.insert(digest.clone());
+            } else if shown.extracting.insert(digest.clone()) {
+                display.step(digest, Step::Status("Extracting"));
+            }
+            return;
+        }
+        PullEvent::Layer(ProgressEvent::Done { digest })
+            if shown.config.as_ref() != Some(digest) =>
+        {
+            display.step(digest, Step::Status("Download complete"));
+            shown.downloaded.insert(digest.clone());
+            if shown.extract_pending.remove(digest) && shown.extracting.insert(digest.clone()) {
+                display.step(digest, Step::Status("Extracting"));
+            }
+            return;
+        }
+        _ => {}
+    }
+    let config = &shown.config;
     if let PullEvent::Layer(
         ProgressEvent::Started { digest, .. }
         | ProgressEvent::Waiting { digest }
@@ -101,7 +134,7 @@ fn show_pull_event(
     {
         return;
     }
-    drop(config);
+    drop(shown);
     match event {
         PullEvent::Layer(ProgressEvent::Started { digest, offset, .. }) => {
             let text = if *offset > 0 {
@@ -128,10 +161,6 @@ fn show_pull_event(
         PullEvent::Layer(ProgressEvent::Verified { digest }) => {
             display.step(digest, Step::Status("Verifying Checksum"));
         }
-        PullEvent::Layer(ProgressEvent::Done { digest }) => {
-            display.step(digest, Step::Status("Download complete"));
-        }
-        PullEvent::Extracting { digest } => display.step(digest, Step::Status("Extracting")),
         PullEvent::Extracted {
             digest,
             existed: true,
