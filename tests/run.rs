@@ -777,6 +777,116 @@ fn containers_and_build_steps_get_hosts_hostname_and_resolv_conf() {
 }
 
 #[test]
+fn cp_copies_both_ways_with_dockers_rules_and_stays_in_the_container() {
+    let Some(stencil) = store_with_image("cp") else {
+        return;
+    };
+    let _cleanup = Cleanup(&stencil);
+    let script = "mkdir -p /d/sub && echo one > /d/a && echo two > /d/sub/b && \
+                  ln -s /etc/passwd /d/link && ln -s ../../../../etc /d/up";
+    stencil
+        .run(&["run", "--name", "box", IMAGE, "sh", "-c", script])
+        .success();
+    let host = stencil.scratch().join("host");
+    std::fs::create_dir_all(&host).unwrap_or_else(|e| panic!("mkdir: {e}"));
+    let at = |name: &str| host.join(name).display().to_string();
+    let read = |name: &str| std::fs::read_to_string(host.join(name)).unwrap_or_default();
+
+    // Out of a stopped container: a file to a new name, a directory into an existing
+    // directory, a directory's contents to a new directory.
+    stencil.run(&["cp", "box:/d/a", &at("a.txt")]).success();
+    assert_eq!(read("a.txt"), "one\n");
+    stencil.run(&["cp", "box:/d", &at("")]).success();
+    assert_eq!(read("d/sub/b"), "two\n");
+    stencil.run(&["cp", "box:/d/.", &at("flat")]).success();
+    assert_eq!(read("flat/a"), "one\n");
+    // Symlinks travel as symlinks; followed (-L), they resolve inside the container.
+    let link = std::fs::read_link(host.join("d/link")).unwrap_or_default();
+    assert_eq!(link, PathBuf::from("/etc/passwd"));
+    stencil.run(&["cp", "-L", "box:/d/up", &at("up")]).success();
+    assert_eq!(
+        read("up/os-release"),
+        OS_RELEASE,
+        "../../../../etc from /d is the container's /etc, never the host's"
+    );
+    // To standard output: a tar of the entry.
+    let tar = stencil.run(&["cp", "box:/d/sub", "-"]);
+    tar.success();
+    assert!(
+        tar.stdout.contains("sub/b") && tar.stdout.contains("two"),
+        "{tar}"
+    );
+
+    // Into the container: a file into a directory, a directory under a new name.
+    std::fs::write(host.join("note.txt"), "from the host\n").unwrap_or_else(|e| panic!("{e}"));
+    stencil.run(&["cp", &at("note.txt"), "box:/d/"]).success();
+    stencil.run(&["cp", &at("flat"), "box:/copied"]).success();
+    let seen = stencil.run(&["diff", "box"]);
+    seen.success();
+    for line in [
+        "A /d/note.txt",
+        "A /copied",
+        "A /copied/a",
+        "A /copied/sub/b",
+    ] {
+        assert!(seen.stdout.lines().any(|l| l == line), "{line}: {seen}");
+    }
+
+    // A running container sees what is copied in at once, and gives what it writes.
+    stencil
+        .run(&[
+            "run",
+            "-d",
+            "--name",
+            "live",
+            IMAGE,
+            "sh",
+            "-c",
+            "echo up > /tmp/up; while true; do sleep 0.1; done",
+        ])
+        .success();
+    stencil
+        .run(&["cp", &at("note.txt"), "live:/tmp/"])
+        .success();
+    stencil
+        .run(&["exec", "live", "cat", "/tmp/note.txt"])
+        .success()
+        .stdout_is("from the host\n");
+    eventually("the live container's file", || {
+        stencil.run(&["cp", "live:/tmp/up", &at("up.txt")]).code == Some(0)
+    });
+    assert_eq!(read("up.txt"), "up\n");
+
+    // Errors name what is missing; nothing is left half-copied.
+    stencil
+        .run(&["cp", "box:/nope", &at("nope")])
+        .expect_code(125)
+        .stderr_contains("/nope");
+    assert!(!host.join("nope").exists());
+    stencil
+        .run(&["cp", &at("note.txt"), "box:/no/such/dir/x"])
+        .expect_code(125)
+        .stderr_contains("/no/such/dir");
+    stencil
+        .run(&["cp", "box:/d", &at("a.txt")])
+        .expect_code(125)
+        .stderr_contains("onto the file");
+    stencil
+        .run(&["cp", &at("a.txt"), &at("b.txt")])
+        .expect_code(125)
+        .stderr_contains("CONTAINER:PATH");
+    let leftovers = std::fs::read_dir(&host)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(".stencil-cp-"))
+                .count()
+        })
+        .unwrap_or(0);
+    assert_eq!(leftovers, 0, "no staging directory left");
+    stencil.assert_consistent();
+}
+
+#[test]
 fn foreground_containers_keep_their_logs() {
     let Some(stencil) = store_with_image("foreground_logs") else {
         return;

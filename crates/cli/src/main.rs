@@ -123,6 +123,11 @@ enum Command {
     Commit(cmd::containers::CommitArgs),
     /// Write a container's filesystem as a tar archive.
     Export(cmd::containers::ExportArgs),
+    /// Copy files between a container and the host.
+    Cp(cmd::cp::CpArgs),
+    /// Internal: the container side of `cp`, chrooted into its root filesystem.
+    #[command(name = "__cp", hide = true)]
+    CpChroot(cmd::cp::ChrootArgs),
     /// Internal: watch a detached container (started by `run -d` and `start`).
     #[command(name = "__monitor", hide = true)]
     ContainerMonitor {
@@ -199,6 +204,8 @@ enum ContainerCommand {
     Commit(cmd::containers::CommitArgs),
     /// Write a container's filesystem as a tar (same as `stencil export`).
     Export(cmd::containers::ExportArgs),
+    /// Copy files between a container and the host (same as `stencil cp`).
+    Cp(cmd::cp::CpArgs),
     /// Show containers as docker-compatible JSON.
     Inspect(cmd::containers::ContainerInspectArgs),
     /// Remove every stopped container.
@@ -348,6 +355,10 @@ fn main() -> ExitCode {
         Command::Export(args) | Command::Container(ContainerCommand::Export(args)) => {
             return with_status(root, |e| cmd::containers::export(e, &args));
         }
+        Command::Cp(args) | Command::Container(ContainerCommand::Cp(args)) => {
+            with_engine(root, |engine| cmd::cp::run(engine, &args))
+        }
+        Command::CpChroot(args) => cmd::cp::chroot_main(&args),
         Command::ContainerMonitor { id } => {
             return with_status(root, |e| Ok(stencil::container::monitor::monitor(e, &id)));
         }

@@ -7,6 +7,7 @@ pub mod all_tags;
 pub mod archive;
 pub mod build;
 pub mod containers;
+pub mod cp;
 pub mod fsck;
 pub mod images;
 pub mod import;

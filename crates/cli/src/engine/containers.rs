@@ -843,7 +843,7 @@ pub fn process_start_time(pid: i32) -> Option<u64> {
 
 /// Whether `path` is a mountpoint (its device differs from its parent's, or it appears in
 /// the mount table).
-fn is_mountpoint(path: &Path) -> bool {
+pub(crate) fn is_mountpoint(path: &Path) -> bool {
     let Ok(mounts) = std::fs::read_to_string("/proc/self/mountinfo") else {
         return false;
     };

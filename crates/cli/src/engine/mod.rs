@@ -44,11 +44,11 @@ use stencil_layerstore::content::LocalContent;
 use stencil_registry::{Client, DockerConfig, RegistriesConfig};
 
 pub use commit::{CommitOptions, Committed};
-pub(crate) use containers::RUNTIME_MOUNTPOINTS;
 pub use containers::{
     Container, ContainerConfig, ContainerState, CreateOptions, DEFAULT_PATH, Status, VolumeConfig,
     now, parse_time, process_start_time,
 };
+pub(crate) use containers::{RUNTIME_MOUNTPOINTS, is_mountpoint};
 pub use fsck::Checked;
 pub use images::{ImageRow, Removed, image_rows};
 pub use import::ImportOptions;
