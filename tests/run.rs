@@ -450,6 +450,27 @@ fn containers_are_sized_inspected_tailed_and_pruned() {
         .expect_code(125)
         .stderr_contains("unknown key");
 
+    // top lists the processes of the running container, and only those.
+    let top = stencil.run(&["top", "keeper"]);
+    top.success();
+    let lines = top.lines();
+    assert!(
+        lines[0].starts_with("UID") && lines[0].contains("CMD"),
+        "{top}"
+    );
+    assert!(
+        lines[1..].iter().any(|l| l.contains("head -c 300000")),
+        "the container's shell: {top}"
+    );
+    assert!(
+        lines[1..].iter().all(|l| !l.contains("stencil")),
+        "no host process: {top}"
+    );
+    stencil
+        .run(&["top", "gone"])
+        .expect_code(125)
+        .stderr_contains("not running");
+
     // restart stops and starts again; rename keeps the container, -p is accepted.
     stencil
         .run(&["restart", "-t", "1", "keeper"])

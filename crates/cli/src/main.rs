@@ -125,6 +125,8 @@ enum Command {
     Export(cmd::containers::ExportArgs),
     /// Copy files between a container and the host.
     Cp(cmd::cp::CpArgs),
+    /// Show the processes of a running container.
+    Top(cmd::containers::TopArgs),
     /// Internal: the container side of `cp`, chrooted into its root filesystem.
     #[command(name = "__cp", hide = true)]
     CpChroot(cmd::cp::ChrootArgs),
@@ -206,6 +208,8 @@ enum ContainerCommand {
     Export(cmd::containers::ExportArgs),
     /// Copy files between a container and the host (same as `stencil cp`).
     Cp(cmd::cp::CpArgs),
+    /// Show the processes of a running container (same as `stencil top`).
+    Top(cmd::containers::TopArgs),
     /// Show containers as docker-compatible JSON.
     Inspect(cmd::containers::ContainerInspectArgs),
     /// Remove every stopped container.
@@ -359,6 +363,9 @@ fn main() -> ExitCode {
             with_engine(root, |engine| cmd::cp::run(engine, &args))
         }
         Command::CpChroot(args) => cmd::cp::chroot_main(&args),
+        Command::Top(args) | Command::Container(ContainerCommand::Top(args)) => {
+            with_engine(root, |engine| print(cmd::containers::top(engine, &args)?))
+        }
         Command::ContainerMonitor { id } => {
             return with_status(root, |e| Ok(stencil::container::monitor::monitor(e, &id)));
         }

@@ -767,6 +767,101 @@ pub fn exec(engine: &Engine, args: &ExecArgs) -> Result<i32> {
     monitor::exec(&container, &process)
 }
 
+/// Arguments of `top`.
+#[derive(Debug, clap::Args)]
+pub struct TopArgs {
+    /// The container.
+    #[arg(value_name = "CONTAINER")]
+    pub container: String,
+}
+
+/// `stencil top`: the processes of a running container (those in its PID namespace), with
+/// `ps -ef`'s columns as docker shows them, host PIDs.
+pub fn top(engine: &Engine, args: &TopArgs) -> Result<String> {
+    let container = engine.container(&args.container)?;
+    let pid = match (container.is_running(), container.state.pid) {
+        (true, Some(pid)) => pid,
+        _ => bail!(
+            "container {} is not running (start it first)",
+            container.record.name
+        ),
+    };
+    let namespace = |pid: i32| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
+    let wanted = namespace(pid)
+        .with_context(|| format!("cannot read the PID namespace of process {pid}"))?;
+    let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100)
+        .max(1) as u64;
+    let mut rows = Vec::new();
+    let entries = std::fs::read_dir("/proc").context("cannot read /proc")?;
+    let mut pids: Vec<i32> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+        .collect();
+    pids.sort_unstable();
+    for candidate in pids {
+        // A process may end while we look: it is then simply not listed.
+        if namespace(candidate).as_ref() != Some(&wanted) {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{candidate}/stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid …`: comm may hold spaces and parentheses.
+        let Some((_, after)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ppid = fields.get(1).copied().unwrap_or("0");
+        let cpu_ticks: u64 = [11, 12]
+            .iter()
+            .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<u64>().ok()))
+            .sum();
+        let seconds = cpu_ticks / ticks;
+        let time = format!(
+            "{:02}:{:02}:{:02}",
+            seconds / 3600,
+            seconds / 60 % 60,
+            seconds % 60
+        );
+        let uid = std::fs::read_to_string(format!("/proc/{candidate}/status"))
+            .ok()
+            .and_then(|status| {
+                status
+                    .lines()
+                    .find_map(|line| line.strip_prefix("Uid:"))
+                    .and_then(|rest| rest.split_whitespace().next().map(str::to_owned))
+            })
+            .unwrap_or_default();
+        let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(
+            uid.parse().unwrap_or(u32::MAX),
+        ))
+        .ok()
+        .flatten()
+        .map_or(uid, |user| user.name);
+        let cmdline = std::fs::read(format!("/proc/{candidate}/cmdline")).unwrap_or_default();
+        let command = cmdline
+            .split(|b| *b == 0)
+            .filter(|part| !part.is_empty())
+            .map(|part| String::from_utf8_lossy(part).into_owned())
+            .collect::<Vec<_>>()
+            .join(" ");
+        rows.push(vec![
+            user,
+            candidate.to_string(),
+            ppid.to_owned(),
+            time,
+            command,
+        ]);
+    }
+    Ok(crate::render::table::render_table(
+        &["UID", "PID", "PPID", "TIME", "CMD"],
+        &rows,
+    ))
+}
+
 /// Arguments of `diff`.
 #[derive(Debug, clap::Args)]
 pub struct DiffArgs {
