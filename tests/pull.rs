@@ -254,3 +254,44 @@ fn tag_inspect_history_and_rmi_work_on_a_pulled_image() {
         .expect_code(125)
         .stderr_contains("mine:1");
 }
+
+#[test]
+fn concurrent_pulls_of_one_image_into_one_store_all_succeed() {
+    let Some(registry) = DockerRegistry::start() else {
+        return;
+    };
+    let pusher = Stencil::new();
+    let Some(image) = push_test_image(&pusher, &registry, "e2e/together") else {
+        return;
+    };
+    // Several rounds, each into a fresh store, so that the pulls race on every document
+    // and layer (the manifest, the config, both blobs, both snapshots).
+    for round in 0..4 {
+        let stencil = Stencil::new();
+        let children: Vec<_> = (0..3)
+            .map(|_| {
+                stencil
+                    .command(&["pull", "-q", &image])
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap_or_else(|e| panic!("spawn: {e}"))
+            })
+            .collect();
+        for child in children {
+            let output = child
+                .wait_with_output()
+                .unwrap_or_else(|e| panic!("wait: {e}"));
+            assert!(
+                output.status.success(),
+                "round {round}: a concurrent pull failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        stencil
+            .run(&["images", "--format", "{{.Repository}}:{{.Tag}}"])
+            .success()
+            .stdout_is(&format!("{image}\n"));
+        stencil.assert_consistent();
+    }
+}

@@ -66,6 +66,9 @@ pub(crate) fn store_error(url: &str, digest: &Digest, error: stencil_layerstore:
     }
 }
 
+/// How long [`put_small`] waits for another writer of the same document.
+const SMALL_WRITE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Writes a small in-memory blob (a manifest) into the store unless it is there already.
 pub(crate) fn put_small<S: ContentStore>(
     store: &S,
@@ -74,10 +77,28 @@ pub(crate) fn put_small<S: ContentStore>(
     url: &str,
 ) -> Result<(), Error> {
     let fail = |e| store_error(url, digest, e);
+    // Another process pulling the same image may be writing this very document: it takes
+    // microseconds, so wait for it (a short blocking pause) and take its copy.
+    let deadline = std::time::Instant::now() + SMALL_WRITE_WAIT;
+    let mut writer = loop {
+        if store.contains(digest).map_err(fail)? {
+            return Ok(());
+        }
+        match store.writer(&pull_ingest_ref(digest)) {
+            Ok(writer) => break writer,
+            Err(err)
+                if err.kind() == stencil_layerstore::ErrorKind::InUse
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(err) => return Err(fail(err)),
+        }
+    };
     if store.contains(digest).map_err(fail)? {
+        let _ = writer.abort();
         return Ok(());
     }
-    let mut writer = store.writer(&pull_ingest_ref(digest)).map_err(fail)?;
     writer.truncate(0).map_err(fail)?;
     writer.write_all(bytes).map_err(|e| Error::Store {
         digest: digest.clone(),
