@@ -207,6 +207,103 @@ fn archive_with_layer(path: &std::path::Path, lie: bool) {
     archive.finish().unwrap_or_else(|e| panic!("{e}"));
 }
 
+/// A docker-archive (`manifest.json`, `NAME.json` configs, `NAME.tar` layers) holding one
+/// image per `(tags, lie, content)`: with `lie` the config gives the layer a diff ID it
+/// does not have.
+fn docker_archive(path: &std::path::Path, images: &[(&[&str], bool, &str)]) {
+    use sha2::{Digest as _, Sha256};
+    let hex = |bytes: &[u8]| format!("{:x}", Sha256::digest(bytes));
+    let file = std::fs::File::create(path).unwrap_or_else(|e| panic!("{e}"));
+    let mut archive = tar::Builder::new(file);
+    let mut add = |name: &str, bytes: &[u8]| {
+        let mut header = tar::Header::new_ustar();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        archive
+            .append_data(&mut header, name, bytes)
+            .unwrap_or_else(|e| panic!("{e}"));
+    };
+    let mut entries = Vec::new();
+    for (index, (tags, lie, content)) in images.iter().enumerate() {
+        let mut layer = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_ustar();
+        header.set_size(content.len() as u64);
+        header.set_mode(0o644);
+        layer
+            .append_data(&mut header, "file", content.as_bytes())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let plain = layer.into_inner().unwrap_or_else(|e| panic!("{e}"));
+        let diff_id = if *lie { "0".repeat(64) } else { hex(&plain) };
+        let config = serde_json::to_vec(&serde_json::json!({
+            "architecture": "amd64", "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{diff_id}")]},
+        }))
+        .unwrap_or_default();
+        add(&format!("layer{index}.tar"), &plain);
+        add(&format!("config{index}.json"), &config);
+        entries.push(serde_json::json!({
+            "Config": format!("config{index}.json"),
+            "RepoTags": tags,
+            "Layers": [format!("layer{index}.tar")],
+        }));
+    }
+    add(
+        "manifest.json",
+        &serde_json::to_vec(&entries).unwrap_or_default(),
+    );
+    archive.finish().unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn a_bad_archive_leaves_no_image_and_no_tag() {
+    let stencil = Stencil::new();
+    let load = |name: &str, images: &[(&[&str], bool, &str)]| {
+        let path = stencil.scratch().join(name);
+        docker_archive(&path, images);
+        stencil.run(&["load", "-i", &path.display().to_string()])
+    };
+    let nothing = || {
+        stencil.run(&["images", "-aq"]).success().stdout_is("");
+    };
+    // A name that is no reference: refused before anything is recorded.
+    load("badname.tar", &[(&["EV:1"], false, "a\n")])
+        .expect_code(125)
+        .stderr_contains("\"EV:1\"");
+    nothing();
+    // A layer that is not what its config says: refused, and untagged, also when the
+    // same image was left by an earlier failure.
+    for _ in 0..2 {
+        load("lie.tar", &[(&["ev3:1"], true, "a\n")])
+            .expect_code(125)
+            .stderr_contains("expects diff id");
+        nothing();
+    }
+    // One bad image refuses the whole archive, as docker does.
+    load(
+        "mixed.tar",
+        &[(&["good:1"], false, "good\n"), (&["bad:1"], true, "bad\n")],
+    )
+    .expect_code(125)
+    .stderr_contains("refused as a whole");
+    nothing();
+    // A good archive then loads with its names; the store stays consistent throughout.
+    load(
+        "fine.tar",
+        &[
+            (&["good:1"], false, "good\n"),
+            (&["other:2"], false, "other\n"),
+        ],
+    )
+    .success()
+    .stdout_is("Loaded image: good:1\nLoaded image: other:2\n");
+    stencil.run(&["fsck"]).success();
+    // Standard input is named as such in errors, not by the spooled copy.
+    stencil
+        .run_with(&["load"], &[], Some(&b"not an archive at all"[..]))
+        .expect_code(125)
+        .stderr_contains("cannot load standard input");
+}
+
 #[test]
 fn a_layer_that_breaks_its_diff_id_is_refused_and_nothing_stays() {
     let stencil = Stencil::new();

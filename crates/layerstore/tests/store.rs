@@ -624,6 +624,7 @@ fn load_picks_the_platform_from_a_multi_platform_index() {
         let options = LoadOptions {
             name: Some(reference("example.com/multi")),
             platform: stencil_layerstore::image::Platform::parse(platform).expect("platform"),
+            ..LoadOptions::default()
         };
         let result = load(&fresh, &layout, &options);
         match (result, expected) {

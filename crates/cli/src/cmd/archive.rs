@@ -66,18 +66,18 @@ pub struct LoadArgs {
 pub fn load(engine: &Engine, args: &LoadArgs) -> Result<()> {
     // Archives are read twice (index, then blobs), so standard input is spooled to a file.
     let spooled;
-    let path = match &args.input {
-        Some(path) => path.clone(),
+    let (path, shown) = match &args.input {
+        Some(path) => (path.clone(), path.display().to_string()),
         None => {
             let mut file = tempfile::NamedTempFile::new_in(engine.root())
                 .context("cannot spool standard input")?;
             std::io::copy(&mut std::io::stdin().lock(), file.as_file_mut())
                 .context("cannot read standard input")?;
             spooled = file.into_temp_path();
-            spooled.to_path_buf()
+            (spooled.to_path_buf(), "standard input".to_owned())
         }
     };
-    let loaded = engine.load(&path)?;
+    let loaded = engine.load(&path, &shown)?;
     if !args.quiet {
         for item in loaded {
             if item.tags.is_empty() {

@@ -38,27 +38,56 @@ impl Engine {
     }
 
     /// Loads a docker-archive or oci-archive (detected from its content) and unpacks the
-    /// images it holds.
-    pub fn load(&self, path: &Path) -> Result<Vec<Loaded>> {
+    /// images it holds; `shown` names the source in errors (`standard input` for a
+    /// spooled copy).
+    pub fn load(&self, path: &Path, shown: &str) -> Result<Vec<Loaded>> {
         let before: Vec<_> = self
             .store
             .images()?
             .into_iter()
             .map(|image| image.manifest_digest)
             .collect();
-        let loaded = load(&self.store, path, &LoadOptions::default())
-            .with_context(|| format!("cannot load {}", path.display()))?;
+        // Tags are set once every image is whole: unpacking verifies each layer against
+        // the diff ID its config gives, and a bad archive must name nothing.
+        let options = LoadOptions {
+            apply_tags: false,
+            ..LoadOptions::default()
+        };
+        let loaded = load(&self.store, path, &options).map_err(|error| {
+            anyhow::anyhow!("cannot load {shown}: {}", without_path(&error, path, shown))
+        })?;
+        let discard_new = || {
+            for other in &loaded {
+                if !before.contains(&other.image.manifest_digest) {
+                    self.discard_image(&other.image.manifest_digest);
+                }
+            }
+        };
         for item in &loaded {
             if let Err(error) = self.unpack_image(&item.image, &|_: PullEvent| {}) {
                 // A layer that cannot be unpacked leaves none of the archive's new images.
-                for other in &loaded {
-                    if !before.contains(&other.image.manifest_digest) {
-                        self.discard_image(&other.image.manifest_digest);
-                    }
-                }
-                return Err(error.context(format!("cannot load {}", path.display())));
+                discard_new();
+                return Err(error.context(format!(
+                    "cannot load {shown}: the archive is refused as a whole"
+                )));
+            }
+        }
+        for item in &loaded {
+            for tag in &item.tags {
+                let reference = Reference::parse(tag)?;
+                self.store
+                    .tag(&reference, &item.image.manifest_digest)
+                    .with_context(|| format!("cannot tag {}", reference.familiar()))?;
             }
         }
         Ok(loaded)
     }
+}
+
+/// The message of a load error with the spooled file's path replaced by what the user
+/// gave (the store's errors name the file they read).
+fn without_path(error: &stencil_layerstore::Error, path: &Path, shown: &str) -> String {
+    error
+        .to_string()
+        .replace(&path.display().to_string(), shown)
 }

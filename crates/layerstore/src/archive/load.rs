@@ -31,6 +31,10 @@ pub struct LoadOptions {
     pub name: Option<Reference>,
     /// The platform to pick from multi-platform indexes.
     pub platform: Platform,
+    /// Set the archive's tags. A caller that checks the images first (unpacks them, which
+    /// verifies every layer against its diff ID) turns this off and sets
+    /// [`Loaded::tags`] itself once they are whole, so that a bad archive names nothing.
+    pub apply_tags: bool,
 }
 
 impl Default for LoadOptions {
@@ -38,6 +42,7 @@ impl Default for LoadOptions {
         LoadOptions {
             name: None,
             platform: Platform::host(),
+            apply_tags: true,
         }
     }
 }
@@ -47,7 +52,8 @@ impl Default for LoadOptions {
 pub struct Loaded {
     /// Its record.
     pub image: ImageRecord,
-    /// The tags set on it (`name:tag`).
+    /// The tags set on it (`name:tag`), or to set on it without
+    /// [`LoadOptions::apply_tags`].
     pub tags: Vec<String>,
 }
 
@@ -476,17 +482,15 @@ fn finish_oci(
             .as_deref()
             .and_then(|name| name_for(name, options))
         {
-            store.tag(&reference, &image.manifest_digest)?;
-            tags.push(reference.canonical());
+            tags.push(reference);
         } else if let Some(reference) = options
             .name
             .as_ref()
             .filter(|_| index.manifests().len() == 1)
         {
-            store.tag(reference, &image.manifest_digest)?;
-            tags.push(reference.canonical());
+            tags.push(reference.clone());
         }
-        loaded.push(Loaded { image, tags });
+        loaded.push(tagged(store, image, tags, options)?);
     }
     Ok(loaded)
 }
@@ -543,8 +547,27 @@ fn finish_docker(
     {
         originals = oci;
     }
+    // Every name is checked before anything is recorded: a bad one leaves no image.
+    let mut names = Vec::new();
+    for entry in &entries {
+        let mut references = Vec::new();
+        for repo_tag in entry.repo_tags.iter().flatten() {
+            references.push(Reference::parse(repo_tag).map_err(|source| {
+                Error::InvalidReference {
+                    input: repo_tag.clone(),
+                    source,
+                }
+            })?);
+        }
+        if references.is_empty()
+            && let Some(reference) = &options.name
+        {
+            references.push(reference.clone());
+        }
+        names.push(references);
+    }
     let mut loaded = Vec::new();
-    for entry in entries {
+    for (entry, references) in entries.into_iter().zip(names) {
         let config_path = inside(&entry.config, source)?;
         let (config_digest, config_size) = match collected.json.get(&config_path) {
             Some(bytes) if blob_path_digest(&config_path).is_none() => {
@@ -583,25 +606,26 @@ fn finish_docker(
             }
         };
         let image = store.record_image(&manifest_digest, None)?;
-        let mut tags = Vec::new();
-        for repo_tag in entry.repo_tags.unwrap_or_default() {
-            let reference =
-                Reference::parse(&repo_tag).map_err(|source| Error::InvalidReference {
-                    input: repo_tag.clone(),
-                    source,
-                })?;
-            store.tag(&reference, &image.manifest_digest)?;
-            tags.push(reference.canonical());
-        }
-        if tags.is_empty()
-            && let Some(reference) = &options.name
-        {
-            store.tag(reference, &image.manifest_digest)?;
-            tags.push(reference.canonical());
-        }
-        loaded.push(Loaded { image, tags });
+        loaded.push(tagged(store, image, references, options)?);
     }
     Ok(loaded)
+}
+
+/// `image` with its names, set in the store when `options` say so.
+fn tagged(
+    store: &Store,
+    image: ImageRecord,
+    references: Vec<Reference>,
+    options: &LoadOptions,
+) -> Result<Loaded> {
+    let mut tags = Vec::new();
+    for reference in references {
+        if options.apply_tags {
+            store.tag(&reference, &image.manifest_digest)?;
+        }
+        tags.push(reference.canonical());
+    }
+    Ok(Loaded { image, tags })
 }
 
 /// Config digest → manifest digest for the manifests an archive's `index.json` lists.
