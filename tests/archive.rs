@@ -297,11 +297,31 @@ fn a_bad_archive_leaves_no_image_and_no_tag() {
     .success()
     .stdout_is("Loaded image: good:1\nLoaded image: other:2\n");
     stencil.run(&["fsck"]).success();
-    // Standard input is named as such in errors, not by the spooled copy.
+    // Standard input is named as such in errors, not by the spooled copy, and bytes
+    // that are no tar are said to be so (no binary noise).
     stencil
-        .run_with(&["load"], &[], Some(&b"not an archive at all"[..]))
+        .run_with(
+            &["load"],
+            &[],
+            Some(&[0x9c_u8, 0x01, 0xff, 0x7f].repeat(300)[..]),
+        )
         .expect_code(125)
-        .stderr_contains("cannot load standard input");
+        .stderr_contains("cannot load standard input")
+        .stderr_contains("it is not a tar archive");
+    // Compressed archives load, as docker load takes them.
+    let plain = stencil.scratch().join("fine.tar");
+    let bytes = std::fs::read(&plain).unwrap_or_default();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &bytes).unwrap_or_else(|e| panic!("{e}"));
+    let gz = gz.finish().unwrap_or_else(|e| panic!("{e}"));
+    let zst = zstd::encode_all(&bytes[..], 3).unwrap_or_else(|e| panic!("{e}"));
+    for compressed in [gz, zst] {
+        let other = Stencil::new();
+        other
+            .run_with(&["load"], &[], Some(&compressed))
+            .success()
+            .stdout_is("Loaded image: good:1\nLoaded image: other:2\n");
+    }
 }
 
 #[test]

@@ -276,20 +276,43 @@ fn read_archive(
     source: &Path,
     collected: &mut Collected,
 ) -> Result<Vec<Loaded>> {
-    let head = reader.fill_buf().map_err(Error::io(source))?;
-    let gzip = head.starts_with(&[0x1f, 0x8b]);
-    let mut decoder;
-    let stream: &mut dyn Read = if gzip {
-        decoder = flate2::read::GzDecoder::new(reader);
-        &mut decoder
-    } else {
-        reader
-    };
-    let mut archive = tar::Archive::new(stream);
     let invalid = |reason: String| Error::InvalidArchive {
         path: source.to_path_buf(),
         reason,
     };
+    // `docker load` takes archives compressed with gzip or zstd too.
+    let head = reader.fill_buf().map_err(Error::io(source))?;
+    let stream: Box<dyn Read + '_> = if head.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::read::GzDecoder::new(reader))
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Box::new(
+            zstd::stream::read::Decoder::with_buffer(reader)
+                .map_err(|error| invalid(format!("cannot start zstd decompression: {error}")))?,
+        )
+    } else {
+        Box::new(reader)
+    };
+    // A first block that is no tar header: say so, rather than what the tar reader makes
+    // of random bytes.
+    let mut first = [0u8; 512];
+    let mut stream = stream;
+    let mut filled = 0;
+    while filled < first.len() {
+        match stream.read(&mut first[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(error) => {
+                return Err(invalid(format!("it is truncated or corrupt: {error}")));
+            }
+        }
+    }
+    if filled < first.len() || !is_tar_header(&first) {
+        return Err(invalid(
+            "it is not a tar archive (a docker-archive or oci-archive, plain, gzip or zstd)"
+                .to_owned(),
+        ));
+    }
+    let mut archive = tar::Archive::new(Read::chain(&first[..], stream));
     // Raw entries: the `tar` crate would read PAX and GNU long-name extension entries
     // wholly into memory, whatever size they declare; they are read here, up to a cap.
     let mut extended = Extended::default();
@@ -649,4 +672,30 @@ fn finish_oci_manifests(store: &Store, collected: &Collected) -> Result<HashMap<
         }
     }
     Ok(map)
+}
+
+/// Whether `block` is a tar header: its checksum field matches its bytes (the checksum
+/// field counted as spaces), as every tar reader checks.
+fn is_tar_header(block: &[u8; 512]) -> bool {
+    let field = &block[148..156];
+    let text: String = field
+        .iter()
+        .take_while(|b| **b != 0 && **b != b' ')
+        .map(|b| *b as char)
+        .collect();
+    let Ok(recorded) = u32::from_str_radix(text.trim(), 8) else {
+        return false;
+    };
+    let sum: u32 = block
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            if (148..156).contains(&i) {
+                u32::from(b' ')
+            } else {
+                u32::from(*b)
+            }
+        })
+        .sum();
+    sum == recorded
 }
