@@ -6,6 +6,7 @@
 //! and free templates such as `--format '{{.Repository}}:{{.Tag}}'`.
 
 pub mod error;
+pub mod gotemplate;
 pub mod progress;
 pub mod table;
 pub mod template;

@@ -3,8 +3,8 @@
 //! Accepted forms, as with docker: `table` (the command's default columns), `json` (one
 //! JSON object per row), `table TEMPLATE` (a table whose columns come from the template)
 //! and a free `TEMPLATE`, one line per row. Templates are the subset of Go templates that
-//! people use with docker: literal text, `\t` and `\n` escapes, `{{.Field}}`, `{{.Config.Cmd}}`, `{{.}}`,
-//! and the functions `json`, `upper`, `lower` (`{{json .Labels}}`, `{{.Tag | upper}}`).
+//! people use with docker (see [`super::gotemplate`]): `{{.Field}}`, `{{index .List 0}}`,
+//! `{{range}}`, `{{if}}`, `{{json .X}}`, `{{.Tag | upper}}`, `\t` and `\n` escapes, …
 //!
 //! ```
 //! use serde_json::json;
@@ -21,6 +21,7 @@
 
 use serde_json::Value;
 
+use super::gotemplate::{Template, TemplateError};
 use super::table::{Column, render_table};
 
 /// A parsed `--format` value.
@@ -35,33 +36,8 @@ pub enum Format {
         /// Whether the rows form an aligned table with a header line.
         table: bool,
         /// The parsed template.
-        parts: Vec<Part>,
+        template: Template,
     },
-}
-
-/// One piece of a template.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Part {
-    /// Text copied as it is.
-    Literal(String),
-    /// `{{ … }}`: a value, possibly passed through functions.
-    Action {
-        /// The field, or `None` for `.` (the whole row).
-        field: Option<String>,
-        /// Functions applied in order.
-        functions: Vec<Function>,
-    },
-}
-
-/// Template functions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Function {
-    /// The value as JSON.
-    Json,
-    /// Upper case.
-    Upper,
-    /// Lower case.
-    Lower,
 }
 
 /// Why a `--format` value cannot be used.
@@ -73,15 +49,15 @@ pub enum FormatError {
         /// The whole format value.
         format: String,
     },
-    /// An action that is not a field, `.` or a known function.
-    #[error(
-        "invalid --format {format:?}: cannot understand {{{{{action}}}}}; use {{{{.Field}}}} or {{{{json .Field}}}}"
-    )]
+    /// An action that does not parse.
+    #[error("invalid --format {format:?}: cannot understand {{{{{action}}}}}: {reason}")]
     BadAction {
         /// The whole format value.
         format: String,
         /// The text inside the braces.
         action: String,
+        /// What is wrong with it.
+        reason: String,
     },
     /// A field the rows do not have.
     #[error("invalid --format: there is no field {field:?}; fields are: {known}")]
@@ -90,6 +66,12 @@ pub enum FormatError {
         field: String,
         /// The fields that exist, comma separated.
         known: String,
+    },
+    /// The template failed on a row (an index out of range, say).
+    #[error("--format failed: {reason}")]
+    Execute {
+        /// What went wrong.
+        reason: String,
     },
 }
 
@@ -107,10 +89,18 @@ impl Format {
             None => (false, text),
         };
         let body = body.replace("\\t", "\t").replace("\\n", "\n");
-        Ok(Format::Template {
-            table,
-            parts: parse_parts(text, &body)?,
-        })
+        let template = Template::parse(&body).map_err(|error| match error {
+            TemplateError::Unclosed => FormatError::Unclosed {
+                format: text.to_owned(),
+            },
+            TemplateError::Syntax(action, reason) => FormatError::BadAction {
+                format: text.to_owned(),
+                action,
+                reason,
+            },
+            TemplateError::Execute(reason) => FormatError::Execute { reason },
+        })?;
+        Ok(Format::Template { table, template })
     }
 
     /// Renders rows (JSON objects keyed by field name) into the text to print.
@@ -125,13 +115,31 @@ impl Format {
                 Ok(render_table(&headers, &cells))
             }
             Format::Json => Ok(rows.iter().map(|row| format!("{row}\n")).collect()),
-            Format::Template { table, parts } => {
-                check_fields(parts, columns, rows)?;
-                let lines: Vec<String> = rows.iter().map(|row| expand(parts, row)).collect();
+            Format::Template { table, template } => {
+                check_fields(template, columns, rows)?;
+                let lines = rows
+                    .iter()
+                    .map(|row| {
+                        template.execute(row).map_err(|error| FormatError::Execute {
+                            reason: match error {
+                                TemplateError::Execute(reason) => reason,
+                                other => format!("{other:?}"),
+                            },
+                        })
+                    })
+                    .collect::<Result<Vec<String>, FormatError>>()?;
                 if !*table {
                     return Ok(lines.into_iter().map(|l| l + "\n").collect());
                 }
-                let header = header_line(parts, columns);
+                let header = template.header(&|path: &[String]| {
+                    let name = path.join(".");
+                    match columns.iter().find(|c| c.field == name) {
+                        Some(column) => column.header.to_owned(),
+                        None => path
+                            .last()
+                            .map_or(String::new(), |last| last.to_uppercase()),
+                    }
+                });
                 let headers: Vec<&str> = header.split('\t').collect();
                 let cells: Vec<Vec<String>> = lines
                     .iter()
@@ -143,141 +151,37 @@ impl Format {
     }
 }
 
-fn parse_parts(format: &str, body: &str) -> Result<Vec<Part>, FormatError> {
-    let mut parts = Vec::new();
-    let mut rest = body;
-    while let Some(start) = rest.find("{{") {
-        if start > 0 {
-            parts.push(Part::Literal(rest[..start].to_owned()));
-        }
-        let after = &rest[start + 2..];
-        let end = after.find("}}").ok_or_else(|| FormatError::Unclosed {
-            format: format.to_owned(),
-        })?;
-        parts.push(parse_action(format, after[..end].trim())?);
-        rest = &after[end + 2..];
-    }
-    if !rest.is_empty() {
-        parts.push(Part::Literal(rest.to_owned()));
-    }
-    Ok(parts)
-}
-
-fn parse_action(format: &str, action: &str) -> Result<Part, FormatError> {
-    let bad = || FormatError::BadAction {
-        format: format.to_owned(),
-        action: action.to_owned(),
-    };
-    // `json .X` and `.X | json` are the same pipeline written two ways.
-    let mut stages: Vec<&str> = action.split('|').map(str::trim).collect();
-    let head = stages.remove(0);
-    let mut words: Vec<&str> = head.split_whitespace().collect();
-    let value = words.pop().ok_or_else(bad)?;
-    let mut functions = Vec::new();
-    for name in words.into_iter().rev().chain(stages) {
-        functions.push(match name {
-            "json" => Function::Json,
-            "upper" => Function::Upper,
-            "lower" => Function::Lower,
-            _ => return Err(bad()),
-        });
-    }
-    let field = match value {
-        "." => None,
-        v => {
-            // `.Config.Cmd` walks into nested objects, as Go templates do.
-            let name = v.strip_prefix('.').ok_or_else(bad)?;
-            let valid_segment =
-                |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if !name.split('.').all(valid_segment) {
-                return Err(bad());
-            }
-            Some(name.to_owned())
-        }
-    };
-    Ok(Part::Action { field, functions })
-}
-
-fn check_fields(parts: &[Part], columns: &[Column], rows: &[Value]) -> Result<(), FormatError> {
-    for part in parts {
-        if let Part::Action {
-            field: Some(field), ..
-        } = part
-        {
-            let top = field.split('.').next().unwrap_or(field);
-            let in_rows = rows.first().is_some_and(|r| r.get(top).is_some());
-            let in_columns = columns.iter().any(|c| c.field == top);
-            if !in_rows && !in_columns {
-                let known = match rows.first().and_then(Value::as_object) {
-                    Some(object) => object.keys().cloned().collect::<Vec<_>>().join(", "),
-                    None => columns
-                        .iter()
-                        .map(|c| c.field)
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                };
-                return Err(FormatError::UnknownField {
-                    field: field.clone(),
-                    known,
-                });
-            }
+fn check_fields(
+    template: &Template,
+    columns: &[Column],
+    rows: &[Value],
+) -> Result<(), FormatError> {
+    for path in template.top_fields() {
+        let Some(top) = path.first() else {
+            continue;
+        };
+        let in_rows = rows.first().is_some_and(|r| r.get(top).is_some());
+        let in_columns = columns.iter().any(|c| c.field == top);
+        if !in_rows && !in_columns {
+            let known = match rows.first().and_then(Value::as_object) {
+                Some(object) => object.keys().cloned().collect::<Vec<_>>().join(", "),
+                None => columns
+                    .iter()
+                    .map(|c| c.field)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            };
+            return Err(FormatError::UnknownField {
+                field: path.join("."),
+                known,
+            });
         }
     }
     Ok(())
 }
 
-fn expand(parts: &[Part], row: &Value) -> String {
-    let mut out = String::new();
-    for part in parts {
-        match part {
-            Part::Literal(text) => out.push_str(text),
-            Part::Action { field, functions } => {
-                let value = match field {
-                    Some(path) => path
-                        .split('.')
-                        .try_fold(row, |value, key| value.get(key))
-                        .unwrap_or(&Value::Null),
-                    None => row,
-                };
-                let mut text = if functions.first() == Some(&Function::Json) {
-                    value.to_string()
-                } else {
-                    plain(value)
-                };
-                for function in functions {
-                    match function {
-                        Function::Json => {}
-                        Function::Upper => text = text.to_uppercase(),
-                        Function::Lower => text = text.to_lowercase(),
-                    }
-                }
-                out.push_str(&text);
-            }
-        }
-    }
-    out
-}
-
-/// The header docker shows for a custom table: each field's column header (or the field
-/// name in capitals), literal text kept.
-fn header_line(parts: &[Part], columns: &[Column]) -> String {
-    let mut out = String::new();
-    for part in parts {
-        match part {
-            Part::Literal(text) => out.push_str(text),
-            Part::Action { field: None, .. } => {}
-            Part::Action {
-                field: Some(name), ..
-            } => match columns.iter().find(|c| c.field == name) {
-                Some(column) => out.push_str(column.header),
-                None => out.push_str(&name.rsplit('.').next().unwrap_or(name).to_uppercase()),
-            },
-        }
-    }
-    out
-}
-
-/// A value as docker prints it in text: strings bare, null as nothing, the rest as JSON.
+/// A value as docker prints it in a table cell: strings bare, null as nothing, the rest
+/// as JSON.
 pub fn plain(value: &Value) -> String {
     match value {
         Value::Null => String::new(),
@@ -350,6 +254,21 @@ mod tests {
             "{{json .Config.Cmd}}|{{.Labels.a}}",
             Ok("[\"/bin/sh\"]|b\nnull|\n"),
         );
+        // Lists and maps print as Go prints them; templates index, range and branch.
+        check(
+            "{{.Config.Cmd}} {{index .Repository 0 | len}}",
+            Err(FormatError::Execute {
+                reason: "cannot index busybox".into(),
+            }),
+        );
+        check(
+            "{{.Config.Cmd}}{{range .Labels}}={{.}}{{end}}{{if eq .Tag \"6\"}}six{{end}}",
+            Ok("[/bin/sh]=b\nsix\n"),
+        );
+        check(
+            "table {{.Repository}}\t{{if .Labels}}labelled{{end}}",
+            Ok("REPOSITORY\nbusybox                    labelled\nlocalhost:5000/wordpress\n"),
+        );
     }
 
     #[test]
@@ -361,10 +280,17 @@ mod tests {
             }),
         );
         check(
-            "{{index .Tag 1}}",
+            "{{frob .Tag 1}}",
             Err(FormatError::BadAction {
-                format: "{{index .Tag 1}}".into(),
-                action: "index .Tag 1".into(),
+                format: "{{frob .Tag 1}}".into(),
+                action: "frob .Tag 1".into(),
+                reason: "\"frob\" is not a field (.Name) or a function".into(),
+            }),
+        );
+        check(
+            "{{index .Tag 1}}",
+            Err(FormatError::Execute {
+                reason: "cannot index latest".into(),
             }),
         );
         let unknown = Format::parse("{{.Nope}}").and_then(|f| f.render(&COLUMNS, &rows()));
