@@ -7,9 +7,13 @@
 //! ```
 //! use stencil_registry::{Error, ErrorKind};
 //!
-//! let err = Error::NotFound { url: "https://r.example/v2/a/manifests/x".into(), what: "docker.io/library/nosuch".into() };
+//! let err = Error::NotFound {
+//!     url: "https://r.example/v2/a/manifests/x".into(),
+//!     what: "docker.io/library/nosuch:x".into(),
+//!     code: Some("MANIFEST_UNKNOWN".into()),
+//! };
 //! assert_eq!(err.kind(), ErrorKind::NotFound);
-//! assert!(err.to_string().contains("docker.io/library/nosuch"));
+//! assert!(err.to_string().starts_with("manifest for docker.io/library/nosuch:x not found"));
 //! ```
 
 use std::path::PathBuf;
