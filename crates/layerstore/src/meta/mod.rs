@@ -96,9 +96,34 @@ pub(crate) struct Database {
     connection: Mutex<Connection>,
 }
 
+/// How long a process waits for another one's transaction.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
 impl Database {
-    /// Opens (creating and migrating) the database at `path`.
+    /// Opens (creating and migrating) the database at `path`. Several processes may open
+    /// a new store at once: SQLite answers some of the steps of opening (switching to WAL,
+    /// recovering the WAL index) with "database is locked" without waiting in its busy
+    /// handler, so the whole opening is tried again for up to the busy timeout.
     pub(crate) fn open(path: &Path) -> Result<Database> {
+        let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+        loop {
+            match Database::open_once(path) {
+                Err(Error::Database {
+                    source: rusqlite::Error::SqliteFailure(failure, _),
+                    ..
+                }) if matches!(
+                    failure.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn open_once(path: &Path) -> Result<Database> {
         let database = |source| Error::Database {
             path: path.to_path_buf(),
             source,
@@ -110,9 +135,7 @@ impl Database {
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(database)?;
-        connection
-            .busy_timeout(Duration::from_secs(30))
-            .map_err(database)?;
+        connection.busy_timeout(BUSY_TIMEOUT).map_err(database)?;
         connection
             .execute_batch(
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
