@@ -113,10 +113,11 @@ fn save_load_and_mount_round_trip_through_skopeo() {
 
     // A second store loads stencil's archive and mounts the image.
     let other = Stencil::new();
+    // -q shows no progress but still says what was loaded, as docker's does.
     other
         .run(&["load", "-q", "-i", &saved.display().to_string()])
         .success()
-        .stdout_is("");
+        .stdout_is(&format!("Loaded image: {name}\n"));
     let mounted = other.run(&["image", "mount", &name]);
     mounted.success();
     let path = std::path::PathBuf::from(mounted.stdout.trim());

@@ -57,7 +57,8 @@ pub struct LoadArgs {
     /// Read from this file instead of standard input.
     #[arg(short, long, value_name = "FILE")]
     pub input: Option<PathBuf>,
-    /// Print nothing.
+    /// Show no progress (the `Loaded image:` lines are printed all the same, as docker
+    /// prints them, for scripts that read them).
     #[arg(short, long)]
     pub quiet: bool,
 }
@@ -78,15 +79,16 @@ pub fn load(engine: &Engine, args: &LoadArgs) -> Result<()> {
         }
     };
     let loaded = engine.load(&path, &shown)?;
-    if !args.quiet {
-        for item in loaded {
-            if item.tags.is_empty() {
-                println!("Loaded image ID: {}", item.image.config_digest);
-            }
-            for tag in item.tags {
-                let shown = stencil_reference::Reference::parse(&tag).map_or(tag, |r| r.familiar());
-                println!("Loaded image: {shown}");
-            }
+    // `load` draws no progress, so -q changes nothing: docker prints these lines with -q
+    // too, and scripts read them (`load -q -i x.tar | sed 's/^Loaded image: //'`).
+    let _ = args.quiet;
+    for item in loaded {
+        if item.tags.is_empty() {
+            println!("Loaded image ID: {}", item.image.config_digest);
+        }
+        for tag in item.tags {
+            let shown = stencil_reference::Reference::parse(&tag).map_or(tag, |r| r.familiar());
+            println!("Loaded image: {shown}");
         }
     }
     Ok(())
