@@ -189,7 +189,21 @@ fn a_second_image_sharing_the_base_reports_it_as_already_there() {
     };
     std::fs::create_dir_all(stencil.scratch().join("two")).unwrap_or_else(|e| panic!("{e}"));
     std::fs::create_dir_all(stencil.scratch().join("one")).unwrap_or_else(|e| panic!("{e}"));
-    let base = |rootfs: &Path| write(&rootfs.join("etc/base"), b"shared\n");
+    // The same bytes in both images: umoci records modification times, so the base's
+    // are fixed (files written a second apart would make two different layers).
+    let base = |rootfs: &Path| {
+        write(&rootfs.join("etc/base"), b"shared\n");
+        let fixed = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        for path in [
+            rootfs.join("etc/base"),
+            rootfs.join("etc"),
+            rootfs.to_path_buf(),
+        ] {
+            std::fs::File::open(&path)
+                .and_then(|file| file.set_modified(fixed))
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        }
+    };
     let first = builder
         .layer(base)
         .layer(|rootfs| write(&rootfs.join("one"), b"1\n"));
