@@ -65,6 +65,10 @@ enum Operand {
     Nested(Pipeline),
 }
 
+/// Deepest nesting of blocks or parentheses a template may have (bounded so that no
+/// `--format` can exhaust the stack).
+const MAX_DEPTH: usize = 64;
+
 const FUNCTIONS: &[&str] = &[
     "json", "upper", "lower", "title", "len", "index", "join", "split", "print", "printf",
     "println", "eq", "ne", "lt", "le", "gt", "ge", "not", "and", "or",
@@ -86,7 +90,7 @@ impl Template {
     pub fn parse(text: &str) -> Result<Template, TemplateError> {
         let tokens = split(text)?;
         let mut position = 0;
-        let (nodes, stop) = parse_nodes(&tokens, &mut position)?;
+        let (nodes, stop) = parse_nodes(&tokens, &mut position, 0)?;
         if let Some(stop) = stop {
             return Err(TemplateError::Syntax(
                 stop,
@@ -205,7 +209,14 @@ fn split(text: &str) -> Result<Vec<Token>, TemplateError> {
 fn parse_nodes(
     tokens: &[Token],
     position: &mut usize,
+    depth: usize,
 ) -> Result<(Vec<Node>, Option<String>), TemplateError> {
+    if depth > MAX_DEPTH {
+        return Err(TemplateError::Syntax(
+            String::new(),
+            format!("blocks are nested more than {MAX_DEPTH} deep"),
+        ));
+    }
     let mut nodes = Vec::new();
     while let Some(token) = tokens.get(*position) {
         *position += 1;
@@ -226,7 +237,7 @@ fn parse_nodes(
                 let mut branches = vec![(pipeline_of(action, rest)?, Vec::new())];
                 let mut otherwise = Vec::new();
                 loop {
-                    let (body, stop) = parse_nodes(tokens, position)?;
+                    let (body, stop) = parse_nodes(tokens, position, depth + 1)?;
                     let stop = stop.ok_or_else(|| unclosed(action))?;
                     match stop.as_str() {
                         "end" => {
@@ -235,7 +246,7 @@ fn parse_nodes(
                         }
                         "else" => {
                             set_body(&mut branches, &mut otherwise, body);
-                            let (body, stop) = parse_nodes(tokens, position)?;
+                            let (body, stop) = parse_nodes(tokens, position, depth + 1)?;
                             if stop.as_deref() != Some("end") {
                                 return Err(unclosed(action));
                             }
@@ -259,11 +270,11 @@ fn parse_nodes(
             "range" | "with" => {
                 let (variables, source) = declared(rest);
                 let over = pipeline_of(action, source)?;
-                let (body, stop) = parse_nodes(tokens, position)?;
+                let (body, stop) = parse_nodes(tokens, position, depth + 1)?;
                 let otherwise = match stop.as_deref() {
                     Some("end") => Vec::new(),
                     Some("else") => {
-                        let (otherwise, stop) = parse_nodes(tokens, position)?;
+                        let (otherwise, stop) = parse_nodes(tokens, position, depth + 1)?;
                         if stop.as_deref() != Some("end") {
                             return Err(unclosed(action));
                         }
@@ -327,7 +338,7 @@ fn declared(rest: &str) -> (Vec<String>, &str) {
 fn pipeline_of(action: &str, text: &str) -> Result<Pipeline, TemplateError> {
     let words = lex(text).map_err(|why| TemplateError::Syntax(action.to_owned(), why))?;
     let mut position = 0;
-    let pipeline = parse_pipeline(&words, &mut position)
+    let pipeline = parse_pipeline(&words, &mut position, 0)
         .map_err(|why| TemplateError::Syntax(action.to_owned(), why))?;
     if position != words.len() {
         return Err(TemplateError::Syntax(
@@ -429,7 +440,10 @@ fn lex(text: &str) -> Result<Vec<Word>, String> {
     Ok(words)
 }
 
-fn parse_pipeline(words: &[Word], position: &mut usize) -> Result<Pipeline, String> {
+fn parse_pipeline(words: &[Word], position: &mut usize, depth: usize) -> Result<Pipeline, String> {
+    if depth > MAX_DEPTH {
+        return Err(format!("parentheses are nested more than {MAX_DEPTH} deep"));
+    }
     let mut commands = vec![Vec::new()];
     while let Some(word) = words.get(*position) {
         match word {
@@ -443,7 +457,7 @@ fn parse_pipeline(words: &[Word], position: &mut usize) -> Result<Pipeline, Stri
             }
             Word::Open => {
                 *position += 1;
-                let inner = parse_pipeline(words, position)?;
+                let inner = parse_pipeline(words, position, depth + 1)?;
                 if words.get(*position) != Some(&Word::Close) {
                     return Err("a \"(\" without its \")\"".to_owned());
                 }
@@ -1055,6 +1069,16 @@ mod tests {
         assert!(syntax("{{(.A}}").contains("without its"));
         assert!(syntax("{{\"x}}").contains("unterminated"));
         assert_eq!(Template::parse("{{.A"), Err(TemplateError::Unclosed));
+        // Deep nesting is refused, not a stack overflow.
+        assert!(
+            syntax(&format!(
+                "{{{{{}.A{}}}}}",
+                "(".repeat(5000),
+                ")".repeat(5000)
+            ))
+            .contains("nested")
+        );
+        assert!(syntax(&"{{if .A}}".repeat(5000)).contains("nested"));
         let execute = |t: &str| {
             Template::parse(t)
                 .unwrap_or_else(|e| panic!("{t}: {e:?}"))
