@@ -924,16 +924,15 @@ fn foreground_containers_keep_their_logs() {
         "echo hi; echo oops >&2; exit 4",
     ]);
     run.expect_code(4).stdout_is("hi\n").stderr_contains("oops");
-    stencil
-        .run(&["logs", "fg"])
-        .success()
-        .stdout_is("hi\noops\n");
+    // logs keeps the streams apart, as docker's does.
+    let logs = stencil.run(&["logs", "fg"]);
+    logs.success().stdout_is("hi\n");
+    assert_eq!(logs.stderr, "oops\n", "{logs}");
     // A second start appends, as docker's log does.
     stencil.run(&["start", "-a", "fg"]).expect_code(4);
-    stencil
-        .run(&["logs", "fg"])
-        .success()
-        .stdout_is("hi\noops\nhi\noops\n");
+    let logs = stencil.run(&["logs", "fg"]);
+    logs.success().stdout_is("hi\nhi\n");
+    assert_eq!(logs.stderr, "oops\noops\n", "{logs}");
     // With a terminal, what it showed.
     let tty = stencil.run(&["run", "-t", "--name", "fgt", IMAGE, "echo", "on a tty"]);
     tty.success();
@@ -942,6 +941,104 @@ fn foreground_containers_keep_their_logs() {
         .run(&["logs", "fgt"])
         .success()
         .stdout_is("on a tty\r\n");
+}
+
+#[test]
+fn logs_keep_streams_times_and_a_window_like_dockers() {
+    let Some(stencil) = store_with_image("logs_window") else {
+        return;
+    };
+    let _cleanup = Cleanup(&stencil);
+    // Two streams, a line written in two pieces a moment apart, a last line without its
+    // newline, and a second batch a little later.
+    let script = "echo out1; echo err1 >&2; printf 'pie'; sleep 0.3; echo ce; \
+                  echo err2 >&2; sleep 1.2; echo late; printf 'no newline'";
+    let run = stencil.run(&["run", "-d", "--name", "chatty", IMAGE, "sh", "-c", script]);
+    run.success();
+    stencil.run(&["wait", "chatty"]).success().stdout_is("0\n");
+
+    let all = stencil.run(&["logs", "chatty"]);
+    all.success().stdout_is("out1\npiece\nlate\nno newline");
+    assert_eq!(all.stderr, "err1\nerr2\n", "{all}");
+
+    // --tail counts lines, not the pieces a line was written in, in both streams.
+    let tail = stencil.run(&["logs", "--tail", "3", "chatty"]);
+    tail.success().stdout_is("late\nno newline");
+    assert_eq!(tail.stderr, "err2\n", "{tail}");
+    let tail = stencil.run(&["logs", "-n", "5", "chatty"]);
+    tail.success().stdout_is("piece\nlate\nno newline");
+    assert_eq!(tail.stderr, "err1\nerr2\n", "{tail}");
+
+    // -t: each line begins with its RFC 3339 time; the times read back as --since/--until.
+    let stamped = stencil.run(&["logs", "-t", "chatty"]);
+    stamped.success();
+    let lines: Vec<&str> = stamped.stdout.split('\n').collect();
+    assert_eq!(lines.len(), 4, "{stamped}");
+    let mut times = Vec::new();
+    for (line, text) in lines.iter().zip(["out1", "piece", "late", "no newline"]) {
+        let (time, rest) = line.split_once(' ').expect("a time, then the line");
+        assert_eq!(rest, text, "{stamped}");
+        assert!(time.len() == 30 && time.ends_with('Z') && &time[10..11] == "T", "{stamped}");
+        times.push(time.to_owned());
+    }
+    assert!(times.windows(2).all(|pair| pair[0] <= pair[1]), "{stamped}");
+    assert!(stamped.stderr.lines().all(|line| line.ends_with(" err1") || line.ends_with(" err2")));
+    let late = &times[2];
+    let since = stencil.run(&["logs", "--since", late, "chatty"]);
+    since.success().stdout_is("late\nno newline");
+    assert_eq!(since.stderr, "", "{since}");
+    let until = stencil.run(&["logs", "--until", late, "chatty"]);
+    until.success().stdout_is("out1\npiece\n");
+    assert_eq!(until.stderr, "err1\nerr2\n", "{until}");
+    // Relative times and Unix seconds.
+    stencil
+        .run(&["logs", "--since", "10m", "chatty"])
+        .success()
+        .stdout_is("out1\npiece\nlate\nno newline");
+    stencil
+        .run(&["logs", "--since", "4000000000", "chatty"])
+        .success()
+        .stdout_is("");
+    stencil
+        .run(&["logs", "--until", "1.5", "chatty"])
+        .success()
+        .stdout_is("");
+    stencil
+        .run(&["logs", "--since", "yesterday", "chatty"])
+        .expect_code(125)
+        .stderr_contains("invalid --since \"yesterday\"");
+
+    // -f of a stopped container prints what there is and returns.
+    stencil
+        .run(&["logs", "-f", "chatty"])
+        .success()
+        .stdout_is("out1\npiece\nlate\nno newline");
+    // -f of a live one follows both streams until it stops; -t and --tail go with it.
+    let run = stencil.run(&[
+        "run",
+        "-d",
+        "--name",
+        "live",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo a; sleep 0.6; echo b >&2; sleep 0.6; echo c",
+    ]);
+    run.success();
+    let started = std::time::Instant::now();
+    let follow = stencil
+        .command(&["logs", "-f", "--tail", "all", "live"])
+        .output()
+        .unwrap();
+    assert!(follow.status.success());
+    assert_eq!(String::from_utf8_lossy(&follow.stdout), "a\nc\n");
+    assert_eq!(String::from_utf8_lossy(&follow.stderr), "b\n");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(900),
+        "logs -f returned before the container stopped"
+    );
+    stencil.run(&["wait", "live"]).success().stdout_is("0\n");
+    stencil.assert_consistent();
 }
 
 #[test]

@@ -11,11 +11,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use stencil_cow_fs::Snapshotter;
 use stencil_reference::Reference;
 
+use crate::container::logfile::Filter;
 use crate::container::monitor;
 use crate::container::runtime::ProcessSpec;
 use crate::engine::{CommitOptions, Container, CreateOptions, Engine, Status, parse_time};
@@ -490,6 +491,16 @@ pub struct LogsArgs {
     /// Only the last N lines (`all`: every line).
     #[arg(short = 'n', long, value_name = "N", default_value = "all", value_parser = parse_tail)]
     pub tail: Tail,
+    /// Begin each line with the time it was written (RFC 3339, nanoseconds).
+    #[arg(short = 't', long)]
+    pub timestamps: bool,
+    /// Only lines written since TIME: a date and time (2026-11-29T04:38:01Z,
+    /// 2026-11-29), Unix seconds, or a duration before now (10m, 1h30m).
+    #[arg(long, value_name = "TIME", value_parser = parse_since)]
+    pub since: Option<DateTime<Utc>>,
+    /// Only lines written before TIME (as for --since).
+    #[arg(long, value_name = "TIME", value_parser = parse_until)]
+    pub until: Option<DateTime<Utc>>,
     /// The container.
     #[arg(value_name = "CONTAINER")]
     pub container: String,
@@ -516,15 +527,91 @@ fn parse_tail(text: &str) -> Result<Tail, String> {
     }
 }
 
+fn parse_since(text: &str) -> Result<DateTime<Utc>, String> {
+    parse_time_arg(text, Utc::now()).map_err(|reason| format!("invalid --since {text:?}: {reason}"))
+}
+
+fn parse_until(text: &str) -> Result<DateTime<Utc>, String> {
+    parse_time_arg(text, Utc::now()).map_err(|reason| format!("invalid --until {text:?}: {reason}"))
+}
+
+/// A time as docker's `--since` and `--until` take it: RFC 3339 (`2026-11-29T04:38:01Z`,
+/// with a fraction or an offset), a date and time without a zone (local time), a date
+/// (local midnight), Unix seconds with an optional fraction, or a Go duration counted
+/// back from `now` (`10m`, `1h30m`).
+pub fn parse_time_arg(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+    use chrono::{Local, NaiveDate, NaiveDateTime, TimeZone};
+    let text = text.trim();
+    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
+        return Ok(time.with_timezone(&Utc));
+    }
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        let (seconds, fraction) = text.split_once('.').unwrap_or((text, ""));
+        let seconds: i64 = seconds
+            .parse()
+            .map_err(|_| "Unix seconds out of range".to_owned())?;
+        let nanos = if fraction.is_empty() {
+            0
+        } else {
+            let digits: String = fraction
+                .chars()
+                .chain(std::iter::repeat('0'))
+                .take(9)
+                .collect();
+            digits
+                .parse::<u32>()
+                .map_err(|_| "write Unix seconds as 1764391081 or 1764391081.5".to_owned())?
+        };
+        return DateTime::from_timestamp(seconds, nanos)
+            .ok_or_else(|| "Unix seconds out of range".to_owned());
+    }
+    let local = |naive: NaiveDateTime| {
+        Local
+            .from_local_datetime(&naive)
+            .earliest()
+            .map(|time| time.with_timezone(&Utc))
+            .ok_or_else(|| "no such local time".to_owned())
+    };
+    for format in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M:%S",
+    ] {
+        if let Ok(naive) = NaiveDateTime::parse_from_str(text, format) {
+            return local(naive);
+        }
+    }
+    if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return local(date.and_time(chrono::NaiveTime::MIN));
+    }
+    match crate::build::config::parse_duration(text) {
+        Ok(nanos) => Ok(now - chrono::Duration::nanoseconds(nanos)),
+        Err(_) => Err(
+            "give a time (2026-11-29T04:38:01Z, 2026-11-29), Unix seconds, or a duration before now (10m, 1h30m)"
+                .to_owned(),
+        ),
+    }
+}
+
 /// `stencil logs`.
 pub fn logs(engine: &Engine, args: &LogsArgs) -> Result<i32> {
     let container = engine.container(&args.container)?;
-    let mut out = std::io::stdout().lock();
-    let tail = match args.tail {
-        Tail::All => None,
-        Tail::Lines(lines) => Some(lines),
+    let options = monitor::LogsOptions {
+        follow: args.follow,
+        tail: match args.tail {
+            Tail::All => None,
+            Tail::Lines(lines) => Some(lines),
+        },
+        filter: Filter {
+            since: args.since,
+            until: args.until,
+            timestamps: args.timestamps,
+        },
     };
-    monitor::logs(engine, &container, args.follow, tail, &mut out)?;
+    let mut out = std::io::stdout().lock();
+    let mut err = std::io::stderr().lock();
+    monitor::logs(engine, &container, &options, &mut out, &mut err)?;
     Ok(0)
 }
 

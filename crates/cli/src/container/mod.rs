@@ -13,6 +13,7 @@
 
 pub mod caps;
 mod child;
+pub mod logfile;
 pub mod monitor;
 pub mod namespaces;
 pub mod netfiles;

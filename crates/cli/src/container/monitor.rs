@@ -26,13 +26,17 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 
+use super::logfile::{self, Filter, LogWriter, Printer, Stream, TailFinder};
 use super::runtime::{self, Network, ProcessSpec, RunError, Spec, Stdio, Volume};
+use super::tee::Tee;
 use super::{netfiles, oci};
 use crate::engine::{Container, Engine, Status, now, process_start_time};
 
@@ -407,7 +411,7 @@ pub fn monitor(engine: &Engine, id: &str) -> i32 {
     }
     let started = prepare_and_start(engine, &container);
     // `_input`: the write end of a `-i` container's standard input, open until it exits.
-    let (started, _input) = match started {
+    let (started, _input, pump) = match started {
         Ok(started) => started,
         Err(failure) => {
             record_failed_start(engine, &mut container, &failure);
@@ -422,6 +426,8 @@ pub fn monitor(engine: &Engine, id: &str) -> i32 {
     }
     detach_stdout();
     let code = started.wait().ok();
+    // Everything it wrote is in the log before its exit is: `wait; logs` sees it all.
+    pump.finish();
     record_exit(engine, id, code);
     0
 }
@@ -438,13 +444,13 @@ fn monitor_delegated(
 ) -> i32 {
     let id = container.record.id.clone();
     let bundle = engine.container_dir(&id).join("bundle");
-    let started = log_streams(engine, container).and_then(|(stdio, input)| {
+    let started = log_streams(engine, container).and_then(|(stdio, input, pump)| {
         let rootfs = engine.mount_container(container).map_err(own_failure)?;
         let spec = spec_of(container, &rootfs, &engine.container_dir(&container.record.id));
         let delegated = oci::start_with_runtime(path, &spec, &bundle, &id, stdio)
             .map_err(|error| StartFailure::from_run_error(&error))?;
         match delegated.pid() {
-            Some(_) => Ok((delegated, input)),
+            Some(_) => Ok((delegated, input, pump)),
             None => {
                 let code = delegated.wait().map_or(125, |code| code);
                 Err(StartFailure {
@@ -458,7 +464,7 @@ fn monitor_delegated(
             }
         }
     });
-    let (delegated, _input) = match started {
+    let (delegated, _input, pump) = match started {
         Ok(started) => started,
         Err(failure) => {
             record_failed_start(engine, container, &failure);
@@ -473,11 +479,11 @@ fn monitor_delegated(
     }
     detach_stdout();
     let code = delegated.wait();
-    if let Err(error) = &code {
-        let _ = std::fs::OpenOptions::new()
-            .append(true)
-            .open(engine.container_dir(&id).join("log"))
-            .and_then(|mut log| writeln!(log, "Error: {error}"));
+    pump.finish();
+    if let Err(error) = &code
+        && let Ok(log) = open_log(engine, &id)
+    {
+        let _ = LogWriter::new(log).write(Stream::Stderr, format!("Error: {error}\n").as_bytes());
     }
     record_exit(engine, &id, code.ok());
     0
@@ -501,16 +507,72 @@ fn open_log(engine: &Engine, id: &str) -> Result<OwnedFd> {
         .with_context(|| format!("cannot open {}", log_path.display()))
 }
 
-/// The container's log as its standard output and error; with `-i`, its standard input is
-/// a pipe whose write end (returned) the monitor keeps open until the container exits, so
-/// that it never reads end-of-file, as under docker's `run -di`.
+/// The thread of a detached container's monitor that turns the container's output,
+/// arriving on two pipes, into records of its log (see [`logfile`]).
+struct LogPump {
+    done: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LogPump {
+    /// Starts copying to the log of container `id`; returns the pump and the write ends
+    /// of the pipes, for the container's standard output and error.
+    fn start(engine: &Engine, id: &str) -> Result<(LogPump, OwnedFd, OwnedFd)> {
+        let log = LogWriter::new(open_log(engine, id)?);
+        let pipe = || {
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                .context("cannot create a pipe for the container's output")
+        };
+        let (out_read, out_write) = pipe()?;
+        let (err_read, err_write) = pipe()?;
+        let tee = Tee::log_only(out_read, err_read, log);
+        let done = Arc::new(AtomicBool::new(false));
+        let ended = Arc::clone(&done);
+        let thread = std::thread::Builder::new()
+            .name("log".into())
+            .spawn(move || {
+                // Nothing to report to: the monitor has no terminal, and a failing log
+                // must not stop the container.
+                let _ = tee.pump(None, || Ok(ended.load(Ordering::Acquire)));
+            })
+            .context("cannot start copying the container's output to its log")?;
+        let pump = LogPump {
+            done,
+            thread: Some(thread),
+        };
+        Ok((pump, out_write, err_write))
+    }
+
+    /// Waits, once the container has exited, until its output is in the log: the pipes
+    /// end when every process holding them has; one that a descendant outside the
+    /// container's PID namespace keeps open is copied up to what it holds now.
+    fn finish(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.done.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for LogPump {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Pipes into the container's log as its standard output and error; with `-i`, its
+/// standard input is a pipe whose write end (returned) the monitor keeps open until the
+/// container exits, so that it never reads end-of-file, as under docker's `run -di`.
 fn log_streams(
     engine: &Engine,
     container: &Container,
-) -> std::result::Result<(Stdio, Option<OwnedFd>), StartFailure> {
+) -> std::result::Result<(Stdio, Option<OwnedFd>, LogPump), StartFailure> {
     let id = &container.record.id;
-    let stdout = open_log(engine, id).map_err(own_failure)?;
-    let stderr = open_log(engine, id).map_err(own_failure)?;
+    let (pump, stdout, stderr) = LogPump::start(engine, id).map_err(own_failure)?;
     let (stdin, input) = if container.config.interactive {
         let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .context("cannot create a pipe for the container's input")
@@ -526,14 +588,15 @@ fn log_streams(
             stderr,
         },
         input,
+        pump,
     ))
 }
 
 fn prepare_and_start(
     engine: &Engine,
     container: &Container,
-) -> std::result::Result<(runtime::Started, Option<OwnedFd>), StartFailure> {
-    let (stdio, input) = log_streams(engine, container)?;
+) -> std::result::Result<(runtime::Started, Option<OwnedFd>, LogPump), StartFailure> {
+    let (stdio, input, pump) = log_streams(engine, container)?;
     let rootfs = engine.mount_container(container).map_err(own_failure)?;
     let spec = spec_of(
         container,
@@ -542,7 +605,7 @@ fn prepare_and_start(
     );
     let started =
         runtime::start(&spec, stdio).map_err(|error| StartFailure::from_run_error(&error))?;
-    Ok((started, input))
+    Ok((started, input, pump))
 }
 
 /// Points standard output at `/dev/null`, so the CLI reading the report sees its end.
@@ -678,136 +741,160 @@ pub fn exec(container: &Container, process: &ProcessSpec) -> Result<i32> {
         .map_err(|error| StartFailure::from_run_error(&error).into())
 }
 
-/// `docker logs [-f]`: copies the log to `out`; with `follow`, until the container stops.
+/// What `logs` prints: [`Filter`] and a tail, and whether to follow.
+#[derive(Debug, Clone, Default)]
+pub struct LogsOptions {
+    /// Keep printing what the container writes until it stops.
+    pub follow: bool,
+    /// Only the last N lines (in the window) before following.
+    pub tail: Option<u64>,
+    /// The window and the time stamps.
+    pub filter: Filter,
+}
+
+/// `docker logs`: prints the container's standard output to `out` and its standard error
+/// to `err`, as it wrote them; with `follow`, until the container stops.
 pub fn logs(
     engine: &Engine,
     container: &Container,
-    follow: bool,
-    tail: Option<u64>,
+    options: &LogsOptions,
     out: &mut dyn Write,
+    err: &mut dyn Write,
 ) -> Result<()> {
     let path = engine.container_dir(&container.record.id).join("log");
+    let cannot_read = || format!("cannot read {}", path.display());
     let mut file = match std::fs::File::open(&path) {
         Ok(file) => Some(file),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
-        Err(error) => return Err(error).with_context(|| format!("cannot read {}", path.display())),
+        Err(error) => return Err(error).with_context(cannot_read),
     };
-    if let (Some(lines), Some(file)) = (tail, file.as_mut()) {
-        let start =
-            tail_start(file, lines).with_context(|| format!("cannot read {}", path.display()))?;
-        file.seek(SeekFrom::Start(start))
-            .with_context(|| format!("cannot read {}", path.display()))?;
+    let mut printer = Printer::new(options.filter.clone());
+    if let (Some(lines), Some(file)) = (options.tail, file.as_mut()) {
+        let mut finder = TailFinder::new(lines, options.filter.clone());
+        let mut reader = LineReader::default();
+        let mut offset = 0;
+        reader
+            .read_from(file, |line| {
+                finder.feed(offset, line);
+                offset += line.len() as u64 + 1;
+                Ok(())
+            })
+            .with_context(cannot_read)?;
+        let tail = finder.start(offset);
+        printer = Printer::resuming(options.filter.clone(), &tail);
+        file.seek(SeekFrom::Start(tail.offset))
+            .with_context(cannot_read)?;
     }
-    let mut buffer = vec![0u8; 64 * 1024];
+    let mut reader = LineReader::default();
+    let closed = std::cell::Cell::new(false);
+    let mut print = |line: &[u8]| -> std::io::Result<()> {
+        // A reader that went away (`| head`) ends the copy, not as an error.
+        if !closed.get() && printer.print(line, out, err).is_err() {
+            closed.set(true);
+        }
+        Ok(())
+    };
     loop {
         if file.is_none() {
             file = std::fs::File::open(&path).ok();
         }
-        let mut read_any = false;
-        if let Some(file) = file.as_mut() {
-            loop {
-                let n = file
-                    .read(&mut buffer)
-                    .with_context(|| format!("cannot read {}", path.display()))?;
-                if n == 0 {
-                    break;
-                }
-                read_any = true;
-                if out.write_all(&buffer[..n]).is_err() {
-                    return Ok(());
-                }
-            }
-            let _ = out.flush();
-        }
-        if !follow {
+        let read_any = match file.as_mut() {
+            Some(file) => reader
+                .read_from(file, &mut print)
+                .with_context(cannot_read)?,
+            None => false,
+        };
+        if closed.get() {
             return Ok(());
         }
+        if !follow_on(options, read_any, engine, container) {
+            break;
+        }
         if !read_any {
-            let running = engine
-                .container(&container.record.id)
-                .map(|c| c.is_running())
-                .unwrap_or(false);
-            if !running {
-                // One last read catches what was written just before the exit.
-                if let Some(file) = file.as_mut() {
-                    let _ = std::io::copy(file, out);
-                }
-                return Ok(());
-            }
             std::thread::sleep(POLL);
         }
     }
+    // One last read catches what was written just before the exit.
+    if options.follow
+        && let Some(file) = file.as_mut()
+    {
+        reader
+            .read_from(file, &mut print)
+            .with_context(cannot_read)?;
+    }
+    // A last record without its newline is one being written, but a log that is no
+    // record log (an older one) may end so.
+    reader.finish(&mut print).with_context(cannot_read)?;
+    let _ = out.flush();
+    let _ = err.flush();
+    Ok(())
 }
 
-/// Where the last `lines` lines of `file` begin, reading backwards from its end a block at
-/// a time (a last line without its newline counts as a line, as `tail -n` counts it).
-pub fn tail_start(file: &mut (impl Read + Seek), lines: u64) -> std::io::Result<u64> {
-    let end = file.seek(SeekFrom::End(0))?;
-    if lines == 0 {
-        return Ok(end);
-    }
-    let mut block = vec![0u8; 64 * 1024];
-    let mut position = end;
-    // The newline ending the last line does not start a line of its own.
-    let mut newlines_to_pass = lines;
-    let mut first = true;
-    while position > 0 {
-        let len = block.len().min(position as usize);
-        position -= len as u64;
-        file.seek(SeekFrom::Start(position))?;
-        file.read_exact(&mut block[..len])?;
-        let mut chunk = &block[..len];
-        if first {
-            first = false;
-            if chunk.last() == Some(&b'\n') {
-                chunk = &chunk[..len - 1];
-            }
-        }
-        for (index, byte) in chunk.iter().enumerate().rev() {
-            if *byte == b'\n' {
-                newlines_to_pass -= 1;
-                if newlines_to_pass == 0 {
-                    return Ok(position + index as u64 + 1);
+/// Whether `logs` goes on reading: when following and the container still runs (or
+/// something was just read).
+fn follow_on(
+    options: &LogsOptions,
+    read_any: bool,
+    engine: &Engine,
+    container: &Container,
+) -> bool {
+    options.follow
+        && (read_any
+            || engine
+                .container(&container.record.id)
+                .map(|c| c.is_running())
+                .unwrap_or(false))
+}
+
+/// Splits what a log file holds into lines, keeping a last line without its newline (a
+/// record being written) for the next read.
+#[derive(Debug, Default)]
+struct LineReader {
+    pending: Vec<u8>,
+}
+
+impl LineReader {
+    /// Reads `file` to its end, calling `line` with each whole line (without its
+    /// newline); whether anything was read.
+    fn read_from(
+        &mut self,
+        file: &mut std::fs::File,
+        mut line: impl FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> std::io::Result<bool> {
+        let mut buffer = vec![0u8; 64 * 1024];
+        let mut read_any = false;
+        loop {
+            let n = match file.read(&mut buffer) {
+                Ok(0) => return Ok(read_any),
+                Ok(n) => n,
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(error) => return Err(error),
+            };
+            read_any = true;
+            let mut chunk = &buffer[..n];
+            while let Some(end) = chunk.iter().position(|b| *b == b'\n') {
+                if self.pending.is_empty() {
+                    line(&chunk[..end])?;
+                } else {
+                    self.pending.extend_from_slice(&chunk[..end]);
+                    let whole = std::mem::take(&mut self.pending);
+                    line(&whole)?;
                 }
+                chunk = &chunk[end + 1..];
             }
+            self.pending.extend_from_slice(chunk);
         }
     }
-    Ok(0)
-}
 
-#[cfg(test)]
-mod tests {
-    use std::io::Cursor;
-
-    use super::tail_start;
-
-    fn tail(text: &str, lines: u64) -> String {
-        let mut file = Cursor::new(text.as_bytes().to_vec());
-        let start = tail_start(&mut file, lines).unwrap() as usize;
-        text[start..].to_owned()
-    }
-
-    #[test]
-    fn tail_keeps_the_last_lines_like_tail_n() {
-        assert_eq!(tail("a\nb\nc\n", 2), "b\nc\n");
-        assert_eq!(tail("a\nb\nc", 2), "b\nc");
-        assert_eq!(tail("a\nb\nc\n", 3), "a\nb\nc\n");
-        assert_eq!(tail("a\nb\nc\n", 10), "a\nb\nc\n");
-        assert_eq!(tail("a\nb\nc\n", 0), "");
-        assert_eq!(tail("", 5), "");
-        assert_eq!(tail("\n\n\n", 1), "\n");
-        assert_eq!(tail("one line, no newline", 1), "one line, no newline");
-    }
-
-    #[test]
-    fn tail_crosses_read_blocks() {
-        // Lines longer than the 64 KiB block, and many of them.
-        let long = "x".repeat(100_000);
-        let text: String = (0..5).map(|i| format!("{i}{long}\n")).collect();
-        let got = tail(&text, 2);
-        assert!(got.starts_with('3') && got.ends_with('\n'));
-        assert_eq!(got.len(), 2 * (long.len() + 2));
-        let many: String = (0..50_000).map(|i| format!("{i}\n")).collect();
-        assert_eq!(tail(&many, 3), "49997\n49998\n49999\n");
+    /// Hands over a last line without its newline, if any.
+    fn finish(
+        &mut self,
+        mut line: impl FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        if self.pending.is_empty() || logfile::Record::parse(&self.pending).is_some() {
+            return Ok(());
+        }
+        let last = std::mem::take(&mut self.pending);
+        line(&last)
     }
 }

@@ -37,6 +37,7 @@ use oci_spec::runtime::{
 };
 
 use super::caps::DEFAULT_CAPABILITIES;
+use super::logfile::LogWriter;
 use super::rootpath;
 use super::runtime::{DEFAULT_PATH, Network, RunError, Spec, Stdio};
 use super::tee::Tee;
@@ -310,7 +311,9 @@ pub fn start_with_runtime(
         source: e,
     })?;
     let tee = match (log, child.stdout.take(), child.stderr.take()) {
-        (Some(log), Some(out), Some(err)) => Some(Tee::new(out.into(), err.into(), log)),
+        (Some(log), Some(out), Some(err)) => {
+            Some(Tee::new(out.into(), err.into(), LogWriter::new(log)))
+        }
         _ => None,
     };
     let pid = loop {

@@ -57,6 +57,7 @@ use super::child::{
     self, CStrings, ContainerPlan, ExecPlan, FAILURE_LEN, FORWARDED_SIGNALS, Failure, ProcessPlan,
     Stage, StdinPlan, Step, VolumePlan,
 };
+use super::logfile::LogWriter;
 use super::namespaces;
 use super::rootpath;
 use super::sys;
@@ -165,7 +166,8 @@ pub enum Stdio {
         /// The log, opened for appending.
         log: OwnedFd,
     },
-    /// Given descriptors (the detached monitor's log); `stdin: None` means `/dev/null`.
+    /// Given descriptors (the pipes into a detached container's log); `stdin: None`
+    /// means `/dev/null`.
     /// With `tty`, the terminal's output is copied to `stdout` by [`Started::wait`].
     Files {
         /// Standard input, or `/dev/null`.
@@ -494,7 +496,7 @@ struct Streams {
     stdin_owned: Option<OwnedFd>,
     relay_input: Option<OwnedFd>,
     relay_output: Option<OwnedFd>,
-    relay_log: Option<OwnedFd>,
+    relay_log: Option<LogWriter>,
     tee: Option<Tee>,
     window: Option<libc::winsize>,
 }
@@ -539,11 +541,11 @@ impl Streams {
                     let (err_read, err_write) = pipe()?;
                     streams.stdout = Some(above_stdio(out_write)?);
                     streams.stderr = Some(above_stdio(err_write)?);
-                    streams.tee = Some(Tee::new(out_read, err_read, log));
+                    streams.tee = Some(Tee::new(out_read, err_read, LogWriter::new(log)));
                 }
             }
             (Stdio::Inherit | Stdio::Logged { .. }, true) => {
-                streams.relay_log = log;
+                streams.relay_log = log.map(LogWriter::new);
                 if process.interactive {
                     streams.relay_input = Some(dup_std(0)?);
                 }

@@ -15,6 +15,7 @@ use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
+use super::logfile::{self, LogWriter};
 use super::tty::write_all;
 
 /// How long [`Tee::pump`] waits for output before asking whether the process ended.
@@ -30,14 +31,14 @@ struct Stream {
 /// The read ends of a container's output pipes, and its log.
 pub(crate) struct Tee {
     streams: [Stream; 2],
-    log: OwnedFd,
+    log: LogWriter,
     /// Our copies of the pipes' write ends, held while we wait on the process's pidfd.
     writers: Vec<OwnedFd>,
 }
 
 impl Tee {
     /// Copies `stdout` to our 1 and `stderr` to our 2, both to `log`.
-    pub(crate) fn new(stdout: OwnedFd, stderr: OwnedFd, log: OwnedFd) -> Tee {
+    pub(crate) fn new(stdout: OwnedFd, stderr: OwnedFd, log: LogWriter) -> Tee {
         Tee {
             streams: [
                 Stream {
@@ -52,6 +53,15 @@ impl Tee {
             log,
             writers: Vec::new(),
         }
+    }
+
+    /// Writes `stdout` and `stderr` to `log` only: a detached container's monitor.
+    pub(crate) fn log_only(stdout: OwnedFd, stderr: OwnedFd, log: LogWriter) -> Tee {
+        let mut tee = Tee::new(stdout, stderr, log);
+        for stream in &mut tee.streams {
+            stream.ours = None;
+        }
+        tee
     }
 
     /// Keeps these write ends of the pipes open until [`Tee::pump`] ends: with a pidfd, the
@@ -145,7 +155,12 @@ impl Tee {
             }
         }
         // A full disk must not stop the container or its live output.
-        let _ = write_all(self.log.as_fd(), &buf[..n]);
+        let stream = if index == 0 {
+            logfile::Stream::Stdout
+        } else {
+            logfile::Stream::Stderr
+        };
+        let _ = self.log.write(stream, &buf[..n]);
         Ok(true)
     }
 

@@ -15,6 +15,8 @@ use nix::sys::termios::{SetArg, Termios, cfmakeraw, tcgetattr, tcsetattr};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
+use super::logfile::{LogWriter, Stream};
+
 /// Puts a terminal in raw mode until dropped.
 pub(crate) struct RawMode {
     fd: OwnedFd,
@@ -59,7 +61,7 @@ pub(crate) struct Relay {
     /// Where the container's output goes.
     pub output: OwnedFd,
     /// Where a copy of it goes: the log of a foreground container.
-    pub log: Option<OwnedFd>,
+    pub log: Option<LogWriter>,
 }
 
 fn read_some(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize, Errno> {
@@ -148,7 +150,7 @@ impl Relay {
                     write_all(self.output.as_fd(), &buf[..n])?;
                     if let Some(log) = &self.log {
                         // A full disk must not stop the container or its live output.
-                        let _ = write_all(log.as_fd(), &buf[..n]);
+                        let _ = log.write(Stream::Stdout, &buf[..n]);
                     }
                 }
                 Err(Errno::EAGAIN) => return Ok(true),
