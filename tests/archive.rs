@@ -316,13 +316,34 @@ fn a_bad_archive_leaves_no_image_and_no_tag() {
     std::io::Write::write_all(&mut gz, &bytes).unwrap_or_else(|e| panic!("{e}"));
     let gz = gz.finish().unwrap_or_else(|e| panic!("{e}"));
     let zst = zstd::encode_all(&bytes[..], 3).unwrap_or_else(|e| panic!("{e}"));
-    for compressed in [gz, zst] {
+    // xz and bzip2 by the real tools (Debian's xz-utils and bzip2).
+    let by_tool = |tool: &str| {
+        let output = std::process::Command::new(tool)
+            .args(["-c", &plain.display().to_string()])
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {tool}: {e}"));
+        assert!(output.status.success(), "{tool} failed");
+        output.stdout
+    };
+    let xz = by_tool("xz");
+    let bz2 = by_tool("bzip2");
+    for compressed in [gz, zst, xz.clone(), bz2] {
         let other = Stencil::new();
         other
             .run_with(&["load"], &[], Some(&compressed))
             .success()
             .stdout_is("Loaded image: good:1\nLoaded image: other:2\n");
     }
+    // A cut compressed archive loads nothing and says so.
+    let other = Stencil::new();
+    let cut = other.scratch().join("cut.tar.xz");
+    std::fs::write(&cut, &xz[..xz.len() * 2 / 3]).unwrap_or_else(|e| panic!("{e}"));
+    other
+        .run(&["load", "-i", &cut.display().to_string()])
+        .expect_code(125)
+        .stderr_contains("cut.tar.xz");
+    other.run(&["images", "-aq"]).success().stdout_is("");
+    other.run(&["fsck"]).success();
 }
 
 #[test]

@@ -570,6 +570,15 @@ fn a_context_tar_on_standard_input_builds_as_a_directory_does() {
         )
         .expect_code(125)
         .stderr_contains("neither a Dockerfile");
+    // A tar without the Dockerfile asked for is said to be so, not a temporary path.
+    stencil
+        .run_with(
+            &["build", "-t", "e2e/never:1", "-f", "absent.Dockerfile", "-"],
+            &[],
+            Some(&tar_of(&files, true)),
+        )
+        .expect_code(125)
+        .stderr_contains("the build context on standard input has no absent.Dockerfile");
     stencil
         .run(&["images", "-q", "e2e/never:1"])
         .success()

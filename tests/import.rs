@@ -1,4 +1,4 @@
-//! End-to-end tests of `stencil import`: plain, gzip and zstd tarballs and standard input
+//! End-to-end tests of `stencil import`: plain, gzip, zstd, xz and bzip2 tarballs and standard input
 //! become one-layer images with the requested config; bad input leaves nothing behind.
 
 use std::io::Write;
@@ -63,6 +63,29 @@ fn zstd(bytes: &[u8]) -> Vec<u8> {
     zstd::encode_all(bytes, 3).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// `bytes` compressed by a real tool (`xz`, `bzip2`) in two streams, as the parallel
+/// compressors (`pxz`, `pbzip2`) write them.
+fn by_tool(tool: &str, bytes: &[u8]) -> Vec<u8> {
+    let half = bytes.len() / 2;
+    let mut out = Vec::new();
+    for part in [&bytes[..half], &bytes[half..]] {
+        let mut child = std::process::Command::new(tool)
+            .arg("-c")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {tool} (Debian packages xz-utils, bzip2): {e}"));
+        let mut stdin = child.stdin.take().unwrap();
+        let part = part.to_vec();
+        let writer = std::thread::spawn(move || stdin.write_all(&part));
+        let output = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+        writer.join().unwrap().unwrap_or_else(|e| panic!("{e}"));
+        assert!(output.status.success(), "{tool} failed");
+        out.extend(output.stdout);
+    }
+    out
+}
+
 fn write(stencil: &Stencil, name: &str, bytes: &[u8]) -> PathBuf {
     let path = stencil.scratch().join(name);
     std::fs::write(&path, bytes).unwrap_or_else(|e| panic!("{e}"));
@@ -109,6 +132,11 @@ fn import_of_plain_gzip_zstd_and_stdin_gives_the_same_layer_and_the_asked_config
         ("plain", write(&stencil, "rootfs.tar", &plain)),
         ("gzip", write(&stencil, "rootfs.tar.gz", &gzip(&plain))),
         ("zstd", write(&stencil, "rootfs.tar.zst", &zstd(&plain))),
+        ("xz", write(&stencil, "rootfs.txz", &by_tool("xz", &plain))),
+        (
+            "bzip2",
+            write(&stencil, "rootfs.tar.bz2", &by_tool("bzip2", &plain)),
+        ),
     ];
     let mut diff_ids = Vec::new();
     for (name, file) in &files {
@@ -184,12 +212,12 @@ fn import_of_plain_gzip_zstd_and_stdin_gives_the_same_layer_and_the_asked_config
     let id = image_id(&stencil.run_with(&["image", "import", "-"], &[], Some(&gzip(&plain))));
     let dangling = stencil.run(&["images", "--filter", "dangling=true", "-q", "--no-trunc"]);
     dangling.success().stdout_is(&format!("{id}\n"));
-    // The same tar gives the same layer blob, whatever came around it: four manifests,
-    // four configs, one layer.
+    // The same tar gives the same layer blob, whatever came around it: six manifests,
+    // six configs, one layer.
     let blobs = std::fs::read_dir(stencil.root().join("blobs/sha256"))
         .map(|d| d.count())
         .unwrap_or(0);
-    assert_eq!(blobs, 9, "one shared layer blob\n{dangling}");
+    assert_eq!(blobs, 13, "one shared layer blob\n{dangling}");
 
     // The unpacked layer holds the files with their modes, and the symlink.
     let mounted = stencil.run(&["image", "mount", "localhost:5000/e2e/imported:zstd"]);
@@ -215,6 +243,13 @@ fn bad_input_fails_with_125_naming_it_and_stores_nothing() {
     let not_tar = write(&stencil, "notes.txt", b"these are not the files you want\n");
     let gz = gzip(&plain);
     let truncated_gzip = write(&stencil, "cut.tar.gz", &gz[..gz.len() / 2]);
+    let xz = by_tool("xz", &plain);
+    let truncated_xz = write(&stencil, "cut.tar.xz", &xz[..xz.len() - 40]);
+    let bz = by_tool("bzip2", &plain);
+    let mut damaged = bz.clone();
+    let middle = damaged.len() / 3;
+    damaged[middle] ^= 0x55;
+    let damaged_bzip2 = write(&stencil, "bad.tar.bz2", &damaged);
     // A valid first header whose file data stops half-way: only unpacking finds out.
     let truncated_tar = write(&stencil, "cut.tar", &plain[..700]);
     let empty = write(&stencil, "empty.tar", b"");
@@ -228,6 +263,11 @@ fn bad_input_fails_with_125_naming_it_and_stores_nothing() {
             vec![path_arg(&truncated_gzip)],
             "cut.tar.gz: it is truncated or corrupt",
         ),
+        (
+            vec![path_arg(&truncated_xz)],
+            "cut.tar.xz: it is truncated or corrupt",
+        ),
+        (vec![path_arg(&damaged_bzip2)], "bad.tar.bz2"),
         (
             vec![path_arg(&truncated_tar), "x:1".into()],
             "cannot import",

@@ -978,11 +978,19 @@ fn logs_keep_streams_times_and_a_window_like_dockers() {
     for (line, text) in lines.iter().zip(["out1", "piece", "late", "no newline"]) {
         let (time, rest) = line.split_once(' ').expect("a time, then the line");
         assert_eq!(rest, text, "{stamped}");
-        assert!(time.len() == 30 && time.ends_with('Z') && &time[10..11] == "T", "{stamped}");
+        assert!(
+            time.len() == 30 && time.ends_with('Z') && &time[10..11] == "T",
+            "{stamped}"
+        );
         times.push(time.to_owned());
     }
     assert!(times.windows(2).all(|pair| pair[0] <= pair[1]), "{stamped}");
-    assert!(stamped.stderr.lines().all(|line| line.ends_with(" err1") || line.ends_with(" err2")));
+    assert!(
+        stamped
+            .stderr
+            .lines()
+            .all(|line| line.ends_with(" err1") || line.ends_with(" err2"))
+    );
     let late = &times[2];
     let since = stencil.run(&["logs", "--since", late, "chatty"]);
     since.success().stdout_is("late\nno newline");

@@ -18,6 +18,8 @@ const PEERS: &[(&str, &str)] = &[
     ("apache2-utils", "htpasswd"),
     ("openssl", "openssl"),
     ("podman", "podman"),
+    ("xz-utils", "xz"),
+    ("bzip2", "bzip2"),
 ];
 
 /// Runs every check CI runs, in order.

@@ -2,8 +2,10 @@
 //!
 //! A layer's media type may lie or be missing (docker-archive, `import` of a file), so the
 //! algorithm is read from the first bytes: gzip (`1f 8b`), zstd (`28 b5 2f fd`), otherwise
-//! plain tar. bzip2 and xz are recognised only to be refused with a clear error. This module
-//! does not know tar; it turns a compressed `Read` into a decompressed one.
+//! plain tar. A layer ([`detect`]) recognises bzip2 and xz only to refuse them with a clear
+//! error, as the OCI media types have neither; a tarball given to `import`
+//! ([`detect_input`]) may be either, as `docker import` takes them. This module does not
+//! know tar; it turns a compressed `Read` into a decompressed one.
 //!
 //! Decompression can run on its own thread ([`decompress_threaded`]) so that inflating the
 //! next chunk overlaps writing files from the previous one, as `tar -xzf` overlaps with its
@@ -30,14 +32,29 @@ pub enum Compression {
     Gzip,
     /// Zstandard.
     Zstd,
+    /// bzip2 (several streams, as `pbzip2` writes, too): input tarballs only.
+    Bzip2,
+    /// xz (several streams too): input tarballs only.
+    Xz,
 }
 
 /// A reader with its first bytes put back after being peeked at.
 pub type Peeked<R> = Chain<Cursor<Vec<u8>>, R>;
 
-/// Reads the first bytes of `reader` to find its compression, returning the algorithm and
-/// a reader that still yields every byte.
-pub fn detect<R: Read>(mut reader: R) -> Result<(Compression, Peeked<R>)> {
+/// Reads the first bytes of a layer to find its compression, returning the algorithm and
+/// a reader that still yields every byte. bzip2 and xz are refused
+/// ([`Error::UnsupportedCompression`]).
+pub fn detect<R: Read>(reader: R) -> Result<(Compression, Peeked<R>)> {
+    let (kind, peeked) = detect_input(reader)?;
+    match kind {
+        Compression::Bzip2 => Err(Error::UnsupportedCompression { algorithm: "bzip2" }),
+        Compression::Xz => Err(Error::UnsupportedCompression { algorithm: "xz" }),
+        _ => Ok((kind, peeked)),
+    }
+}
+
+/// As [`detect`], for a tarball that is no layer (`import`): bzip2 and xz are taken too.
+pub fn detect_input<R: Read>(mut reader: R) -> Result<(Compression, Peeked<R>)> {
     let mut magic = Vec::with_capacity(6);
     let mut buf = [0u8; 6];
     while magic.len() < buf.len() {
@@ -56,14 +73,16 @@ pub fn detect<R: Read>(mut reader: R) -> Result<(Compression, Peeked<R>)> {
     let kind = match magic.as_slice() {
         [0x1f, 0x8b, ..] => Compression::Gzip,
         [0x28, 0xb5, 0x2f, 0xfd, ..] => Compression::Zstd,
-        [b'B', b'Z', b'h', ..] => return Err(Error::UnsupportedCompression { algorithm: "bzip2" }),
-        [0xfd, b'7', b'z', b'X', b'Z', 0x00] => {
-            return Err(Error::UnsupportedCompression { algorithm: "xz" });
-        }
+        [b'B', b'Z', b'h', b'1'..=b'9', ..] => Compression::Bzip2,
+        [0xfd, b'7', b'z', b'X', b'Z', 0x00] => Compression::Xz,
         _ => Compression::None,
     };
     Ok((kind, Cursor::new(magic).chain(reader)))
 }
+
+/// The most memory an xz stream may ask for (its dictionary): `xz -9` takes 64 MiB; a
+/// stream asking for more than this is refused rather than allowed to exhaust memory.
+const XZ_MEMORY_LIMIT_KIB: u32 = 1024 * 1024;
 
 /// Size of the buffered reads from the compressed source.
 const SOURCE_BUFFER: usize = 256 * 1024;
@@ -86,6 +105,15 @@ pub fn decompress<'r, R: Read + 'r>(kind: Compression, reader: R) -> Result<Box<
                 source: e,
             })?,
         ),
+        Compression::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(BufReader::with_capacity(
+            SOURCE_BUFFER,
+            reader,
+        ))),
+        Compression::Xz => Box::new(lzma_rust2::XzReader::new_mem_limit(
+            BufReader::with_capacity(SOURCE_BUFFER, reader),
+            true,
+            XZ_MEMORY_LIMIT_KIB,
+        )),
     })
 }
 

@@ -119,6 +119,15 @@ pub fn run(engine: &Engine, args: &BuildArgs) -> Result<()> {
             Some(dir) => {
                 let context = dir.path().to_path_buf();
                 stdin_context = Some(dir);
+                let wanted = args.file.clone().unwrap_or_else(|| "Dockerfile".into());
+                if args.file.as_ref().is_none_or(|f| f.is_relative())
+                    && !context.join(&wanted).is_file()
+                {
+                    bail!(
+                        "the build context on standard input has no {} (give its path in the tar with -f)",
+                        wanted.display()
+                    );
+                }
                 context_dockerfile(context, args)?
             }
             None => {
@@ -129,7 +138,7 @@ pub fn run(engine: &Engine, args: &BuildArgs) -> Result<()> {
                 }
                 let text = String::from_utf8(bytes).map_err(|_| {
                     anyhow::anyhow!(
-                        "standard input is neither a Dockerfile (UTF-8 text) nor a tar archive of a build context (plain, gzip or zstd)"
+                        "standard input is neither a Dockerfile (UTF-8 text) nor a tar archive of a build context (plain, gzip, zstd, bzip2 or xz)"
                     )
                 })?;
                 (None, "Dockerfile".to_owned(), text)
@@ -205,10 +214,10 @@ fn context_dockerfile(
 }
 
 /// Unpacks `bytes` into a new temporary directory under the store root when they are a
-/// tar (plain, gzip or zstd), as docker takes a context on standard input; `None` when
+/// tar (plain, gzip, zstd, bzip2 or xz), as docker takes a context on standard input; `None` when
 /// they are not.
 fn stdin_tar_context(engine: &Engine, bytes: &[u8]) -> Result<Option<tempfile::TempDir>> {
-    let (kind, peeked) = stencil_cow_fs::compression::detect(bytes)
+    let (kind, peeked) = stencil_cow_fs::compression::detect_input(bytes)
         .context("cannot read the build context from standard input")?;
     let mut plain = stencil_cow_fs::compression::decompress(kind, peeked)
         .context("cannot read the build context from standard input")?;

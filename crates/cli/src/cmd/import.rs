@@ -19,7 +19,7 @@ pub struct ImportArgs {
     /// The history comment of the imported layer.
     #[arg(short, long, value_name = "MESSAGE")]
     pub message: Option<String>,
-    /// The tarball (plain, gzip or zstd), or `-` for standard input.
+    /// The tarball (plain, gzip, zstd, bzip2 or xz), or `-` for standard input.
     #[arg(value_name = "FILE|-")]
     pub file: String,
     /// The name to tag the image with.

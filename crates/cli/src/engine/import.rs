@@ -1,4 +1,4 @@
-//! `import`: a root filesystem tarball (plain, gzip or zstd) becomes a one-layer image.
+//! `import`: a root filesystem tarball (plain, gzip, zstd, bzip2 or xz) becomes a one-layer image.
 //!
 //! The tarball is read once: it is decompressed and its plain bytes go straight into the
 //! content store's ingester, which hashes them and commits them atomically. The layer is
@@ -26,7 +26,7 @@ use std::io::Read;
 use anyhow::{Context, Result, bail};
 use chrono::{SecondsFormat, Utc};
 use serde_json::Map;
-use stencil_cow_fs::compression::{decompress, detect};
+use stencil_cow_fs::compression::{decompress, detect_input};
 use stencil_layerstore::ImageRecord;
 use stencil_layerstore::image::media_type::OCI_LAYER;
 use stencil_reference::{Digest, Reference};
@@ -70,7 +70,8 @@ impl Engine {
             );
         }
         let source = &options.source;
-        let (kind, peeked) = detect(tarball).with_context(|| format!("cannot read {source}"))?;
+        let (kind, peeked) =
+            detect_input(tarball).with_context(|| format!("cannot read {source}"))?;
         let plain = decompress(kind, peeked).with_context(|| format!("cannot read {source}"))?;
         let mut checked = TarCheck {
             inner: plain,
@@ -81,7 +82,7 @@ impl Engine {
         let (blob_digest, blob_size) = match self.store.ingest(&mut checked, None) {
             Ok(stored) => stored,
             Err(_) if checked.not_tar => bail!(
-                "cannot import {source}: it is not a tar archive (plain, gzip or zstd); give a root filesystem tarball"
+                "cannot import {source}: it is not a tar archive (plain, gzip, zstd, bzip2 or xz); give a root filesystem tarball"
             ),
             Err(_) if checked.read_error.is_some() => bail!(
                 "cannot import {source}: it is truncated or corrupt ({})",

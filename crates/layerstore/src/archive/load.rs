@@ -256,7 +256,8 @@ fn load_into(
     )
 }
 
-/// Loads an oci-archive or docker-archive (plain or gzip-compressed tar) from `reader`;
+/// Loads an oci-archive or docker-archive (a tar, plain or compressed with gzip, zstd, bzip2 or xz)
+/// from `reader`;
 /// `source` names it in errors.
 pub fn load_from_reader(
     store: &Store,
@@ -280,15 +281,24 @@ fn read_archive(
         path: source.to_path_buf(),
         reason,
     };
-    // `docker load` takes archives compressed with gzip or zstd too.
+    // `docker load` takes archives compressed with gzip, bzip2, xz or zstd too.
     let head = reader.fill_buf().map_err(Error::io(source))?;
     let stream: Box<dyn Read + '_> = if head.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::read::GzDecoder::new(reader))
+        Box::new(flate2::read::MultiGzDecoder::new(reader))
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
         Box::new(
             zstd::stream::read::Decoder::with_buffer(reader)
                 .map_err(|error| invalid(format!("cannot start zstd decompression: {error}")))?,
         )
+    } else if head.starts_with(b"BZh") {
+        Box::new(bzip2::read::MultiBzDecoder::new(reader))
+    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
+        // The dictionary an xz stream may ask for is capped (`xz -9` takes 64 MiB).
+        Box::new(lzma_rust2::XzReader::new_mem_limit(
+            reader,
+            true,
+            1024 * 1024,
+        ))
     } else {
         Box::new(reader)
     };
@@ -308,7 +318,7 @@ fn read_archive(
     }
     if filled < first.len() || !is_tar_header(&first) {
         return Err(invalid(
-            "it is not a tar archive (a docker-archive or oci-archive, plain, gzip or zstd)"
+            "it is not a tar archive (a docker-archive or oci-archive, plain or compressed with gzip, zstd, bzip2 or xz)"
                 .to_owned(),
         ));
     }
