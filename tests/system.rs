@@ -189,6 +189,57 @@ fn prune_removes_dangling_images_then_with_a_every_unused_one() {
 }
 
 #[test]
+fn prune_deletes_blobs_no_image_uses_once_they_are_an_hour_old() {
+    use sha2::Digest as _;
+    let stencil = Stencil::new();
+    import(
+        &stencil,
+        &tarball(&stencil, "kept.tar", b"kept\n"),
+        Some("kept:1"),
+    );
+    // What an interrupted pull leaves: blobs in the content store that no image names,
+    // one from two hours ago and one from just now (a pull may still be recording it).
+    let dir = stencil.root().join("blobs/sha256");
+    let two_hours = std::time::Duration::from_secs(7200);
+    let age = |path: &std::path::Path, by: std::time::Duration| {
+        let file = std::fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap_or_else(|e| panic!("{e}"));
+        file.set_modified(std::time::SystemTime::now() - by)
+            .unwrap_or_else(|e| panic!("{e}"));
+    };
+    let image_blobs: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .map(|entry| entry.unwrap_or_else(|e| panic!("{e}")).path())
+        .collect();
+    assert_eq!(image_blobs.len(), 3, "manifest, config, layer");
+    for blob in &image_blobs {
+        age(blob, two_hours);
+    }
+    let plant = |content: &[u8], by: std::time::Duration| {
+        let hex: String = sha2::Sha256::digest(content)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let path = dir.join(hex);
+        std::fs::write(&path, content).unwrap_or_else(|e| panic!("{e}"));
+        age(&path, by);
+        path
+    };
+    let old = plant(&[7u8; 300_000], two_hours);
+    let fresh = plant(b"a blob being pulled", std::time::Duration::ZERO);
+    let pruned = stencil.run(&["image", "prune", "-f"]);
+    pruned.success().stdout_is("Total reclaimed space: 300kB\n");
+    assert!(!old.exists(), "the old unreferenced blob is gone\n{pruned}");
+    assert!(fresh.exists(), "the young one stays\n{pruned}");
+    // The image's own blobs stay, old as they are.
+    assert!(image_blobs.iter().all(|blob| blob.exists()), "{pruned}");
+    std::fs::remove_file(&fresh).unwrap_or_else(|e| panic!("{e}"));
+    stencil.assert_consistent();
+}
+
+#[test]
 fn prune_on_a_terminal_asks_and_only_yes_removes() {
     // `script` gives stencil a pseudo-terminal and passes our answer to it.
     let Some(script) = peer("script") else {

@@ -253,6 +253,10 @@ impl Engine {
                 Err(error) => return Err(error),
             }
         }
+        // Blobs no image uses: what an interrupted pull or load left (kept until now so
+        // that a retry resumes). A younger blob may be a pull's that has not recorded its
+        // image yet, so it stays.
+        self.store.collect_garbage(UNREFERENCED_BLOB_AGE)?;
         pruned.reclaimed = before.saturating_sub(self.stored_bytes()?);
         Ok(pruned)
     }
@@ -266,6 +270,9 @@ impl Engine {
         Ok(total)
     }
 }
+
+/// How old a blob no image uses must be for `prune` to delete it.
+pub const UNREFERENCED_BLOB_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Sum of the sizes of everything under `dir` but directories, each inode once.
 fn tree_size(dir: &Path, seen: &mut HashSet<(u64, u64)>) -> Result<u64> {
