@@ -1049,6 +1049,279 @@ fn logs_keep_streams_times_and_a_window_like_dockers() {
     stencil.assert_consistent();
 }
 
+/// Every capability we hold (root's, less what a sandbox took), as `/proc/PID/status`
+/// prints it: what `--privileged` gives.
+fn all_capabilities() -> String {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("CapPrm:"))
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn run_takes_labels_hosts_capabilities_tmpfs_and_stop_settings() {
+    let Some(stencil) = store_with_image("run_flags_more") else {
+        return;
+    };
+    let _cleanup = Cleanup(&stencil);
+    let cap_eff = |extra: &[&str]| {
+        let mut args = vec!["run", "--rm"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&[IMAGE, "grep", "CapEff", "/proc/self/status"]);
+        let run = stencil.run(&args);
+        run.success();
+        run.stdout
+            .trim()
+            .trim_start_matches("CapEff:")
+            .trim()
+            .to_owned()
+    };
+    // docker's default set, then with one dropped (NET_RAW, 13) and one added (SYS_ADMIN, 21).
+    assert_eq!(cap_eff(&[]), "00000000a80425fb");
+    assert_eq!(
+        cap_eff(&["--cap-drop", "NET_RAW", "--cap-add", "cap_sys_admin"]),
+        "00000000a82405fb"
+    );
+    assert_eq!(
+        cap_eff(&["--cap-drop", "ALL", "--cap-add", "CHOWN"]),
+        "0000000000000001"
+    );
+    assert_eq!(cap_eff(&["--privileged"]), all_capabilities());
+    assert_eq!(cap_eff(&["--cap-add", "ALL", "--cap-drop", "MKNOD"]), {
+        let all = u64::from_str_radix(&all_capabilities(), 16).unwrap_or(0);
+        format!("{:016x}", all & !(1 << 27))
+    });
+    stencil
+        .run(&["run", "--rm", "--cap-add", "NOPE", IMAGE, "true"])
+        .expect_code(125)
+        .stderr_contains("invalid --cap-add \"NOPE\"");
+    // A capability the set leaves out is really gone: chown fails without CHOWN.
+    stencil
+        .run(&[
+            "run",
+            "--rm",
+            "--cap-drop",
+            "CHOWN",
+            IMAGE,
+            "chown",
+            "1:1",
+            "/etc/os-release",
+        ])
+        .expect_code(1);
+    // exec'd processes get the container's set.
+    stencil
+        .run(&[
+            "run",
+            "-d",
+            "--name",
+            "capped",
+            "--cap-drop",
+            "ALL",
+            IMAGE,
+            "sleep",
+            "30",
+        ])
+        .success();
+    stencil
+        .run(&["exec", "capped", "grep", "CapEff", "/proc/self/status"])
+        .success()
+        .stdout_is("CapEff:\t0000000000000000\n");
+    stencil.run(&["rm", "-f", "capped"]).success();
+    // --privileged: /sys writable and nothing masked in /proc.
+    let privileged = stencil.run(&[
+        "run",
+        "--rm",
+        "--privileged",
+        IMAGE,
+        "sh",
+        "-c",
+        "grep ' /sys ' /proc/mounts; grep -c ' /proc/kcore ' /proc/mounts",
+    ]);
+    assert!(privileged.stdout.contains("sysfs rw,"), "{privileged}");
+    assert!(privileged.stdout.ends_with("\n0\n"), "{privileged}");
+
+    // --add-host lines close /etc/hosts; bad ones are refused.
+    let hosts = stencil.run(&[
+        "run",
+        "--rm",
+        "--add-host",
+        "db:10.1.2.3",
+        "--add-host",
+        "v6=fd00::1",
+        IMAGE,
+        "cat",
+        "/etc/hosts",
+    ]);
+    hosts.success();
+    assert!(
+        hosts.stdout.ends_with("10.1.2.3\tdb\nfd00::1\tv6\n"),
+        "{hosts}"
+    );
+    stencil
+        .run(&["run", "--rm", "--add-host", "db:ten", IMAGE, "true"])
+        .expect_code(125)
+        .stderr_contains("\"ten\" is not an IP address");
+
+    // --tmpfs: a fresh tmpfs, docker's flags, the size asked, and nothing of it committed.
+    let tmpfs = stencil.run(&[
+        "run",
+        "--name",
+        "scratchy",
+        "--tmpfs",
+        "/scratch/deep:size=1m,mode=750",
+        IMAGE,
+        "sh",
+        "-c",
+        "grep ' /scratch/deep ' /proc/mounts; echo x > /scratch/deep/file; \
+         dd if=/dev/zero of=/scratch/deep/big bs=1024 count=2048 2>/dev/null || echo full",
+    ]);
+    tmpfs.success();
+    assert!(
+        tmpfs
+            .stdout
+            .starts_with("tmpfs /scratch/deep tmpfs rw,nosuid,nodev,noexec,"),
+        "{tmpfs}"
+    );
+    assert!(tmpfs.stdout.contains("size=1024k,mode=750"), "{tmpfs}");
+    assert!(tmpfs.stdout.ends_with("full\n"), "{tmpfs}");
+    let diff = stencil.run(&["diff", "scratchy"]);
+    diff.success();
+    assert!(!diff.stdout.contains("/scratch/deep/file"), "{diff}");
+    stencil
+        .run(&[
+            "run",
+            "--rm",
+            "--tmpfs",
+            "/t:size=1m,colour=red",
+            IMAGE,
+            "true",
+        ])
+        .expect_code(125)
+        .stderr_contains("invalid --tmpfs option \"colour=red\"");
+    stencil
+        .run(&["run", "--rm", "--tmpfs", "relative", IMAGE, "true"])
+        .expect_code(125)
+        .stderr_contains("invalid --tmpfs target \"relative\"");
+
+    // Labels: in inspect, in ps --filter and --format.
+    stencil
+        .run(&[
+            "create", "--name", "labelled", "-l", "tier=web", "--label", "empty", IMAGE, "true",
+        ])
+        .success();
+    stencil
+        .run(&["create", "--name", "other", "-l", "tier=db", IMAGE, "true"])
+        .success();
+    stencil
+        .run(&["inspect", "-f", "{{json .Config.Labels}}", "labelled"])
+        .success()
+        .stdout_is("{\"empty\":\"\",\"tier\":\"web\"}\n");
+    stencil
+        .run(&[
+            "ps",
+            "-a",
+            "--filter",
+            "label=tier=web",
+            "--format",
+            "{{.Names}} {{.Labels}}",
+        ])
+        .success()
+        .stdout_is("labelled empty=,tier=web\n");
+    stencil
+        .run(&[
+            "ps",
+            "-a",
+            "-q",
+            "--filter",
+            "label=tier",
+            "--filter",
+            "label=empty",
+        ])
+        .success()
+        .stdout_is(&format!(
+            "{}\n",
+            stencil
+                .run(&["ps", "-aq", "--filter", "name=labelled"])
+                .stdout
+                .trim()
+        ));
+    stencil
+        .run(&["create", "-l", "=x", IMAGE, "true"])
+        .expect_code(125)
+        .stderr_contains("invalid label \"=x\"");
+
+    // --stop-signal and --stop-timeout: what stop sends, and how long it waits.
+    stencil
+        .run(&[
+            "run",
+            "-d",
+            "--name",
+            "usr1",
+            "--stop-signal",
+            "USR1",
+            IMAGE,
+            "sh",
+            "-c",
+            "trap 'echo got usr1; exit 7' USR1; echo up; while true; do sleep 0.1; done",
+        ])
+        .success();
+    eventually("usr1 to start", || {
+        stencil.run(&["logs", "usr1"]).stdout == "up\n"
+    });
+    stencil.run(&["stop", "usr1"]).success();
+    stencil.run(&["wait", "usr1"]).success().stdout_is("7\n");
+    stencil
+        .run(&["logs", "usr1"])
+        .success()
+        .stdout_is("up\ngot usr1\n");
+    stencil
+        .run(&[
+            "run",
+            "-d",
+            "--name",
+            "stubborn",
+            "--stop-timeout",
+            "1",
+            IMAGE,
+            "sh",
+            "-c",
+            "trap '' TERM; echo up; while true; do sleep 0.1; done",
+        ])
+        .success();
+    eventually("stubborn to start", || {
+        stencil.run(&["logs", "stubborn"]).stdout == "up\n"
+    });
+    let started = Instant::now();
+    stencil.run(&["stop", "stubborn"]).success();
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "--stop-timeout 1 waited {:?}",
+        started.elapsed()
+    );
+    stencil
+        .run(&["wait", "stubborn"])
+        .success()
+        .stdout_is("137\n");
+    stencil
+        .run(&[
+            "inspect",
+            "-f",
+            "{{.Config.StopTimeout}} {{.Config.StopSignal}}",
+            "stubborn",
+            "usr1",
+        ])
+        .success()
+        .stdout_is("1 \n USR1\n");
+    stencil
+        .run(&["run", "--rm", "--stop-signal", "NOSIG", IMAGE, "true"])
+        .expect_code(125)
+        .stderr_contains("invalid --stop-signal \"NOSIG\"");
+    stencil.assert_consistent();
+}
+
 #[test]
 fn detached_interactive_containers_keep_their_input_open() {
     let Some(stencil) = store_with_image("detached_interactive") else {
@@ -1154,6 +1427,39 @@ fn containers_handed_to_runc_stop_kill_and_go() {
     // runc forgot it too.
     let list = run_peer(Command::new(&runc).args(["list", "-q"]));
     assert!(!list.lines().any(|l| l.len() == 64), "{list}");
+
+    // Capabilities, tmpfs and extra hosts reach runc's bundle too.
+    let flags = stencil.run(&[
+        "run",
+        "--rm",
+        "--runtime",
+        &runc,
+        "--cap-drop",
+        "NET_RAW",
+        "--cap-add",
+        "SYS_ADMIN",
+        "--tmpfs",
+        "/scratch:size=1m",
+        "--add-host",
+        "db:10.1.2.3",
+        IMAGE,
+        "sh",
+        "-c",
+        "grep CapEff /proc/self/status; grep ' /scratch ' /proc/mounts; tail -n 1 /etc/hosts",
+    ]);
+    flags.success();
+    assert!(
+        flags.stdout.starts_with("CapEff:\t00000000a82405fb\n"),
+        "{flags}"
+    );
+    assert!(
+        flags
+            .stdout
+            .contains("tmpfs /scratch tmpfs rw,nosuid,nodev,noexec,")
+            && flags.stdout.contains("size=1024k"),
+        "{flags}"
+    );
+    assert!(flags.stdout.ends_with("10.1.2.3\tdb\n"), "{flags}");
 }
 
 #[test]

@@ -57,6 +57,7 @@ pub(super) fn run(container: &Container) -> Result<i32> {
         &container.hostname,
         network,
         &[],
+        &[],
     )
     .context("cannot write the network files of RUN")?;
     let spec = Spec {

@@ -6,6 +6,7 @@
 //! container that cannot start exits 126 or 127 as docker's do
 //! ([`crate::container::monitor::StartFailure`]).
 
+use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -16,9 +17,10 @@ use serde_json::{Value, json};
 use stencil_cow_fs::Snapshotter;
 use stencil_reference::Reference;
 
+use crate::cmd::label_filter::LabelFilter;
 use crate::container::logfile::Filter;
 use crate::container::monitor;
-use crate::container::runtime::ProcessSpec;
+use crate::container::runtime::{ProcessSpec, Tmpfs};
 use crate::engine::{CommitOptions, Container, CreateOptions, Engine, Status, parse_time};
 use crate::render::units::{human_duration, human_size};
 use crate::render::{Column, Format};
@@ -76,6 +78,34 @@ pub struct CreateArgs {
     /// Hand the container to this OCI runtime (runc, crun, youki) instead of the built-in one.
     #[arg(long, value_name = "PATH")]
     pub runtime: Option<PathBuf>,
+    /// Set a label on the container (KEY=VALUE, or KEY for an empty value).
+    #[arg(short = 'l', long = "label", value_name = "KEY=VALUE")]
+    pub label: Vec<String>,
+    /// Read labels from a file (one KEY=VALUE per line; # starts a comment).
+    #[arg(long = "label-file", value_name = "FILE")]
+    pub label_file: Vec<PathBuf>,
+    /// Add a line to the container's /etc/hosts (NAME:IP).
+    #[arg(long = "add-host", value_name = "NAME:IP")]
+    pub add_host: Vec<String>,
+    /// Add a Linux capability (NET_ADMIN, SYS_PTRACE, … or ALL).
+    #[arg(long = "cap-add", value_name = "CAP")]
+    pub cap_add: Vec<String>,
+    /// Drop a Linux capability (CHOWN, NET_RAW, … or ALL).
+    #[arg(long = "cap-drop", value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+    /// Every capability, and /proc and /sys unmasked and writable (host devices are not
+    /// added).
+    #[arg(long)]
+    pub privileged: bool,
+    /// Mount a tmpfs (PATH[:OPTIONS], e.g. /run:size=64m,mode=755).
+    #[arg(long = "tmpfs", value_name = "PATH[:OPTIONS]")]
+    pub tmpfs: Vec<String>,
+    /// The signal that `stop` sends (default: the image's STOPSIGNAL, else SIGTERM).
+    #[arg(long = "stop-signal", value_name = "SIGNAL")]
+    pub stop_signal: Option<String>,
+    /// Seconds `stop` waits before killing the container (default 10).
+    #[arg(long = "stop-timeout", value_name = "SECONDS")]
+    pub stop_timeout: Option<u64>,
     /// The image, by name or ID.
     #[arg(value_name = "IMAGE")]
     pub image: String,
@@ -139,8 +169,89 @@ impl CreateArgs {
             init: self.init,
             auto_remove: self.rm,
             runtime: self.runtime.clone(),
+            labels: self.labels()?,
+            // Checked here, so that a bad name fails `create`, not the start.
+            cap_add: {
+                crate::container::caps::container_mask(
+                    &self.cap_add,
+                    &self.cap_drop,
+                    self.privileged,
+                )
+                .map_err(anyhow::Error::msg)?;
+                self.cap_add.clone()
+            },
+            extra_hosts: self
+                .add_host
+                .iter()
+                .map(|entry| parse_extra_host(entry))
+                .collect::<Result<_>>()?,
+            cap_drop: self.cap_drop.clone(),
+            privileged: self.privileged,
+            tmpfs: self
+                .tmpfs
+                .iter()
+                .map(|entry| {
+                    let (path, options) = entry.split_once(':').unwrap_or((entry, ""));
+                    Tmpfs::parse(path, options).map_err(|error| anyhow::anyhow!(error))?;
+                    Ok((path.to_owned(), options.to_owned()))
+                })
+                .collect::<Result<_>>()?,
+            stop_signal: match &self.stop_signal {
+                Some(signal) => {
+                    monitor::parse_signal(signal)
+                        .with_context(|| format!("invalid --stop-signal {signal:?}"))?;
+                    Some(signal.clone())
+                }
+                None => None,
+            },
+            stop_timeout: self.stop_timeout,
         })
     }
+
+    /// `--label-file` lines, then `--label`, later ones winning.
+    fn labels(&self) -> Result<BTreeMap<String, String>> {
+        let mut labels = BTreeMap::new();
+        let mut add = |entry: &str, from: &str| -> Result<()> {
+            let (key, value) = entry.split_once('=').unwrap_or((entry, ""));
+            if key.trim().is_empty() {
+                bail!("invalid label {entry:?}{from}: give KEY=VALUE");
+            }
+            labels.insert(key.to_owned(), value.to_owned());
+            Ok(())
+        };
+        for path in &self.label_file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the label file {}", path.display()))?;
+            for (number, line) in text.lines().enumerate() {
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                add(line, &format!(" in {} line {}", path.display(), number + 1))?;
+            }
+        }
+        for entry in &self.label {
+            add(entry, "")?;
+        }
+        Ok(labels)
+    }
+}
+
+/// An `--add-host` entry as `NAME:IP` (docker takes `NAME=IP` too); the address must be
+/// one, IPv4 or IPv6.
+fn parse_extra_host(entry: &str) -> Result<String> {
+    let (name, address) = entry
+        .split_once('=')
+        .or_else(|| entry.split_once(':'))
+        .ok_or_else(|| anyhow::anyhow!("invalid --add-host {entry:?}: give NAME:IP"))?;
+    let address = address.trim_start_matches('[').trim_end_matches(']');
+    if name.is_empty() || name.contains(char::is_whitespace) {
+        bail!("invalid --add-host {entry:?}: the host name is empty or has spaces");
+    }
+    if address.parse::<std::net::IpAddr>().is_err() {
+        bail!("invalid --add-host {entry:?}: {address:?} is not an IP address");
+    }
+    Ok(format!("{name}:{address}"))
 }
 
 /// Checks a `-p` value as docker parses it: `[IP:][HOST_PORT:]CONTAINER_PORT[/PROTO]`,
@@ -327,9 +438,10 @@ enum PsFilter {
     /// The image (config digest) a container must run.
     Ancestor(String),
     Exited(i32),
+    Label(LabelFilter),
 }
 
-const PS_FILTER_KEYS: &str = "status, name, id, ancestor, exited";
+const PS_FILTER_KEYS: &str = "status, name, id, ancestor, exited, label";
 
 fn parse_ps_filter(engine: &Engine, text: &str) -> Result<PsFilter> {
     let Some((key, value)) = text.split_once('=') else {
@@ -357,6 +469,8 @@ fn parse_ps_filter(engine: &Engine, text: &str) -> Result<PsFilter> {
                 .parse()
                 .with_context(|| format!("invalid filter {text:?}: exited takes an exit code"))?,
         ),
+        "label" if !value.is_empty() => PsFilter::Label(LabelFilter::parse(value)),
+        "label" => bail!("invalid filter {text:?}: label takes KEY or KEY=VALUE"),
         _ => bail!("invalid filter {text:?}: unknown key {key:?} ({PS_FILTER_KEYS})"),
     })
 }
@@ -370,12 +484,20 @@ fn ps_filter_matches(container: &Container, filter: &PsFilter) -> bool {
         PsFilter::Exited(code) => {
             container.state.status == Status::Exited && container.state.exit_code == Some(*code)
         }
+        PsFilter::Label(label) => label.matches(&json!(container.config.labels)),
     }
 }
 
-/// Filters with the same key allow any of their values; different keys must all hold.
+/// Filters with the same key allow any of their values; different keys must all hold,
+/// and every label filter must (as docker's).
 fn keep_container(container: &Container, filters: &[PsFilter]) -> bool {
     let key = |f: &PsFilter| std::mem::discriminant(f);
+    if filters
+        .iter()
+        .any(|f| matches!(f, PsFilter::Label(_)) && !ps_filter_matches(container, f))
+    {
+        return false;
+    }
     filters.iter().all(|filter| {
         filters
             .iter()
@@ -479,6 +601,13 @@ pub(crate) fn ps_row(container: &Container, no_trunc: bool) -> Value {
         "State": container.state.status.as_str(),
         "Ports": "",
         "Names": container.record.name,
+        "Labels": container
+            .config
+            .labels
+            .iter()
+            .map(|(key, value)| format!("{key}={value}"))
+            .collect::<Vec<_>>()
+            .join(","),
     })
 }
 
@@ -618,9 +747,9 @@ pub fn logs(engine: &Engine, args: &LogsArgs) -> Result<i32> {
 /// Arguments of `stop`.
 #[derive(Debug, clap::Args)]
 pub struct StopArgs {
-    /// Seconds to wait before killing the container.
-    #[arg(short = 't', long = "time", alias = "timeout", default_value_t = 10)]
-    pub time: u64,
+    /// Seconds to wait before killing the container (default: its --stop-timeout, else 10).
+    #[arg(short = 't', long = "time", alias = "timeout")]
+    pub time: Option<u64>,
     /// Containers.
     #[arg(required = true, value_name = "CONTAINER")]
     pub containers: Vec<String>,
@@ -630,16 +759,22 @@ pub struct StopArgs {
 pub fn stop(engine: &Engine, args: &StopArgs) -> Result<i32> {
     each(&args.containers, |name| {
         let container = engine.container(name)?;
-        monitor::stop(engine, &container, Duration::from_secs(args.time))
+        monitor::stop(engine, &container, stop_timeout(&container, args.time))
     })
+}
+
+/// How long `stop` waits: `-t`, else the container's `--stop-timeout`, else docker's 10 s.
+fn stop_timeout(container: &Container, asked: Option<u64>) -> Duration {
+    Duration::from_secs(asked.or(container.config.stop_timeout).unwrap_or(10))
 }
 
 /// Arguments of `restart`.
 #[derive(Debug, clap::Args)]
 pub struct RestartArgs {
-    /// Seconds to wait for a running container to stop before killing it.
-    #[arg(short = 't', long = "time", alias = "timeout", default_value_t = 10)]
-    pub time: u64,
+    /// Seconds to wait for a running container to stop before killing it (default: its
+    /// --stop-timeout, else 10).
+    #[arg(short = 't', long = "time", alias = "timeout")]
+    pub time: Option<u64>,
     /// Containers.
     #[arg(required = true, value_name = "CONTAINER")]
     pub containers: Vec<String>,
@@ -651,7 +786,7 @@ pub fn restart(engine: &Engine, args: &RestartArgs) -> Result<i32> {
     each(&args.containers, |name| {
         let container = engine.container(name)?;
         if container.is_running() {
-            monitor::stop(engine, &container, Duration::from_secs(args.time))?;
+            monitor::stop(engine, &container, stop_timeout(&container, args.time))?;
         }
         let container = engine
             .container(&container.record.id)
@@ -850,6 +985,7 @@ pub fn exec(engine: &Engine, args: &ExecArgs) -> Result<i32> {
             .unwrap_or_else(|| container.config.user.clone()),
         tty: args.tty,
         interactive: args.interactive,
+        capabilities: monitor::capabilities_of(&container),
     };
     monitor::exec(&container, &process)
 }
@@ -1124,6 +1260,11 @@ pub fn container_inspect_value(
             "ReadonlyRootfs": config.read_only,
             "Init": config.init,
             "Runtime": config.runtime.as_ref().map_or("stencil".to_owned(), |r| r.display().to_string()),
+            "CapAdd": (!config.cap_add.is_empty()).then_some(&config.cap_add),
+            "CapDrop": (!config.cap_drop.is_empty()).then_some(&config.cap_drop),
+            "Privileged": config.privileged,
+            "ExtraHosts": (!config.extra_hosts.is_empty()).then_some(&config.extra_hosts),
+            "Tmpfs": (!config.tmpfs.is_empty()).then_some(&config.tmpfs),
         },
         "GraphDriver": {
             "Name": "overlay",
@@ -1143,8 +1284,12 @@ pub fn container_inspect_value(
             "Image": config.image,
             "WorkingDir": config.working_dir,
             "StopSignal": config.stop_signal,
+            "Labels": config.labels,
         },
     });
+    if let Some(timeout) = config.stop_timeout {
+        value["Config"]["StopTimeout"] = json!(timeout);
+    }
     if size {
         let rw = engine.container_size(container)?;
         let image = engine

@@ -34,8 +34,9 @@ use anyhow::{Context, Result, bail};
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 
+use super::caps;
 use super::logfile::{self, Filter, LogWriter, Printer, Stream, TailFinder};
-use super::runtime::{self, Network, ProcessSpec, RunError, Spec, Stdio, Volume};
+use super::runtime::{self, Network, ProcessSpec, RunError, Spec, Stdio, Tmpfs, Volume};
 use super::tee::Tee;
 use super::{netfiles, oci};
 use crate::engine::{Container, Engine, Status, now, process_start_time};
@@ -94,6 +95,20 @@ pub fn spec_of(container: &Container, rootfs: &Path, dir: &Path) -> Spec {
         tty: config.tty,
         interactive: config.interactive,
         init: config.init,
+        capabilities: capabilities_of(container),
+        tmpfs: config
+            .tmpfs
+            .iter()
+            .filter_map(|(path, options)| match Tmpfs::parse(path, options) {
+                Ok(tmpfs) => Some(tmpfs),
+                // Checked at create: only a hand-edited config gets here.
+                Err(error) => {
+                    tracing::warn!(container = %container.record.name, "{error}");
+                    None
+                }
+            })
+            .collect(),
+        unmasked: config.privileged,
     };
     match netfiles::network_files(
         &dir.join("etc"),
@@ -101,6 +116,7 @@ pub fn spec_of(container: &Container, rootfs: &Path, dir: &Path) -> Spec {
         &spec.hostname,
         spec.network,
         &spec.volumes,
+        &config.extra_hosts,
     ) {
         Ok(files) => spec.volumes.extend(files),
         // Names then resolve as the image has it; the container still starts.
@@ -110,6 +126,23 @@ pub fn spec_of(container: &Container, rootfs: &Path, dir: &Path) -> Spec {
         ),
     }
     spec
+}
+
+/// The capabilities of `container`'s root processes: docker's default set unless
+/// `--cap-add`, `--cap-drop` or `--privileged` changed it.
+pub fn capabilities_of(container: &Container) -> Option<u64> {
+    let config = &container.config;
+    if config.cap_add.is_empty() && config.cap_drop.is_empty() && !config.privileged {
+        return None;
+    }
+    match caps::container_mask(&config.cap_add, &config.cap_drop, config.privileged) {
+        Ok(mask) => Some(mask),
+        // Checked at create: only a hand-edited config gets here.
+        Err(error) => {
+            tracing::warn!(container = %container.record.name, "{error}; docker's default capabilities instead");
+            None
+        }
+    }
 }
 
 /// Records that `container` could not start: it stays `created`, with the error and

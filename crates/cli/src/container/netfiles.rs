@@ -17,11 +17,14 @@
 //!
 //! let dir = tempfile::tempdir().unwrap();
 //! let rootfs = tempfile::tempdir().unwrap();
-//! let volumes = network_files(dir.path(), rootfs.path(), "web1", Network::None, &[]).unwrap();
+//! let extra = ["db:10.0.0.5".to_owned()];
+//! let volumes =
+//!     network_files(dir.path(), rootfs.path(), "web1", Network::None, &[], &extra).unwrap();
 //! assert_eq!(volumes.len(), 3);
 //! let hosts = std::fs::read_to_string(dir.path().join("hosts")).unwrap();
 //! assert!(hosts.starts_with("127.0.0.1\tlocalhost\n"));
 //! assert!(hosts.contains("\tweb1\n"));
+//! assert!(hosts.ends_with("10.0.0.5\tdb\n"));
 //! ```
 
 use std::io;
@@ -43,12 +46,14 @@ ff02::2\tip6-allrouters\n";
 /// Writes the files for a container named `hostname` into `dir` and returns the bind
 /// mounts that put them in place in `rootfs`, skipping the targets in `taken` (the
 /// user's own volumes) and those the image makes something other than a file.
+/// `extra_hosts` (`NAME:IP`, from `--add-host`) are added to `hosts`, last.
 pub fn network_files(
     dir: &Path,
     rootfs: &Path,
     hostname: &str,
     network: Network,
     taken: &[Volume],
+    extra_hosts: &[String],
 ) -> io::Result<Vec<Volume>> {
     let hostname = if hostname.is_empty() {
         nix::unistd::gethostname()
@@ -63,7 +68,16 @@ pub fn network_files(
         }
         Network::None => LOOPBACK_HOSTS.to_owned(),
     };
-    let hosts = with_hostname(hosts, &hostname);
+    let mut hosts = with_hostname(hosts, &hostname);
+    for entry in extra_hosts {
+        // The address may be IPv6, with colons of its own: the name ends at the first.
+        if let Some((name, address)) = entry.split_once(':') {
+            if !hosts.is_empty() && !hosts.ends_with('\n') {
+                hosts.push('\n');
+            }
+            hosts.push_str(&format!("{address}\t{name}\n"));
+        }
+    }
     // Without the host's resolver configuration there is nothing sensible to give.
     let resolv = std::fs::read("/etc/resolv.conf").ok();
     let etc_usable = match std::fs::symlink_metadata(rootfs.join("etc")) {
@@ -170,7 +184,7 @@ mod tests {
             read_only: true,
         }];
         let volumes =
-            network_files(dir.path(), rootfs.path(), "c1", Network::Host, &taken).unwrap();
+            network_files(dir.path(), rootfs.path(), "c1", Network::Host, &taken, &[]).unwrap();
         let targets: Vec<&str> = volumes.iter().map(|v| v.container.as_str()).collect();
         assert_eq!(targets, ["/etc/hostname"]);
         assert_eq!(
@@ -181,7 +195,7 @@ mod tests {
         // An image whose /etc is not a directory gets none.
         let odd = tempfile::tempdir().unwrap();
         std::fs::write(odd.path().join("etc"), "").unwrap();
-        let none = network_files(dir.path(), odd.path(), "c1", Network::None, &[]).unwrap();
+        let none = network_files(dir.path(), odd.path(), "c1", Network::None, &[], &[]).unwrap();
         assert!(none.is_empty());
     }
 }

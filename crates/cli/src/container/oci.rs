@@ -36,10 +36,11 @@ use oci_spec::runtime::{
     Spec as OciSpec, User,
 };
 
+use super::caps;
 use super::caps::DEFAULT_CAPABILITIES;
 use super::logfile::LogWriter;
 use super::rootpath;
-use super::runtime::{DEFAULT_PATH, Network, RunError, Spec, Stdio};
+use super::runtime::{DEFAULT_PATH, Network, RunError, Spec, Stdio, Tmpfs};
 use super::tee::Tee;
 use super::user::{self, ResolvedUser};
 
@@ -83,7 +84,13 @@ pub fn bundle_config(spec: &Spec, user: &ResolvedUser) -> Result<OciSpec, RunErr
     }
     process.set_env(Some(env));
     process.set_cwd(PathBuf::from(&spec.cwd));
-    let all = default_capabilities();
+    let all = match spec.capabilities {
+        Some(mask) => caps::mask_names(mask)
+            .iter()
+            .filter_map(|name| name.strip_prefix("CAP_")?.parse().ok())
+            .collect(),
+        None => default_capabilities(),
+    };
     // As docker does: a non-root user starts with no effective or permitted capabilities.
     let held = if user.uid == 0 {
         all.clone()
@@ -113,7 +120,30 @@ pub fn bundle_config(spec: &Spec, user: &ResolvedUser) -> Result<OciSpec, RunErr
         mount.set_options(Some(options));
         mounts.push(mount);
     }
+    for tmpfs in &spec.tmpfs {
+        let mut mount = Mount::default();
+        mount.set_destination(PathBuf::from(&tmpfs.container));
+        mount.set_typ(Some("tmpfs".to_owned()));
+        mount.set_source(Some(PathBuf::from("tmpfs")));
+        mount.set_options(Some(tmpfs_options(tmpfs)));
+        mounts.push(mount);
+    }
+    if spec.unmasked {
+        for mount in &mut mounts {
+            if mount.destination() == Path::new("/sys")
+                && let Some(options) = mount.options().clone()
+            {
+                mount.set_options(Some(options.into_iter().filter(|o| o != "ro").collect()));
+            }
+        }
+    }
     config.set_mounts(Some(mounts));
+    if spec.unmasked
+        && let Some(linux) = config.linux_mut()
+    {
+        linux.set_masked_paths(Some(Vec::new()));
+        linux.set_readonly_paths(Some(Vec::new()));
+    }
 
     if let Some(linux) = config.linux_mut() {
         let namespaces: Vec<LinuxNamespace> = linux
@@ -126,6 +156,40 @@ pub fn bundle_config(spec: &Spec, user: &ResolvedUser) -> Result<OciSpec, RunErr
         linux.set_namespaces(Some(namespaces));
     }
     Ok(config)
+}
+
+/// The mount options of `tmpfs` as an OCI bundle spells them.
+fn tmpfs_options(tmpfs: &Tmpfs) -> Vec<String> {
+    let flags = tmpfs.flags;
+    let mut options: Vec<String> = [
+        (libc::MS_RDONLY, "ro", "rw"),
+        (libc::MS_NOEXEC, "noexec", "exec"),
+        (libc::MS_NOSUID, "nosuid", "suid"),
+        (libc::MS_NODEV, "nodev", "dev"),
+    ]
+    .iter()
+    .map(|(bit, set, clear)| if flags & bit != 0 { *set } else { *clear }.to_owned())
+    .collect();
+    for (bit, word) in [
+        (libc::MS_SYNCHRONOUS, "sync"),
+        (libc::MS_DIRSYNC, "dirsync"),
+        (libc::MS_NOATIME, "noatime"),
+        (libc::MS_NODIRATIME, "nodiratime"),
+        (libc::MS_RELATIME, "relatime"),
+        (libc::MS_STRICTATIME, "strictatime"),
+    ] {
+        if flags & bit != 0 {
+            options.push(word.to_owned());
+        }
+    }
+    options.extend(
+        tmpfs
+            .data
+            .split(',')
+            .filter(|o| !o.is_empty())
+            .map(str::to_owned),
+    );
+    options
 }
 
 /// Writes `DIR/config.json` for `spec`, resolving its user in the rootfs and creating its

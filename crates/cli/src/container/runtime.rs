@@ -104,6 +104,80 @@ pub struct ProcessSpec {
     pub tty: bool,
     /// Keep standard input attached (`-i`); otherwise it is `/dev/null`.
     pub interactive: bool,
+    /// The capabilities of a root process (bit N = capability N; a non-root user gets
+    /// none, as under docker); `None` is docker's default set.
+    pub capabilities: Option<u64>,
+}
+
+/// A tmpfs mounted in the container (`--tmpfs PATH[:OPTIONS]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tmpfs {
+    /// Absolute path inside the container; created if missing.
+    pub container: String,
+    /// `mount(2)` flags (`MS_NOSUID`, `MS_RDONLY`, …).
+    pub flags: libc::c_ulong,
+    /// The filesystem options (`size=64m,mode=1777`), empty for none.
+    pub data: String,
+}
+
+impl Tmpfs {
+    /// The tmpfs of `--tmpfs PATH[:OPTIONS]`: docker's `noexec,nosuid,nodev` unless the
+    /// options say otherwise (`exec`, `suid`, `dev`), with mount flags (`ro`, `noatime`, …)
+    /// and tmpfs options (`size=`, `mode=`, `uid=`, `gid=`, `nr_inodes=`). An option no
+    /// tmpfs takes is an error that names it.
+    pub fn parse(container: &str, options: &str) -> Result<Tmpfs, String> {
+        if !container.starts_with('/') || components(container).is_empty() {
+            return Err(format!(
+                "invalid --tmpfs target {container:?}: give an absolute path other than /"
+            ));
+        }
+        let mut flags = libc::MS_NOEXEC | libc::MS_NOSUID | libc::MS_NODEV;
+        let mut data = Vec::new();
+        for option in options.split(',').filter(|o| !o.is_empty()) {
+            let (set, clear) = match option {
+                "ro" => (libc::MS_RDONLY, 0),
+                "rw" => (0, libc::MS_RDONLY),
+                "noexec" => (libc::MS_NOEXEC, 0),
+                "exec" => (0, libc::MS_NOEXEC),
+                "nosuid" => (libc::MS_NOSUID, 0),
+                "suid" => (0, libc::MS_NOSUID),
+                "nodev" => (libc::MS_NODEV, 0),
+                "dev" => (0, libc::MS_NODEV),
+                "sync" => (libc::MS_SYNCHRONOUS, 0),
+                "async" => (0, libc::MS_SYNCHRONOUS),
+                "dirsync" => (libc::MS_DIRSYNC, 0),
+                "noatime" => (libc::MS_NOATIME, 0),
+                "atime" => (0, libc::MS_NOATIME),
+                "nodiratime" => (libc::MS_NODIRATIME, 0),
+                "diratime" => (0, libc::MS_NODIRATIME),
+                "relatime" => (libc::MS_RELATIME, 0),
+                "norelatime" => (0, libc::MS_RELATIME),
+                "strictatime" => (libc::MS_STRICTATIME, 0),
+                "nostrictatime" => (0, libc::MS_STRICTATIME),
+                // docker's bind propagation words mean nothing for a tmpfs.
+                "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" => (0, 0),
+                _ => {
+                    let key = option.split_once('=').map(|(key, _)| key);
+                    if matches!(
+                        key,
+                        Some("size" | "mode" | "uid" | "gid" | "nr_inodes" | "nr_blocks" | "huge")
+                    ) {
+                        data.push(option);
+                        continue;
+                    }
+                    return Err(format!(
+                        "invalid --tmpfs option {option:?} for {container}: use size=, mode=, uid=, gid=, nr_inodes=, ro, rw, exec, noexec, suid, nosuid, dev, nodev"
+                    ));
+                }
+            };
+            flags = (flags | set) & !clear;
+        }
+        Ok(Tmpfs {
+            container: container.to_owned(),
+            flags,
+            data: data.join(","),
+        })
+    }
 }
 
 /// Everything [`start`] needs to run a container.
@@ -134,6 +208,12 @@ pub struct Spec {
     /// Run a minimal init as PID 1 that forwards signals to the process and reaps zombies
     /// (`--init`); otherwise the process itself is PID 1, as in docker.
     pub init: bool,
+    /// See [`ProcessSpec::capabilities`].
+    pub capabilities: Option<u64>,
+    /// tmpfs mounts, with the volumes in order of depth.
+    pub tmpfs: Vec<Tmpfs>,
+    /// `--privileged`: no masked or read-only paths in `/proc` and `/sys`, `/sys` writable.
+    pub unmasked: bool,
 }
 
 impl Spec {
@@ -146,6 +226,7 @@ impl Spec {
             user: self.user.clone(),
             tty: self.tty,
             interactive: self.interactive,
+            capabilities: self.capabilities,
         }
     }
 }
@@ -640,7 +721,7 @@ fn process_plan(
         uid: user.uid,
         gid: user.gid,
         groups: user.additional_gids.clone(),
-        capabilities: caps::default_mask(),
+        capabilities: process.capabilities.unwrap_or_else(caps::default_mask),
         last_capability: caps::last_capability(),
         tty: channels
             .tty_child
@@ -659,7 +740,8 @@ fn process_plan(
 
 /// The mounts and nodes of a container's `/proc`, `/dev` and `/sys`, with a description of
 /// each for error messages; volumes go after `/sys`, masks after the volumes.
-fn setup_steps(volumes: &[Volume]) -> Result<(Vec<Step>, Vec<String>), RunError> {
+fn setup_steps(spec: &Spec) -> Result<(Vec<Step>, Vec<String>), RunError> {
+    let volumes = &spec.volumes;
     let mut steps = Vec::new();
     let mut what = Vec::new();
     let c = |s: &str| CString::new(s).map_err(|_| RunError::InvalidSpec(format!("{s} has a NUL")));
@@ -773,19 +855,59 @@ fn setup_steps(volumes: &[Volume]) -> Result<(Vec<Step>, Vec<String>), RunError>
         &mut what,
         "sysfs",
         "/sys",
-        nosuid_nodev_noexec | libc::MS_RDONLY,
+        nosuid_nodev_noexec | if spec.unmasked { 0 } else { libc::MS_RDONLY },
         None,
     )?;
-    // Shallowest targets first, so that a volume inside another lands on top of it.
-    let mut order: Vec<usize> = (0..volumes.len()).collect();
-    order.sort_by_key(|&i| components(&volumes[i].container).len());
-    for index in order {
-        steps.push(Step::Volume(index));
-        what.push(format!(
-            "cannot mount volume {} on {}",
-            volumes[index].host.display(),
-            volumes[index].container
-        ));
+    // Shallowest targets first, so that a volume inside another lands on top of it; a
+    // tmpfs and a volume at one depth go in the order given, volumes first.
+    let mut order: Vec<(usize, bool, usize)> = (0..volumes.len())
+        .map(|i| (components(&volumes[i].container).len(), false, i))
+        .chain(
+            spec.tmpfs
+                .iter()
+                .enumerate()
+                .map(|(i, tmpfs)| (components(&tmpfs.container).len(), true, i)),
+        )
+        .collect();
+    order.sort();
+    for (_, is_tmpfs, index) in order {
+        if !is_tmpfs {
+            steps.push(Step::Volume(index));
+            what.push(format!(
+                "cannot mount volume {} on {}",
+                volumes[index].host.display(),
+                volumes[index].container
+            ));
+            continue;
+        }
+        let tmpfs = &spec.tmpfs[index];
+        if !tmpfs.container.starts_with('/') {
+            return Err(RunError::InvalidSpec(format!(
+                "invalid tmpfs target {:?}: it must be an absolute path",
+                tmpfs.container
+            )));
+        }
+        let parts = components(&tmpfs.container);
+        if parts.is_empty() {
+            return Err(RunError::InvalidSpec(
+                "invalid tmpfs target \"/\": the root filesystem cannot be a tmpfs".to_owned(),
+            ));
+        }
+        for prefix in prefixes(&parts) {
+            mkdir(&mut steps, &mut what, &prefix, 0o755)?;
+        }
+        let target = format!("/{}", parts.join("/"));
+        mount(
+            &mut steps,
+            &mut what,
+            "tmpfs",
+            &target,
+            tmpfs.flags,
+            (!tmpfs.data.is_empty()).then_some(tmpfs.data.as_str()),
+        )?;
+    }
+    if spec.unmasked {
+        return Ok((steps, what));
     }
     // docker's masked paths: unreadable files, empty read-only directories.
     for path in [
@@ -1147,7 +1269,7 @@ pub fn start(spec: &Spec, stdio: Stdio) -> Result<Started, RunError> {
     drop(root);
     let channels = Channels::new(spec.tty)?;
     let streams = Streams::new(stdio, &process)?;
-    let (steps, step_descriptions) = setup_steps(&spec.volumes)?;
+    let (steps, step_descriptions) = setup_steps(spec)?;
     let volumes = volume_plans(&spec.volumes)?;
     let mut plan = ContainerPlan {
         hostname: (!spec.hostname.is_empty())

@@ -32,6 +32,7 @@
 //! # Ok(()) }
 //! ```
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -87,6 +88,22 @@ pub struct CreateOptions {
     pub auto_remove: bool,
     /// `--runtime PATH`: an OCI runtime to hand the container to.
     pub runtime: Option<PathBuf>,
+    /// `--label KEY=VALUE`: the container's own labels.
+    pub labels: BTreeMap<String, String>,
+    /// `--add-host NAME:IP`, as `NAME:IP`.
+    pub extra_hosts: Vec<String>,
+    /// `--cap-add`, as given.
+    pub cap_add: Vec<String>,
+    /// `--cap-drop`, as given.
+    pub cap_drop: Vec<String>,
+    /// `--privileged`.
+    pub privileged: bool,
+    /// `--tmpfs PATH[:OPTIONS]`: path and options.
+    pub tmpfs: BTreeMap<String, String>,
+    /// `--stop-signal`, over the image's.
+    pub stop_signal: Option<String>,
+    /// `--stop-timeout`: seconds `stop` waits before killing, when it is not given `-t`.
+    pub stop_timeout: Option<u64>,
 }
 
 /// A bind mount of a host path, parsed from `-v`.
@@ -140,6 +157,27 @@ pub struct ContainerConfig {
     pub runtime: Option<PathBuf>,
     /// Creation time (RFC 3339).
     pub created: String,
+    /// Its labels: the image's, with `--label`'s over them (docker's `Config.Labels`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// `--add-host`: `NAME:IP` lines added to its `/etc/hosts`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_hosts: Vec<String>,
+    /// `--cap-add`, as given.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cap_add: Vec<String>,
+    /// `--cap-drop`, as given.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cap_drop: Vec<String>,
+    /// `--privileged`: every capability, no masked paths.
+    #[serde(default)]
+    pub privileged: bool,
+    /// `--tmpfs`: path and mount options.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tmpfs: BTreeMap<String, String>,
+    /// `--stop-timeout`: seconds `stop` waits by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_timeout: Option<u64>,
 }
 
 /// Where a container is in its life.
@@ -288,9 +326,35 @@ impl Engine {
             interactive: options.interactive,
             init: options.init,
             auto_remove: options.auto_remove,
-            stop_signal: string_field(&settings, "StopSignal"),
+            stop_signal: options
+                .stop_signal
+                .clone()
+                .or_else(|| string_field(&settings, "StopSignal")),
             runtime: options.runtime.clone(),
             created: Utc::now().to_rfc3339_opts(SecondsFormat::Nanos, true),
+            labels: {
+                // As docker's: the image's labels, with the container's own over them.
+                let mut labels: BTreeMap<String, String> = settings
+                    .get("Labels")
+                    .and_then(Value::as_object)
+                    .map(|labels| {
+                        labels
+                            .iter()
+                            .filter_map(|(key, value)| {
+                                Some((key.clone(), value.as_str()?.to_owned()))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                labels.extend(options.labels.clone());
+                labels
+            },
+            extra_hosts: options.extra_hosts.clone(),
+            cap_add: options.cap_add.clone(),
+            cap_drop: options.cap_drop.clone(),
+            privileged: options.privileged,
+            tmpfs: options.tmpfs.clone(),
+            stop_timeout: options.stop_timeout,
         };
         let name = match &options.name {
             Some(name) => validate_name(name)?,
