@@ -132,6 +132,80 @@ fn save_load_and_mount_round_trip_through_skopeo() {
         checked.stdout.ends_with("store is consistent\n"),
         "{checked}"
     );
+
+    // --format oci-archive and oci-dir, as podman's: skopeo reads both, stencil loads both.
+    let oci_tar = stencil.scratch().join("out.oci.tar");
+    stencil
+        .run(&[
+            "save",
+            "--format",
+            "oci-archive",
+            "-o",
+            &oci_tar.display().to_string(),
+            &name,
+        ])
+        .success();
+    let entries = Command::new("tar")
+        .args(["-tf", &oci_tar.display().to_string()])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    assert!(
+        entries.contains("index.json") && entries.contains("oci-layout"),
+        "{entries}"
+    );
+    assert!(
+        !entries.contains("manifest.json"),
+        "no docker-archive parts\n{entries}"
+    );
+    let layout = stencil.scratch().join("saved-layout");
+    stencil
+        .run(&[
+            "save",
+            "--format",
+            "oci-dir",
+            "-o",
+            &layout.display().to_string(),
+            &name,
+        ])
+        .success();
+    for source in [
+        format!("oci-archive:{}:{name}", oci_tar.display()),
+        format!("oci:{}:{name}", layout.display()),
+    ] {
+        let copied = stencil.scratch().join(format!("via-{}", source.len()));
+        let Some(()) = skopeo_copy(&source, &format!("oci:{}:x", copied.display())) else {
+            return;
+        };
+    }
+    for input in [&oci_tar, &layout] {
+        let third = Stencil::new();
+        third
+            .run(&["load", "-q", "-i", &input.display().to_string()])
+            .success()
+            .stdout_is(&format!("Loaded image: {name}\n"));
+        third.run(&["fsck"]).success();
+    }
+    // A directory that holds something is not written over; no format is guessed.
+    stencil
+        .run(&[
+            "save",
+            "--format",
+            "oci-dir",
+            "-o",
+            &layout.display().to_string(),
+            &name,
+        ])
+        .expect_code(125)
+        .stderr_contains("it exists and is not empty");
+    stencil
+        .run(&["save", "--format", "oci-dir", &name])
+        .expect_code(125)
+        .stderr_contains("-o DIR");
+    stencil
+        .run(&["save", "--format", "tarball", "-o", "x.tar", &name])
+        .expect_code(125)
+        .stderr_contains("unknown format \"tarball\"");
 }
 
 #[test]

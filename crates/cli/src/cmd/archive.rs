@@ -1,25 +1,48 @@
-//! `stencil save [-o FILE] IMAGE...` and `stencil load [-i FILE] [-q]`.
+//! `stencil save [--format F] [-o FILE|DIR] IMAGE...` and `stencil load [-i FILE|DIR] [-q]`.
 
 use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
+use stencil_layerstore::archive::SaveFormat;
+
 use crate::engine::Engine;
 
 /// Arguments of `stencil save`.
 #[derive(Debug, clap::Args)]
 pub struct SaveArgs {
-    /// Write to this file instead of standard output.
+    /// Write to this file instead of standard output (a new directory for oci-dir).
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// docker-archive (`docker save`'s, which is an oci-archive too), oci-archive (a tar
+    /// of an OCI image layout) or oci-dir (an OCI image layout directory), as podman's.
+    #[arg(long, value_name = "FORMAT", default_value = "docker-archive", value_parser = parse_format)]
+    pub format: SaveFormat,
     /// Images to save: names or IDs.
     #[arg(required = true, value_name = "IMAGE")]
     pub images: Vec<String>,
 }
 
+fn parse_format(text: &str) -> Result<SaveFormat, String> {
+    match text {
+        "docker-archive" => Ok(SaveFormat::DockerArchive),
+        "oci-archive" => Ok(SaveFormat::OciArchive),
+        "oci-dir" => Ok(SaveFormat::OciLayout),
+        _ => Err(format!(
+            "unknown format {text:?}: use docker-archive, oci-archive or oci-dir"
+        )),
+    }
+}
+
 /// Runs `stencil save`: the file appears only complete (written beside it, then renamed).
 pub fn save(engine: &Engine, args: &SaveArgs) -> Result<()> {
+    if args.format == SaveFormat::OciLayout {
+        let Some(path) = &args.output else {
+            anyhow::bail!("--format oci-dir writes a directory: give it with -o DIR");
+        };
+        return engine.save_layout(&args.images, path);
+    }
     match &args.output {
         Some(path) => {
             let dir = path
@@ -30,7 +53,7 @@ pub fn save(engine: &Engine, args: &SaveArgs) -> Result<()> {
                 .with_context(|| format!("cannot write in {}", dir.display()))?;
             {
                 let mut out = std::io::BufWriter::with_capacity(1 << 20, file.as_file_mut());
-                engine.save(&args.images, &mut out)?;
+                engine.save(&args.images, args.format, &mut out)?;
                 out.flush()
                     .with_context(|| format!("cannot write {}", path.display()))?;
             }
@@ -45,7 +68,7 @@ pub fn save(engine: &Engine, args: &SaveArgs) -> Result<()> {
                 "refusing to write an archive to a terminal: use -o FILE or a redirection"
             );
             let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
-            engine.save(&args.images, &mut out)?;
+            engine.save(&args.images, args.format, &mut out)?;
             out.flush().context("cannot write to standard output")
         }
     }

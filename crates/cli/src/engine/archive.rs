@@ -7,14 +7,59 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use stencil_layerstore::archive::{LoadOptions, Loaded, SaveFormat, load, save};
+use stencil_layerstore::archive::{LoadOptions, Loaded, SaveFormat, export_oci_layout, load, save};
 use stencil_reference::Reference;
 
 use super::{Engine, PullEvent};
 
 impl Engine {
     /// Writes the images named by `names` (names or IDs) as one docker-archive to `out`.
-    pub fn save(&self, names: &[String], out: &mut dyn Write) -> Result<()> {
+    pub fn save(&self, names: &[String], format: SaveFormat, out: &mut dyn Write) -> Result<()> {
+        let references = self.save_references(names)?;
+        save(&self.store, &references, format, out).context("cannot write the archive")
+    }
+
+    /// Writes the images `names` as a new OCI image layout directory `dir`: it is built
+    /// beside it and renamed into place, so it appears only complete; an existing
+    /// directory that is not empty is refused rather than rewritten.
+    pub fn save_layout(&self, names: &[String], dir: &Path) -> Result<()> {
+        let references = self.save_references(names)?;
+        match std::fs::read_dir(dir) {
+            Ok(mut entries) => {
+                if entries.next().is_some() {
+                    anyhow::bail!(
+                        "cannot write an OCI layout to {}: it exists and is not empty; give a new directory",
+                        dir.display()
+                    );
+                }
+                std::fs::remove_dir(dir)
+                    .with_context(|| format!("cannot replace {}", dir.display()))?;
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => {
+                return Err(error).with_context(|| format!("cannot write to {}", dir.display()));
+            }
+        }
+        let parent = dir
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let staging = tempfile::Builder::new()
+            .prefix(".oci-layout-")
+            .tempdir_in(parent)
+            .with_context(|| format!("cannot write in {}", parent.display()))?;
+        export_oci_layout(&self.store, &references, staging.path())
+            .with_context(|| format!("cannot write the OCI layout {}", dir.display()))?;
+        let staged = staging.keep();
+        std::fs::rename(&staged, dir).map_err(|error| {
+            let _ = std::fs::remove_dir_all(&staged);
+            anyhow::anyhow!("cannot create {}: {error}", dir.display())
+        })
+    }
+
+    /// The names to save the images `names` under: a name is kept; an ID saves every
+    /// tag of the image.
+    fn save_references(&self, names: &[String]) -> Result<Vec<Reference>> {
         let mut references = Vec::new();
         for name in names {
             let image = self.find_image(name)?;
@@ -33,8 +78,7 @@ impl Engine {
                 }
             }
         }
-        save(&self.store, &references, SaveFormat::DockerArchive, out)
-            .context("cannot write the archive")
+        Ok(references)
     }
 
     /// Loads a docker-archive or oci-archive (detected from its content) and unpacks the
