@@ -118,3 +118,88 @@ fn search_failures_name_the_registry() {
         .stderr_contains(&format!("cannot search {host} for \"word\""))
         .stderr_contains("authentication required");
 }
+
+#[test]
+fn list_tags_and_manifest_inspect_ask_the_registry() {
+    use sha2::Digest as _;
+    let Some(registry) = DockerRegistry::start() else {
+        return;
+    };
+    let host = registry.host();
+    let stencil = Stencil::new();
+    for tag in ["v1", "v2", "latest"] {
+        import_and_push(&stencil, &format!("{host}/e2e/tagged:{tag}"));
+    }
+    let repository = format!("{host}/e2e/tagged");
+    let table = stencil.run(&["search", "--list-tags", &repository]);
+    table.success();
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .iter()
+        .map(|line| line.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows[0], vec!["NAME", "TAG"], "{table}");
+    let mut tags: Vec<&str> = rows[1..]
+        .iter()
+        .map(|row| {
+            assert_eq!(row[0], repository, "{table}");
+            row[1]
+        })
+        .collect();
+    tags.sort_unstable();
+    assert_eq!(tags, ["latest", "v1", "v2"], "{table}");
+    let limited = stencil.run(&[
+        "search",
+        "--list-tags",
+        "--limit",
+        "2",
+        "--format",
+        "{{.Tag}}",
+        &repository,
+    ]);
+    limited.success();
+    assert_eq!(limited.lines().len(), 2, "{limited}");
+    stencil
+        .run(&["search", "--list-tags", &format!("{repository}:v1")])
+        .expect_code(125)
+        .stderr_contains("without tag or digest");
+    stencil
+        .run(&["search", "--list-tags", &format!("{host}/e2e/absent")])
+        .expect_code(125)
+        .stderr_contains("e2e/absent");
+
+    // manifest inspect: what the registry serves, byte for byte with --raw.
+    let reference = format!("{repository}:v2");
+    let digest = stencil.run(&["images", "--digests", "--format", "{{.Digest}}", &reference]);
+    digest.success();
+    let digest = digest.stdout.trim().to_owned();
+    assert!(digest.starts_with("sha256:"), "{digest}");
+    let raw = stencil
+        .command(&["manifest", "inspect", "--raw", &reference])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(raw.status.success(), "{raw:?}");
+    let hex: String = sha2::Sha256::digest(&raw.stdout)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(format!("sha256:{hex}"), digest);
+    let pretty = stencil.run(&["manifest", "inspect", &reference]);
+    pretty.success();
+    let value: serde_json::Value =
+        serde_json::from_str(&pretty.stdout).unwrap_or_else(|e| panic!("{e}\n{pretty}"));
+    assert_eq!(value["schemaVersion"], 2, "{pretty}");
+    assert_eq!(
+        value["layers"].as_array().map(Vec::len),
+        Some(1),
+        "{pretty}"
+    );
+    stencil
+        .run(&["manifest", "inspect", &format!("{repository}:nope")])
+        .expect_code(125)
+        .stderr_contains("e2e/tagged:nope");
+    stencil
+        .run(&["manifest", "inspect", "Bad Name"])
+        .expect_code(125)
+        .stderr_contains("Bad Name");
+}

@@ -75,8 +75,11 @@ enum Command {
     Login(cmd::login::LoginArgs),
     /// Log out from a registry.
     Logout(cmd::login::LogoutArgs),
-    /// Search a registry (Docker Hub by default) for images.
+    /// Search a registry (Docker Hub by default) for images, or list a repository's tags.
     Search(cmd::search::SearchArgs),
+    /// Show what a registry serves for an image (`stencil manifest inspect`).
+    #[command(subcommand)]
+    Manifest(cmd::manifest::ManifestCommand),
     /// Show how stencil is set up: store, driver, counts, kernel, registries.
     Info(cmd::system::InfoArgs),
     /// Manage the store as a whole (`stencil system df`, `system prune`).
@@ -297,6 +300,15 @@ fn main() -> ExitCode {
         Command::System(command) => with_engine(root, |engine| cmd::system::run(engine, &command)),
         Command::Image(ImageCommand::Prune(args)) => {
             with_engine(root, |engine| cmd::system::prune(engine, &args))
+        }
+        Command::Manifest(cmd::manifest::ManifestCommand::Inspect(args)) => {
+            with_engine(root, |engine| {
+                let bytes = runtime()?.block_on(cmd::manifest::inspect(engine, &args))?;
+                let mut out = std::io::stdout().lock();
+                out.write_all(&bytes)
+                    .and_then(|()| out.flush())
+                    .context("cannot write to standard output")
+            })
         }
         Command::Search(args) => with_engine(root, |engine| {
             print(runtime()?.block_on(cmd::search::run(engine, &args))?)

@@ -14,6 +14,7 @@ pub mod import;
 pub mod inspect;
 pub mod label_filter;
 pub mod login;
+pub mod manifest;
 pub mod mount;
 pub mod pull;
 pub mod push;

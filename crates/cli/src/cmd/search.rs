@@ -5,9 +5,14 @@
 //! Docker Hub's `/v1/search` API or, where it has none, its catalog filtered by name (the
 //! registry client decides). Rows have docker's fields `Name`, `Description`,
 //! `StarCount`, `IsOfficial` and `IsAutomated`; the booleans print as `[OK]` or nothing.
+//!
+//! `--list-tags REPOSITORY` lists the repository's tags instead, as podman's does (and
+//! `skopeo list-tags`): rows `Name` and `Tag`, in the registry's order, all of them
+//! unless `--limit` says otherwise.
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
+use stencil_reference::Reference;
 use stencil_registry::SearchResult;
 
 use crate::engine::Engine;
@@ -22,9 +27,12 @@ const DESCRIPTION_WIDTH: usize = 45;
 /// Arguments of `stencil search`.
 #[derive(Debug, clap::Args)]
 pub struct SearchArgs {
-    /// At most this many results (1 to 100).
-    #[arg(long, default_value_t = 25, value_name = "N")]
-    pub limit: usize,
+    /// At most this many results (1 to 100; default 25, or every tag with --list-tags).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// List the tags of the repository TERM names instead of searching.
+    #[arg(long)]
+    pub list_tags: bool,
     /// Filter: stars=N (at least N stars), is-official=true|false, is-automated=true|false.
     #[arg(short, long, value_name = "FILTER")]
     pub filter: Vec<String>,
@@ -107,11 +115,58 @@ fn split_term(term: &str) -> (String, String) {
     (DOCKER_HUB.to_owned(), term.to_owned())
 }
 
+const TAG_COLUMNS: [Column; 2] = [
+    Column {
+        field: "Name",
+        header: "NAME",
+    },
+    Column {
+        field: "Tag",
+        header: "TAG",
+    },
+];
+
+/// Runs `stencil search --list-tags`.
+async fn list_tags(engine: &Engine, args: &SearchArgs) -> Result<String> {
+    if !args.filter.is_empty() {
+        bail!("--filter does not apply to --list-tags");
+    }
+    let last = args.term.rsplit('/').next().unwrap_or(&args.term);
+    if last.contains(':') || last.contains('@') {
+        bail!(
+            "--list-tags takes a repository without tag or digest: {:?}",
+            args.term
+        );
+    }
+    let repository = Reference::parse(&args.term)?;
+    let format = match &args.format {
+        Some(text) => Format::parse(text)?,
+        None => Format::Table,
+    };
+    let tags = engine
+        .registry_client()?
+        .tags(&repository, None)
+        .await
+        .with_context(|| format!("cannot list the tags of {}", repository.name()))?;
+    let rows: Vec<Value> = tags
+        .iter()
+        .take(args.limit.unwrap_or(usize::MAX))
+        .map(|tag| json!({"Name": repository.name(), "Tag": tag}))
+        .collect();
+    Ok(format.render(&TAG_COLUMNS, &rows)?)
+}
+
 /// Runs `stencil search`, returning the text to print.
 pub async fn run(engine: &Engine, args: &SearchArgs) -> Result<String> {
-    if !(1..=100).contains(&args.limit) {
-        bail!("--limit {} is outside the range of [1, 100]", args.limit);
+    if let Some(limit) = args.limit
+        && !(1..=100).contains(&limit)
+    {
+        bail!("--limit {limit} is outside the range of [1, 100]");
     }
+    if args.list_tags {
+        return list_tags(engine, args).await;
+    }
+    let limit = args.limit.unwrap_or(25);
     let filters = args
         .filter
         .iter()
@@ -130,7 +185,7 @@ pub async fn run(engine: &Engine, args: &SearchArgs) -> Result<String> {
     }
     let client = engine.registry_client()?;
     let results = client
-        .search(&registry, &query, args.limit)
+        .search(&registry, &query, limit)
         .await
         .with_context(|| format!("cannot search {registry} for {query:?}"))?;
     render(&registry, &results, &filters, args.no_trunc, &format)

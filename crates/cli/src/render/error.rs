@@ -18,7 +18,8 @@ pub fn message(error: &anyhow::Error) -> String {
     let mut text = String::new();
     for cause in error.chain() {
         let part = cause.to_string();
-        if part.is_empty() || text.ends_with(&part) {
+        // A cause its wrapper already quotes (`cannot reach URL: CAUSE; check …`) is said once.
+        if part.is_empty() || text.contains(&part) {
             continue;
         }
         if !text.is_empty() {
@@ -46,6 +47,22 @@ mod tests {
         assert_eq!(
             message(&error),
             "cannot load x.tar: i/o error on /store: disk on fire"
+        );
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot reach http://x/: {source}; check the network")]
+    struct Quoted {
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn a_cause_quoted_inside_the_message_is_not_repeated() {
+        let io = std::io::Error::other("connection refused");
+        let error = anyhow::Error::new(Quoted { source: io }).context("cannot pull x");
+        assert_eq!(
+            message(&error),
+            "cannot pull x: cannot reach http://x/: connection refused; check the network"
         );
     }
 
