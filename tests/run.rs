@@ -1323,6 +1323,80 @@ fn run_takes_labels_hosts_capabilities_tmpfs_and_stop_settings() {
 }
 
 #[test]
+fn attach_follows_output_sends_input_and_proxies_signals() {
+    let Some(stencil) = store_with_image("attach") else {
+        return;
+    };
+    let _cleanup = Cleanup(&stencil);
+    // Output from now on, both streams, then the container's exit code.
+    stencil
+        .run(&[
+            "run",
+            "-d",
+            "--name",
+            "later",
+            IMAGE,
+            "sh",
+            "-c",
+            "echo before; sleep 1; echo after; echo oops >&2; exit 3",
+        ])
+        .success();
+    eventually("the first line", || {
+        stencil.run(&["logs", "later"]).stdout == "before\n"
+    });
+    let attached = stencil.run(&["attach", "later"]);
+    attached.expect_code(3).stdout_is("after\n");
+    assert_eq!(attached.stderr, "oops\n", "{attached}");
+    stencil
+        .run(&["attach", "later"])
+        .expect_code(125)
+        .stderr_contains("cannot attach to container later: it is not running");
+
+    // Input reaches a -i container; the attachment ends when it stops.
+    stencil
+        .run(&[
+            "run",
+            "-di",
+            "--name",
+            "reader",
+            IMAGE,
+            "sh",
+            "-c",
+            "while read line; do [ \"$line\" = quit ] && exit 5; echo \"got $line\"; done",
+        ])
+        .success();
+    let attached = stencil.run_with(
+        &["container", "attach", "reader"],
+        &[],
+        Some(b"one\ntwo\nquit\n"),
+    );
+    attached.expect_code(5).stdout_is("got one\ngot two\n");
+
+    // Our signals go to the container; with --sig-proxy=false they do not.
+    let script = "trap 'echo interrupted; exit 9' INT; echo ready; while true; do sleep 0.1; done";
+    stencil
+        .run(&["run", "-d", "--name", "trapper", IMAGE, "sh", "-c", script])
+        .success();
+    eventually("trapper to start", || {
+        stencil.run(&["logs", "trapper"]).stdout == "ready\n"
+    });
+    let child = stencil
+        .command(&["attach", "--no-stdin", "trapper"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Let it attach before the signal.
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: kill has no memory-safety preconditions.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let output = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(output.status.code(), Some(9), "{output:?}");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "interrupted\n");
+    stencil.assert_consistent();
+}
+
+#[test]
 fn detached_interactive_containers_keep_their_input_open() {
     let Some(stencil) = store_with_image("detached_interactive") else {
         return;

@@ -130,6 +130,8 @@ enum Command {
     Cp(cmd::cp::CpArgs),
     /// Show the processes of a running container.
     Top(cmd::containers::TopArgs),
+    /// Attach to a running container's output (and input, with -i), until it stops.
+    Attach(cmd::containers::AttachArgs),
     /// Internal: the container side of `cp`, chrooted into its root filesystem.
     #[command(name = "__cp", hide = true)]
     CpChroot(cmd::cp::ChrootArgs),
@@ -213,6 +215,8 @@ enum ContainerCommand {
     Cp(cmd::cp::CpArgs),
     /// Show the processes of a running container (same as `stencil top`).
     Top(cmd::containers::TopArgs),
+    /// Attach to a running container (same as `stencil attach`).
+    Attach(cmd::containers::AttachArgs),
     /// Show containers as docker-compatible JSON.
     Inspect(cmd::containers::ContainerInspectArgs),
     /// Remove every stopped container.
@@ -343,6 +347,9 @@ fn main() -> ExitCode {
         }
         Command::Start(args) | Command::Container(ContainerCommand::Start(args)) => {
             return with_status(root, |e| cmd::containers::start(e, &args));
+        }
+        Command::Attach(args) | Command::Container(ContainerCommand::Attach(args)) => {
+            return with_status(root, |e| cmd::containers::attach(e, &args));
         }
         Command::Logs(args) | Command::Container(ContainerCommand::Logs(args)) => {
             return with_status(root, |e| cmd::containers::logs(e, &args));

@@ -990,6 +990,33 @@ pub fn exec(engine: &Engine, args: &ExecArgs) -> Result<i32> {
     monitor::exec(&container, &process)
 }
 
+/// Arguments of `attach`.
+#[derive(Debug, clap::Args)]
+pub struct AttachArgs {
+    /// Do not send our standard input to the container.
+    #[arg(long)]
+    pub no_stdin: bool,
+    /// Forward the signals stencil receives to the container (`--sig-proxy=false`: not).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub sig_proxy: bool,
+    /// The container.
+    #[arg(value_name = "CONTAINER")]
+    pub container: String,
+}
+
+/// `stencil attach`: the container's exit code once it stops.
+pub fn attach(engine: &Engine, args: &AttachArgs) -> Result<i32> {
+    let container = engine.container(&args.container)?;
+    monitor::attach(
+        engine,
+        &container,
+        monitor::AttachOptions {
+            stdin: !args.no_stdin,
+            sig_proxy: args.sig_proxy,
+        },
+    )
+}
+
 /// Arguments of `top`.
 #[derive(Debug, clap::Args)]
 pub struct TopArgs {

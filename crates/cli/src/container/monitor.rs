@@ -597,9 +597,13 @@ impl Drop for LogPump {
     }
 }
 
+/// The FIFO in a detached `-i` container's directory that `attach` writes its input to.
+const STDIN_FIFO: &str = "stdin";
+
 /// Pipes into the container's log as its standard output and error; with `-i`, its
 /// standard input is a pipe whose write end (returned) the monitor keeps open until the
 /// container exits, so that it never reads end-of-file, as under docker's `run -di`.
+/// What `attach` writes into the container's `stdin` FIFO is copied into that pipe.
 fn log_streams(
     engine: &Engine,
     container: &Container,
@@ -610,6 +614,12 @@ fn log_streams(
         let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .context("cannot create a pipe for the container's input")
             .map_err(own_failure)?;
+        let feed = write
+            .try_clone()
+            .context("cannot duplicate the container's input pipe")
+            .map_err(own_failure)?;
+        let fifo = engine.container_dir(id).join(STDIN_FIFO);
+        feed_from_fifo(&fifo, feed).map_err(own_failure)?;
         (Some(read), Some(write))
     } else {
         (None, None)
@@ -623,6 +633,154 @@ fn log_streams(
         input,
         pump,
     ))
+}
+
+/// Creates the FIFO `path` and copies what arrives there into `input` on a thread of its
+/// own, for the life of the monitor. The FIFO is held open for writing too, so that an
+/// `attach` that goes away is no end of input for the container.
+fn feed_from_fifo(path: &Path, input: OwnedFd) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => {
+            return Err(error).with_context(|| format!("cannot replace {}", path.display()));
+        }
+    }
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600))
+        .with_context(|| format!("cannot create the input FIFO {}", path.display()))?;
+    let fifo = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("cannot open the input FIFO {}", path.display()))?;
+    std::thread::Builder::new()
+        .name("stdin".into())
+        .spawn(move || {
+            let mut fifo = fifo;
+            let mut input = std::fs::File::from(input);
+            // Ends when the container closes its input; the monitor exits after it anyway.
+            let _ = std::io::copy(&mut fifo, &mut input);
+        })
+        .context("cannot start copying attached input to the container")?;
+    Ok(())
+}
+
+/// What `attach` does besides following the output.
+#[derive(Debug, Clone, Copy)]
+pub struct AttachOptions {
+    /// Send our standard input to the container (when it was started with `-i`).
+    pub stdin: bool,
+    /// Forward the signals we receive to the container (not with a terminal, where keys
+    /// such as Ctrl-C reach it as input).
+    pub sig_proxy: bool,
+}
+
+/// `docker attach`: prints what the running `container` writes from now on (standard
+/// error to ours), sends our input to it when it keeps its input open (`-i`), forwards
+/// our signals, and returns its exit code once it stops. With a terminal (`-t`), ours is
+/// in raw mode meanwhile and Ctrl-P Ctrl-Q detaches, leaving it running.
+pub fn attach(engine: &Engine, container: &Container, options: AttachOptions) -> Result<i32> {
+    if !container.is_running() {
+        bail!(
+            "cannot attach to container {}: it is not running; start it first",
+            container.record.name
+        );
+    }
+    let id = container.record.id.clone();
+    let tty = container.config.tty;
+    let mut raw = None;
+    if options.stdin && container.config.interactive {
+        let fifo = engine.container_dir(&id).join(STDIN_FIFO);
+        let input = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&fifo)
+            .with_context(|| {
+                format!(
+                    "cannot open the input of container {} ({})",
+                    container.record.name,
+                    fifo.display()
+                )
+            })?;
+        let mut saved = None;
+        if tty {
+            // SAFETY: descriptor 0 stays open for the life of the process.
+            let stdin = unsafe { std::os::fd::BorrowedFd::borrow_raw(0) };
+            saved = nix::sys::termios::tcgetattr(stdin).ok();
+            raw = super::tty::RawMode::enter(stdin);
+        }
+        std::thread::Builder::new()
+            .name("attach".into())
+            .spawn(move || copy_input(input, saved))
+            .context("cannot start copying our input to the container")?;
+    }
+    let _forwarding = (options.sig_proxy && !tty)
+        .then(|| container.state.pid)
+        .flatten()
+        .map(runtime::forward_signals);
+    let follow = LogsOptions {
+        follow: true,
+        tail: Some(0),
+        filter: Filter::default(),
+    };
+    // The exit code is waited for from the start, as `wait` does: a container that
+    // removes itself (`--rm`) keeps its code for those already waiting.
+    let code = std::thread::scope(|scope| {
+        let waiter = scope.spawn(|| wait_exit(engine, &id));
+        let mut out = std::io::stdout().lock();
+        let mut err = std::io::stderr().lock();
+        let followed = logs(engine, container, &follow, &mut out, &mut err);
+        let code = waiter
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("waiting for the container failed")));
+        followed.and(code)
+    });
+    drop(raw);
+    code
+}
+
+/// Copies our standard input to `input` until it ends; with a terminal (`saved` holds its
+/// mode before raw mode), Ctrl-P Ctrl-Q ends the attachment (the process exits 0, the
+/// container goes on), as docker's default detach keys do.
+fn copy_input(mut input: std::fs::File, saved: Option<nix::sys::termios::Termios>) {
+    const CTRL_P: u8 = 0x10;
+    const CTRL_Q: u8 = 0x11;
+    let mut stdin = std::io::stdin().lock();
+    let mut buffer = [0u8; 4096];
+    let mut pending_ctrl_p = false;
+    loop {
+        let n = match stdin.read(&mut buffer) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let mut out = Vec::with_capacity(n + 1);
+        for &byte in &buffer[..n] {
+            if let Some(saved) = &saved {
+                if pending_ctrl_p {
+                    pending_ctrl_p = false;
+                    if byte == CTRL_Q {
+                        // SAFETY: descriptor 0 stays open for the life of the process.
+                        let stdin = unsafe { std::os::fd::BorrowedFd::borrow_raw(0) };
+                        let _ = nix::sys::termios::tcsetattr(
+                            stdin,
+                            nix::sys::termios::SetArg::TCSAFLUSH,
+                            saved,
+                        );
+                        let _ = std::io::stderr().write_all(b"\nread escape sequence\n");
+                        std::process::exit(0);
+                    }
+                    out.push(CTRL_P);
+                }
+                if byte == CTRL_P {
+                    pending_ctrl_p = true;
+                    continue;
+                }
+            }
+            out.push(byte);
+        }
+        if input.write_all(&out).is_err() {
+            return;
+        }
+    }
 }
 
 fn prepare_and_start(

@@ -455,6 +455,13 @@ extern "C" fn forward_signal(signal: libc::c_int) {
     }
 }
 
+/// Forwards SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 received by stencil to
+/// process `pid` until the value returned is dropped (`attach`'s signal proxy). The
+/// handlers are process-wide: one forwarding per process at a time.
+pub fn forward_signals(pid: i32) -> impl Drop {
+    Forwarding::install(pid, -1)
+}
+
 /// Signal handlers that forward to a container process, restored on drop.
 struct Forwarding {
     saved: Vec<(Signal, SigAction)>,
