@@ -714,7 +714,7 @@ pub fn attach(engine: &Engine, container: &Container, options: AttachOptions) ->
             .context("cannot start copying our input to the container")?;
     }
     let _forwarding = (options.sig_proxy && !tty)
-        .then(|| container.state.pid)
+        .then_some(container.state.pid)
         .flatten()
         .map(runtime::forward_signals);
     let follow = LogsOptions {
