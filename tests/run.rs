@@ -1571,6 +1571,79 @@ fn a_container_dies_unexpectedly_and_ps_says_so() {
 }
 
 #[test]
+fn commit_records_how_the_container_was_run_as_docker_does() {
+    let Some(stencil) = store_with_image("commit_config") else {
+        return;
+    };
+    let _cleanup = Cleanup(&stencil);
+    stencil
+        .run(&[
+            "run",
+            "--name",
+            "configured",
+            "-t",
+            "-e",
+            "FOO=bar",
+            "-w",
+            "/work",
+            "-l",
+            "team=ops",
+            "--stop-signal",
+            "USR2",
+            IMAGE,
+            "sh",
+            "-c",
+            "echo \"hi from $FOO in $(pwd)\"",
+        ])
+        .success();
+    stencil
+        .run(&["commit", "configured", "e2e/configured:1"])
+        .success();
+    let config = stencil.run(&["inspect", "-f", "{{json .Config}}", "e2e/configured:1"]);
+    config.success();
+    let config: serde_json::Value =
+        serde_json::from_str(config.stdout.trim()).unwrap_or_else(|e| panic!("{e}\n{config}"));
+    let env: Vec<&str> = config["Env"]
+        .as_array()
+        .map(|list| list.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    assert!(env.contains(&"FOO=bar"), "{config}");
+    assert!(
+        !env.iter()
+            .any(|e| e.starts_with("HOSTNAME=") || *e == "TERM=xterm"),
+        "the runtime's own variables are not the image's: {config}"
+    );
+    assert_eq!(
+        config["Cmd"],
+        serde_json::json!(["sh", "-c", "echo \"hi from $FOO in $(pwd)\""]),
+        "{config}"
+    );
+    assert_eq!(config["WorkingDir"], "/work", "{config}");
+    assert_eq!(config["Labels"]["team"], "ops", "{config}");
+    assert_eq!(config["StopSignal"], "USR2", "{config}");
+    // The image runs the container's command by default.
+    stencil
+        .run(&["run", "--rm", "e2e/configured:1"])
+        .success()
+        .stdout_is("hi from bar in /work\n");
+    // -c changes go over it.
+    stencil
+        .run(&[
+            "commit",
+            "-c",
+            "CMD [\"echo\", \"changed\"]",
+            "configured",
+            "e2e/configured:2",
+        ])
+        .success();
+    stencil
+        .run(&["run", "--rm", "e2e/configured:2"])
+        .success()
+        .stdout_is("changed\n");
+    stencil.assert_consistent();
+}
+
+#[test]
 fn writes_stay_in_their_container_until_commit() {
     let Some(stencil) = store_with_image("writes") else {
         return;

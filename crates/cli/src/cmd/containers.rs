@@ -737,6 +737,7 @@ pub fn logs(engine: &Engine, args: &LogsArgs) -> Result<i32> {
             until: args.until,
             timestamps: args.timestamps,
         },
+        from: None,
     };
     let mut out = std::io::stdout().lock();
     let mut err = std::io::stderr().lock();

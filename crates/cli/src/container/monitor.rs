@@ -688,6 +688,8 @@ pub fn attach(engine: &Engine, container: &Container, options: AttachOptions) ->
     }
     let id = container.record.id.clone();
     let tty = container.config.tty;
+    // Where the output to print begins: before any of our input can have had an effect.
+    let from = std::fs::metadata(engine.container_dir(&id).join("log")).map_or(0, |m| m.len());
     let mut raw = None;
     if options.stdin && container.config.interactive {
         let fifo = engine.container_dir(&id).join(STDIN_FIFO);
@@ -719,8 +721,9 @@ pub fn attach(engine: &Engine, container: &Container, options: AttachOptions) ->
         .map(runtime::forward_signals);
     let follow = LogsOptions {
         follow: true,
-        tail: Some(0),
+        tail: None,
         filter: Filter::default(),
+        from: Some(from),
     };
     // The exit code is waited for from the start, as `wait` does: a container that
     // removes itself (`--rm`) keeps its code for those already waiting.
@@ -941,6 +944,9 @@ pub struct LogsOptions {
     pub tail: Option<u64>,
     /// The window and the time stamps.
     pub filter: Filter,
+    /// Start at this byte of the log (the end it had earlier, for `attach`) rather than
+    /// at its start or tail.
+    pub from: Option<u64>,
 }
 
 /// `docker logs`: prints the container's standard output to `out` and its standard error
@@ -960,7 +966,9 @@ pub fn logs(
         Err(error) => return Err(error).with_context(cannot_read),
     };
     let mut printer = Printer::new(options.filter.clone());
-    if let (Some(lines), Some(file)) = (options.tail, file.as_mut()) {
+    if let (Some(from), Some(file)) = (options.from, file.as_mut()) {
+        file.seek(SeekFrom::Start(from)).with_context(cannot_read)?;
+    } else if let (Some(lines), Some(file)) = (options.tail, file.as_mut()) {
         let mut finder = TailFinder::new(lines, options.filter.clone());
         let mut reader = LineReader::default();
         let mut offset = 0;

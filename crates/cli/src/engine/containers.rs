@@ -39,7 +39,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow, bail};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value, json};
 use stencil_cow_fs::{DiffOptions, Snapshotter, diff_trees, mount_all, unmount_all};
 use stencil_layerstore::{ContainerRecord, ImageRecord, NewContainer};
 
@@ -178,6 +178,12 @@ pub struct ContainerConfig {
     /// `--stop-timeout`: seconds `stop` waits by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_timeout: Option<u64>,
+    /// The entrypoint part of `args` (`commit` records it as the image's `Entrypoint`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
+    /// The command part of `args` (`commit` records it as the image's `Cmd`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmd: Option<Vec<String>>,
 }
 
 /// Where a container is in its life.
@@ -281,7 +287,7 @@ impl Engine {
             Some(name) if !name.is_empty() => name.clone(),
             _ => id[..12].to_owned(),
         };
-        let args = command_line(&settings, options)?;
+        let (entrypoint, cmd, args) = command_line(&settings, options)?;
         let env = environment(&settings, options, &hostname)?;
         let working_dir = match &options.workdir {
             Some(dir) if !dir.starts_with('/') => {
@@ -355,6 +361,8 @@ impl Engine {
             privileged: options.privileged,
             tmpfs: options.tmpfs.clone(),
             stop_timeout: options.stop_timeout,
+            entrypoint: Some(entrypoint),
+            cmd: Some(cmd),
         };
         let name = match &options.name {
             Some(name) => validate_name(name)?,
@@ -664,6 +672,12 @@ impl Engine {
             .container_image(container)?
             .ok_or_else(|| anyhow!("the image of container {} is gone", container.record.name))?;
         let mut options = options.clone();
+        if options.config.is_none() {
+            options.config = Some(committed_settings(
+                &self.image_config(&image)?,
+                &container.config,
+            ));
+        }
         options.keep_snapshot = true;
         options.mount_points = mount_points(&container.config);
         if options.created_by.is_none() {
@@ -721,10 +735,67 @@ fn string_list(settings: &serde_json::Map<String, Value>, key: &str) -> Vec<Stri
 }
 
 /// Entrypoint + Cmd with docker's rules.
+/// The image settings (`config` of the image config) `commit` records for a container,
+/// as docker's: the image's, with what the container was created with over them: its
+/// environment (less the `HOSTNAME` and the `TERM` of `-t` that the runtime adds), command,
+/// entrypoint, working directory, user, labels and stop signal.
+fn committed_settings(
+    image_config: &Map<String, Value>,
+    container: &ContainerConfig,
+) -> Map<String, Value> {
+    let mut settings = image_config
+        .get("config")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let image_env = string_list(&settings, "Env");
+    let env: Vec<&String> = container
+        .env
+        .iter()
+        .filter(|entry| !entry.starts_with("HOSTNAME="))
+        .filter(|entry| {
+            !(container.tty && entry.as_str() == "TERM=xterm" && !image_env.contains(entry))
+        })
+        .collect();
+    settings.insert("Env".into(), json!(env));
+    if let Some(cmd) = &container.cmd {
+        settings.insert(
+            "Cmd".into(),
+            if cmd.is_empty() {
+                Value::Null
+            } else {
+                json!(cmd)
+            },
+        );
+    }
+    if let Some(entrypoint) = &container.entrypoint {
+        settings.insert(
+            "Entrypoint".into(),
+            if entrypoint.is_empty() {
+                Value::Null
+            } else {
+                json!(entrypoint)
+            },
+        );
+    }
+    settings.insert("WorkingDir".into(), json!(container.working_dir));
+    settings.insert("User".into(), json!(container.user));
+    if container.labels.is_empty() {
+        settings.remove("Labels");
+    } else {
+        settings.insert("Labels".into(), json!(container.labels));
+    }
+    if let Some(signal) = &container.stop_signal {
+        settings.insert("StopSignal".into(), json!(signal));
+    }
+    settings
+}
+
+/// The entrypoint, the command and their concatenation (the argv) of a new container.
 fn command_line(
     settings: &serde_json::Map<String, Value>,
     options: &CreateOptions,
-) -> Result<Vec<String>> {
+) -> Result<(Vec<String>, Vec<String>, Vec<String>)> {
     let (entrypoint, cmd) = match &options.entrypoint {
         // `--entrypoint` resets the image's Cmd.
         Some(entrypoint) if entrypoint.is_empty() => (Vec::new(), options.args.clone()),
@@ -738,14 +809,14 @@ fn command_line(
             (string_list(settings, "Entrypoint"), cmd)
         }
     };
-    let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+    let args: Vec<String> = entrypoint.iter().chain(&cmd).cloned().collect();
     if args.is_empty() {
         bail!(
             "No command specified: the image {} has no CMD or ENTRYPOINT; give a command after the image",
             options.image
         );
     }
-    Ok(args)
+    Ok((entrypoint, cmd, args))
 }
 
 /// The final environment with docker's rules.
@@ -1185,7 +1256,10 @@ mod tests {
             ..CreateOptions::default()
         };
         match (command_line(&settings(image), &options), expected) {
-            (Ok(got), Ok(want)) => assert_eq!(got, want),
+            (Ok((entrypoint, cmd, args)), Ok(want)) => {
+                assert_eq!(args, want);
+                assert_eq!([entrypoint, cmd].concat(), args, "entrypoint then cmd");
+            }
             (Err(error), Err(needle)) => {
                 assert!(format!("{error:#}").contains(needle), "{error:#}")
             }
