@@ -1252,6 +1252,21 @@ fn run_takes_labels_hosts_capabilities_tmpfs_and_stop_settings() {
         .run(&["create", "-l", "=x", IMAGE, "true"])
         .expect_code(125)
         .stderr_contains("invalid label \"=x\"");
+    // container prune --filter label= removes the containers with it only.
+    stencil
+        .run(&["container", "prune", "-f", "--filter", "label=tier=db"])
+        .success();
+    stencil
+        .run(&[
+            "ps",
+            "-a",
+            "--filter",
+            "label=tier",
+            "--format",
+            "{{.Names}}",
+        ])
+        .success()
+        .stdout_is("labelled\n");
 
     // --stop-signal and --stop-timeout: what stop sends, and how long it waits.
     stencil

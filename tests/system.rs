@@ -240,6 +240,66 @@ fn prune_deletes_blobs_no_image_uses_once_they_are_an_hour_old() {
 }
 
 #[test]
+fn prune_filters_keep_what_is_too_young_or_not_labelled_so() {
+    let stencil = Stencil::new();
+    let labelled = |file: &str, label: &str, name: &str| {
+        let run = stencil.run(&[
+            "import",
+            "-c",
+            &format!("LABEL {label}"),
+            &tarball(&stencil, file, file.as_bytes()),
+            name,
+        ]);
+        run.success();
+        run.stdout.trim().to_owned()
+    };
+    let web = labelled("web.tar", "tier=web", "web:1");
+    let db = labelled("db.tar", "tier=db", "db:1");
+    let plain = import(
+        &stencil,
+        &tarball(&stencil, "plain.tar", b"plain\n"),
+        Some("plain:1"),
+    );
+    let ids = || stencil.run(&["images", "-q", "--no-trunc"]).stdout;
+    // Everything is younger than an hour: until=1h keeps it all.
+    stencil
+        .run(&["image", "prune", "-a", "-f", "--filter", "until=1h"])
+        .success()
+        .stdout_is("Total reclaimed space: 0B\n");
+    assert_eq!(ids().lines().count(), 3);
+    // label= removes only the images with the label (and value).
+    let pruned = stencil.run(&["image", "prune", "-a", "-f", "--filter", "label=tier=web"]);
+    pruned.success();
+    assert!(pruned.stdout.contains("untagged: web:1"), "{pruned}");
+    assert!(!ids().contains(&web) && ids().contains(&db) && ids().contains(&plain));
+    // label!= removes those without it; until=0s counts everything made before now.
+    let pruned = stencil.run(&[
+        "image",
+        "prune",
+        "-a",
+        "-f",
+        "--filter",
+        "label!=tier",
+        "--filter",
+        "until=0s",
+    ]);
+    pruned.success();
+    assert!(pruned.stdout.contains("untagged: plain:1"), "{pruned}");
+    assert!(ids().contains(&db) && !ids().contains(&plain), "{pruned}");
+    for bad in ["until=soon", "colour=red", "label=", "label"] {
+        stencil
+            .run(&["image", "prune", "-f", "--filter", bad])
+            .expect_code(125)
+            .stderr_contains(&format!("invalid filter {bad:?}"));
+    }
+    stencil
+        .run(&["system", "prune", "-a", "-f", "--filter", "label=tier=db"])
+        .success();
+    assert_eq!(ids(), "");
+    stencil.assert_consistent();
+}
+
+#[test]
 fn prune_on_a_terminal_asks_and_only_yes_removes() {
     // `script` gives stencil a pseudo-terminal and passes our answer to it.
     let Some(script) = peer("script") else {

@@ -1343,6 +1343,10 @@ pub struct ContainerPruneArgs {
     /// Do not ask for confirmation.
     #[arg(short, long)]
     pub force: bool,
+    /// Only containers that match: until=TIME (created before), label=KEY[=VALUE],
+    /// label!=KEY[=VALUE].
+    #[arg(long, value_name = "FILTER")]
+    pub filter: Vec<String>,
 }
 
 /// `stencil container prune`: removes every stopped container.
@@ -1352,7 +1356,8 @@ pub fn container_prune(engine: &Engine, args: &ContainerPruneArgs) -> Result<()>
     {
         return Ok(());
     }
-    let pruned = engine.prune_containers()?;
+    let filter = crate::cmd::system::prune_filter(&args.filter)?;
+    let pruned = engine.prune_containers(&filter)?;
     let mut out = std::io::stdout().lock();
     if !pruned.removed.is_empty() {
         let _ = writeln!(out, "Deleted Containers:\n{}\n", pruned.removed.join("\n"));

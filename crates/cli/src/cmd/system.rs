@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::cmd::containers::ps_row;
 use crate::cmd::images::{CREATED, IMAGE_ID, REPOSITORY, SIZE, TAG};
-use crate::engine::{DiskUsage, Engine, Pruned, image_rows};
+use crate::engine::{DiskUsage, Engine, PruneFilter, Pruned, image_rows};
 use crate::render::table::render_table;
 use crate::render::template::plain;
 use crate::render::units::human_size;
@@ -45,6 +45,41 @@ pub struct PruneArgs {
     /// Do not ask for confirmation.
     #[arg(short, long)]
     pub force: bool,
+    /// Only what matches: until=TIME (created before; a time or a duration such as 24h),
+    /// label=KEY[=VALUE], label!=KEY[=VALUE].
+    #[arg(long, value_name = "FILTER")]
+    pub filter: Vec<String>,
+}
+
+/// The `--filter`s of `prune`: `until=`, `label=` and `label!=`, as docker's.
+pub fn prune_filter(texts: &[String]) -> Result<PruneFilter> {
+    let mut filter = PruneFilter::default();
+    for text in texts {
+        let known = "until=TIME, label=KEY[=VALUE], label!=KEY[=VALUE]";
+        let (key, value, negated) = if let Some((key, value)) = text.split_once("!=") {
+            (key, value, true)
+        } else if let Some((key, value)) = text.split_once('=') {
+            (key, value, false)
+        } else {
+            anyhow::bail!("invalid filter {text:?}: expected {known}");
+        };
+        match (key, negated) {
+            ("until", false) => {
+                let time = crate::cmd::containers::parse_time_arg(value, chrono::Utc::now())
+                    .map_err(|reason| anyhow::anyhow!("invalid filter {text:?}: {reason}"))?;
+                filter.until = Some(time);
+            }
+            ("label", _) if !value.is_empty() => {
+                let (key, wanted) = match value.split_once('=') {
+                    Some((key, wanted)) => (key.to_owned(), Some(wanted.to_owned())),
+                    None => (value.to_owned(), None),
+                };
+                filter.labels.push((key, wanted, !negated));
+            }
+            _ => anyhow::bail!("invalid filter {text:?}: use {known}"),
+        }
+    }
+    Ok(filter)
 }
 
 /// Arguments of `stencil info`.
@@ -235,7 +270,8 @@ pub fn prune(engine: &Engine, args: &PruneArgs) -> Result<()> {
     if !args.force && !confirm(warning)? {
         return Ok(());
     }
-    let pruned = engine.prune_images(args.all)?;
+    let filter = prune_filter(&args.filter)?;
+    let pruned = engine.prune_images(args.all, &filter)?;
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(pruned_images_text(&pruned).as_bytes());
     let _ = writeln!(
@@ -261,6 +297,7 @@ fn pruned_images_text(pruned: &Pruned) -> String {
 
 /// Runs `stencil system prune`: stopped containers first, then the images they held.
 pub fn system_prune(engine: &Engine, args: &PruneArgs) -> Result<()> {
+    let filter = prune_filter(&args.filter)?;
     let images = if args.all {
         "  - all images without at least one container associated to them"
     } else {
@@ -272,8 +309,8 @@ pub fn system_prune(engine: &Engine, args: &PruneArgs) -> Result<()> {
     if !args.force && !confirm(&warning)? {
         return Ok(());
     }
-    let containers = engine.prune_containers()?;
-    let images = engine.prune_images(args.all)?;
+    let containers = engine.prune_containers(&filter)?;
+    let images = engine.prune_images(args.all, &filter)?;
     let mut out = std::io::stdout().lock();
     if !containers.removed.is_empty() {
         let _ = writeln!(

@@ -56,7 +56,7 @@ pub(crate) use import::is_tar_header;
 pub use login::{login_server, server_key};
 pub use pull::{PullEvent, PullOptions, PullReport, PullStatus};
 pub use push::{PushProgress, PushReport};
-pub use usage::{ContainerUsage, DiskUsage, ImageUsage, Pruned, PrunedContainers};
+pub use usage::{ContainerUsage, DiskUsage, ImageUsage, PruneFilter, Pruned, PrunedContainers};
 
 /// The snapshotter's directory under the store root.
 const SNAPSHOTS_DIR: &str = "snapshots";

@@ -24,6 +24,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use serde_json::Value;
 use stencil_cow_fs::Snapshotter;
 use stencil_layerstore::ImageRecord;
 use stencil_layerstore::content::Manager;
@@ -79,6 +80,35 @@ impl DiskUsage {
             .filter(|c| !c.container.is_running())
             .map(|c| c.size)
             .sum()
+    }
+}
+
+/// The `--filter`s of `prune`, as docker's: `until=TIME` keeps what was created at or
+/// after TIME; `label=KEY[=VALUE]` removes only what has the label, `label!=KEY[=VALUE]`
+/// only what has not.
+#[derive(Debug, Clone, Default)]
+pub struct PruneFilter {
+    /// Only what was created before this.
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+    /// Label conditions: the key, the value it must have when given, and whether the
+    /// condition must hold (`label=`) or not (`label!=`).
+    pub labels: Vec<(String, Option<String>, bool)>,
+}
+
+impl PruneFilter {
+    /// Whether something created at `created` (RFC 3339) with `labels` may be removed.
+    pub fn allows(&self, created: Option<&str>, labels: &Value) -> bool {
+        if let Some(until) = self.until {
+            let created = created.and_then(super::parse_time);
+            if created.is_none_or(|created| created >= until) {
+                return false;
+            }
+        }
+        self.labels.iter().all(|(key, value, wanted)| {
+            let found = labels.get(key).and_then(Value::as_str);
+            let holds = found.is_some_and(|found| value.as_deref().is_none_or(|v| v == found));
+            holds == *wanted
+        })
     }
 }
 
@@ -201,10 +231,15 @@ impl Engine {
     }
 
     /// Removes every container that does not run, as `docker container prune` does.
-    pub fn prune_containers(&self) -> Result<PrunedContainers> {
+    pub fn prune_containers(&self, filter: &PruneFilter) -> Result<PrunedContainers> {
         let mut pruned = PrunedContainers::default();
         for container in self.containers()? {
-            if container.is_running() {
+            if container.is_running()
+                || !filter.allows(
+                    Some(&container.config.created),
+                    &serde_json::json!(container.config.labels),
+                )
+            {
                 continue;
             }
             let size = self.container_size(&container)?;
@@ -224,7 +259,7 @@ impl Engine {
 
     /// Removes dangling images (no tag), or with `all` every image no container uses, as
     /// `docker image prune [-a]` does.
-    pub fn prune_images(&self, all: bool) -> Result<Pruned> {
+    pub fn prune_images(&self, all: bool, filter: &PruneFilter) -> Result<Pruned> {
         let before = self.stored_bytes()?;
         let mut pruned = Pruned::default();
         // An image a container uses keeps its tags too: docker's prune leaves it alone.
@@ -241,6 +276,18 @@ impl Engine {
             let dangling = self.store.tags_of(&image.manifest_digest)?.is_empty();
             if !all && !dangling {
                 continue;
+            }
+            if filter.until.is_some() || !filter.labels.is_empty() {
+                let config = self.image_config(&image)?;
+                let labels = config
+                    .get("config")
+                    .and_then(|settings| settings.get("Labels"))
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                let created = config.get("created").and_then(Value::as_str);
+                if !filter.allows(created, &labels) {
+                    continue;
+                }
             }
             // By full manifest digest: unique, and removes every tag with the image.
             match self.remove_image(image.manifest_digest.hex(), true) {
