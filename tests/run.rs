@@ -1771,6 +1771,68 @@ fn writes_stay_in_their_container_until_commit() {
 }
 
 #[test]
+fn run_and_create_pull_a_missing_image_as_docker_does() {
+    let Some(stencil) = store_with_image("run_pulls") else {
+        return;
+    };
+    let Some(registry) = DockerRegistry::start() else {
+        return;
+    };
+    let remote = format!("{}/e2e/auto:1", registry.host());
+    stencil.run(&["tag", IMAGE, &remote]).success();
+    stencil.run(&["push", "-q", &remote]).success();
+
+    let fresh = Stencil::new();
+    let _cleanup = Cleanup(&fresh);
+    // Not in the store: said so and pulled, progress on standard error only.
+    let first = fresh.run(&["run", "--rm", &remote, "cat", "/etc/os-release"]);
+    first.success().stdout_is(OS_RELEASE);
+    assert!(
+        first.stderr.starts_with(&format!(
+            "Unable to find image '{remote}' locally\n1: Pulling from e2e/auto\n"
+        )),
+        "{first}"
+    );
+    assert!(first.stderr.contains("Pull complete"), "{first}");
+    assert!(
+        first
+            .stderr
+            .contains(&format!("Status: Downloaded newer image for {remote}")),
+        "{first}"
+    );
+    // Present now: nothing pulled.
+    let second = fresh.run(&["run", "--rm", &remote, "true"]);
+    second.success();
+    assert_eq!(second.stderr, "", "{second}");
+    // --pull always asks the registry again; create pulls too.
+    let always = fresh.run(&["create", "--pull", "always", &remote, "true"]);
+    always.success();
+    assert!(always.stderr.contains("Image is up to date"), "{always}");
+    assert!(!always.stderr.contains("Unable to find"), "{always}");
+    // --pull never: the image must be there.
+    let other = Stencil::new();
+    other
+        .run(&["run", "--rm", "--pull", "never", &remote, "true"])
+        .expect_code(125)
+        .stderr_contains("Unable to find image");
+    other.run(&["images", "-q"]).success().stdout_is("");
+    // A name no registry has: the pull's error, nothing stored.
+    let absent = format!("{}/e2e/absent:1", registry.host());
+    other
+        .run(&["run", "--rm", &absent, "true"])
+        .expect_code(125)
+        .stderr_contains("e2e/absent");
+    // Flags are checked before anything is pulled.
+    other
+        .run(&["run", "--rm", "--cap-add", "NOPE", &remote, "true"])
+        .expect_code(125)
+        .stderr_contains("NOPE");
+    other.run(&["images", "-q"]).success().stdout_is("");
+    fresh.assert_consistent();
+    other.assert_consistent();
+}
+
+#[test]
 fn committed_deletions_reach_other_tools_through_a_registry() {
     let Some(stencil) = store_with_image("commit_push") else {
         return;

@@ -106,6 +106,12 @@ pub struct CreateArgs {
     /// Seconds `stop` waits before killing the container (default 10).
     #[arg(long = "stop-timeout", value_name = "SECONDS")]
     pub stop_timeout: Option<u64>,
+    /// Pull the image first: `missing` (when it is not in the store), `always`, `never`.
+    #[arg(long, value_name = "POLICY", default_value = "missing", value_parser = ["missing", "always", "never"])]
+    pub pull: String,
+    /// The platform to pull (os/arch[/variant]) when the image is pulled.
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
     /// The image, by name or ID.
     #[arg(value_name = "IMAGE")]
     pub image: String,
@@ -296,16 +302,56 @@ fn check_port_mapping(text: &str) -> Result<()> {
     Ok(())
 }
 
+/// Pulls the image of `args` as docker's `run` and `create` do: when it is missing from
+/// the store (`--pull missing`, the default, saying `Unable to find image … locally`
+/// first), always, or never. Progress goes to standard error.
+fn pull_if_wanted(engine: &Engine, args: &CreateArgs) -> Result<()> {
+    let missing = engine.find_image(&args.image).is_err();
+    let wanted = match args.pull.as_str() {
+        "always" => true,
+        "never" => false,
+        _ => missing,
+    };
+    if !wanted {
+        return Ok(());
+    }
+    // An ID is no name to pull: let the look-up say it is missing.
+    let Ok(reference) = Reference::parse(&args.image) else {
+        return Ok(());
+    };
+    if missing {
+        let shown = if reference.tag().is_none() && reference.digest().is_none() {
+            format!("{}:latest", reference.familiar())
+        } else {
+            reference.familiar()
+        };
+        eprintln!("Unable to find image '{shown}' locally");
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(crate::cmd::pull::pull_for_run(
+            engine,
+            &args.image,
+            args.platform.clone(),
+        ))
+}
+
 /// `stencil create`: prints the new container's ID.
 pub fn create(engine: &Engine, args: &CreateArgs) -> Result<i32> {
-    let container = engine.create_container(&args.options()?)?;
+    let options = args.options()?;
+    pull_if_wanted(engine, args)?;
+    let container = engine.create_container(&options)?;
     println!("{}", container.record.id);
     Ok(0)
 }
 
 /// `stencil run`: the container's exit code, or 0 after printing the ID with `-d`.
 pub fn run(engine: &Engine, args: &RunArgs) -> Result<i32> {
-    let mut container = engine.create_container(&args.create.options()?)?;
+    let options = args.create.options()?;
+    pull_if_wanted(engine, &args.create)?;
+    let mut container = engine.create_container(&options)?;
     if args.detach {
         monitor::start_detached(engine, &container)?;
         println!("{}", container.record.id);

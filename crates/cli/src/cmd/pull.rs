@@ -6,6 +6,8 @@
 //! `Already exists`). Then `Digest:`, `Status:` and the canonical name.
 //! `-q` prints the name only.
 
+use std::io::Write;
+
 use anyhow::{Context, Result};
 use stencil_reference::Reference;
 use stencil_registry::{Platform, ProgressEvent};
@@ -35,6 +37,30 @@ pub async fn run(engine: &Engine, args: &PullArgs) -> Result<()> {
     if args.all_tags {
         return crate::cmd::all_tags::pull_all(engine, args).await;
     }
+    pull_one(engine, args, false).await
+}
+
+/// Pulls `image` for `run` or `create`, saying so on standard error (standard output is
+/// the container's), as docker's does.
+pub async fn pull_for_run(engine: &Engine, image: &str, platform: Option<String>) -> Result<()> {
+    let args = PullArgs {
+        platform,
+        quiet: false,
+        all_tags: false,
+        image: image.to_owned(),
+    };
+    pull_one(engine, &args, true).await
+}
+
+async fn pull_one(engine: &Engine, args: &PullArgs, to_stderr: bool) -> Result<()> {
+    let say = |text: String| {
+        let text = format!("{text}\n");
+        let _ = if to_stderr {
+            std::io::stderr().lock().write_all(text.as_bytes())
+        } else {
+            std::io::stdout().lock().write_all(text.as_bytes())
+        };
+    };
     let reference = Reference::parse(&args.image)?;
     let platform = match &args.platform {
         Some(text) => Some(
@@ -50,9 +76,13 @@ pub async fn run(engine: &Engine, args: &PullArgs) -> Result<()> {
             (Some(tag), None) => tag.to_string(),
             (None, None) => "latest".to_owned(),
         };
-        println!("{what}: Pulling from {}", reference.path());
+        say(format!("{what}: Pulling from {}", reference.path()));
     }
-    let display = ProgressDisplay::for_stdout(quiet);
+    let display = if to_stderr {
+        ProgressDisplay::for_stderr(quiet)
+    } else {
+        ProgressDisplay::for_stdout(quiet)
+    };
     // The config blob moves like a layer; docker shows only layers.
     let shown = std::sync::Mutex::new(Shown::default());
     let show = |event: PullEvent| show_pull_event(&display, &shown, &event);
@@ -62,16 +92,18 @@ pub async fn run(engine: &Engine, args: &PullArgs) -> Result<()> {
     // Finish the live display before the summary lines.
     drop(display);
     if quiet {
-        println!("{}", reference.canonical());
+        say(reference.canonical());
         return Ok(());
     }
-    println!("Digest: {}", report.digest);
+    say(format!("Digest: {}", report.digest));
     let status = match report.status {
         PullStatus::Downloaded => "Downloaded newer image for",
         PullStatus::UpToDate => "Image is up to date for",
     };
-    println!("Status: {status} {}", reference.familiar());
-    println!("{}", reference.canonical());
+    say(format!("Status: {status} {}", reference.familiar()));
+    if !to_stderr {
+        say(reference.canonical());
+    }
     Ok(())
 }
 

@@ -18,8 +18,13 @@ use super::units::human_size;
 pub enum ProgressDisplay {
     /// Nothing (`-q`).
     Quiet,
-    /// One line per step on standard output.
-    Lines,
+    /// One line per step on standard output, or with `stderr` on standard error (the
+    /// pull that `run` makes of a missing image, whose standard output is the
+    /// container's).
+    Lines {
+        /// Lines go to standard error.
+        stderr: bool,
+    },
     /// Bars redrawn in place on the terminal.
     Bars(Bars),
 }
@@ -51,15 +56,34 @@ pub enum Step<'a> {
 impl ProgressDisplay {
     /// Bars when standard output is a terminal, lines otherwise, nothing when `quiet`.
     pub fn for_stdout(quiet: bool) -> ProgressDisplay {
+        ProgressDisplay::new(quiet, false)
+    }
+
+    /// As [`ProgressDisplay::for_stdout`], on standard error.
+    pub fn for_stderr(quiet: bool) -> ProgressDisplay {
+        ProgressDisplay::new(quiet, true)
+    }
+
+    fn new(quiet: bool, stderr: bool) -> ProgressDisplay {
+        let terminal = if stderr {
+            std::io::IsTerminal::is_terminal(&std::io::stderr())
+        } else {
+            std::io::IsTerminal::is_terminal(&std::io::stdout())
+        };
         if quiet {
             ProgressDisplay::Quiet
-        } else if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        } else if terminal {
+            let target = if stderr {
+                ProgressDrawTarget::stderr()
+            } else {
+                ProgressDrawTarget::stdout()
+            };
             ProgressDisplay::Bars(Bars {
-                multi: MultiProgress::with_draw_target(ProgressDrawTarget::stdout()),
+                multi: MultiProgress::with_draw_target(target),
                 bars: Mutex::new(HashMap::new()),
             })
         } else {
-            ProgressDisplay::Lines
+            ProgressDisplay::Lines { stderr }
         }
     }
 
@@ -67,13 +91,14 @@ impl ProgressDisplay {
     pub fn step(&self, digest: &Digest, step: Step<'_>) {
         match self {
             ProgressDisplay::Quiet => {}
-            ProgressDisplay::Lines => {
+            ProgressDisplay::Lines { stderr } => {
                 let text = match step {
                     // Byte counts would flood a log; the start and end lines say enough.
                     Step::Bytes { .. } => return,
                     Step::Status(text) | Step::Finished(text) => text,
                 };
-                let _ = writeln!(std::io::stdout().lock(), "{}: {text}", short(digest));
+                let line = format!("{}: {text}\n", short(digest));
+                write_out(*stderr, &line);
             }
             ProgressDisplay::Bars(bars) => bars.step(digest, step),
         }
@@ -83,12 +108,21 @@ impl ProgressDisplay {
     pub fn line(&self, text: &str) {
         match self {
             ProgressDisplay::Quiet => {}
-            ProgressDisplay::Lines => println!("{text}"),
+            ProgressDisplay::Lines { stderr } => write_out(*stderr, &format!("{text}\n")),
             ProgressDisplay::Bars(bars) => {
                 let _ = bars.multi.println(text);
             }
         }
     }
+}
+
+/// Writes `text` to standard error or output, ignoring a closed reader.
+fn write_out(stderr: bool, text: &str) {
+    let _ = if stderr {
+        std::io::stderr().lock().write_all(text.as_bytes())
+    } else {
+        std::io::stdout().lock().write_all(text.as_bytes())
+    };
 }
 
 impl Bars {
