@@ -853,19 +853,39 @@ fn cp_copies_both_ways_with_dockers_rules_and_stays_in_the_container() {
         assert!(seen.stdout.lines().any(|l| l == line), "{line}: {seen}");
     }
 
-    // A running container sees what is copied in at once, and gives what it writes.
+    // A running container sees what is copied in at once, and gives what it writes,
+    // volumes included, as its processes see them.
+    let volume = stencil.scratch().join("volume");
+    std::fs::create_dir_all(&volume).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(volume.join("inside"), "in the volume\n").unwrap_or_else(|e| panic!("{e}"));
     stencil
         .run(&[
             "run",
             "-d",
             "--name",
             "live",
+            "-v",
+            &format!("{}:/data", volume.display()),
             IMAGE,
             "sh",
             "-c",
             "echo up > /tmp/up; while true; do sleep 0.1; done",
         ])
         .success();
+    stencil
+        .run(&["cp", "live:/data/inside", &at("inside.txt")])
+        .success();
+    assert_eq!(read("inside.txt"), "in the volume\n");
+    stencil
+        .run(&["cp", &at("note.txt"), "live:/data/"])
+        .success();
+    assert_eq!(
+        std::fs::read_to_string(volume.join("note.txt"))
+            .ok()
+            .as_deref(),
+        Some("from the host\n"),
+        "copied into the volume, on the host"
+    );
     stencil
         .run(&["cp", &at("note.txt"), "live:/tmp/"])
         .success();

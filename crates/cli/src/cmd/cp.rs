@@ -15,8 +15,9 @@
 //! must exist; a directory is never copied onto a file. With `-` the tar itself is written
 //! to standard output or read from standard input.
 //!
-//! Only the container's root filesystem is seen: volumes bind-mounted into a running
-//! container are not part of it.
+//! A running container is seen as its processes see it, through `/proc/PID/root`: with
+//! its volumes and its `/etc/hosts`, as `docker cp` sees it. A stopped one is its root
+//! filesystem, mounted for the copy.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -180,13 +181,22 @@ fn absolute_in_container(path: &str, name: &str) -> Result<String> {
     })
 }
 
-/// Mounts the container's root when it is not (a stopped container), runs `body` on it,
-/// and unmounts it again.
+/// Runs `body` on the container's root: a running container's as its processes see it
+/// (`/proc/PID/root`, volumes included); otherwise its root filesystem, mounted for the
+/// while when it is not.
 fn with_rootfs(
     engine: &Engine,
     container: &crate::engine::Container,
     body: impl FnOnce(&Path) -> Result<()>,
 ) -> Result<()> {
+    if let (true, Some(pid)) = (container.is_running(), container.state.pid)
+        && crate::engine::process_start_time(pid) == container.state.pid_start
+    {
+        let root = PathBuf::from(format!("/proc/{pid}/root"));
+        if root.exists() {
+            return body(&root);
+        }
+    }
     let rootfs = engine.container_rootfs(&container.record.id);
     let was_mounted = crate::engine::is_mountpoint(&rootfs);
     let rootfs = engine.mount_container(container)?;
