@@ -24,6 +24,7 @@
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -693,8 +694,10 @@ pub fn attach(engine: &Engine, container: &Container, options: AttachOptions) ->
     let mut raw = None;
     if options.stdin && container.config.interactive {
         let fifo = engine.container_dir(&id).join(STDIN_FIFO);
+        // Without blocking: a FIFO nobody reads (its monitor gone) is an error, not a hang.
         let input = std::fs::OpenOptions::new()
             .write(true)
+            .custom_flags(libc::O_NONBLOCK)
             .open(&fifo)
             .with_context(|| {
                 format!(
@@ -703,6 +706,11 @@ pub fn attach(engine: &Engine, container: &Container, options: AttachOptions) ->
                     fifo.display()
                 )
             })?;
+        nix::fcntl::fcntl(
+            &input,
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()),
+        )
+        .with_context(|| format!("cannot set up {}", fifo.display()))?;
         let mut saved = None;
         if tty {
             // SAFETY: descriptor 0 stays open for the life of the process.
