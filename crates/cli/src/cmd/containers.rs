@@ -76,6 +76,9 @@ pub struct CreateArgs {
     /// Hand the container to this OCI runtime (runc, crun, youki) instead of the built-in one.
     #[arg(long, value_name = "PATH")]
     pub runtime: Option<PathBuf>,
+    /// Memory, CPU and process limits.
+    #[command(flatten)]
+    pub resources: super::resources::ResourceArgs,
     /// The image, by name or ID.
     #[arg(value_name = "IMAGE")]
     pub image: String,
@@ -139,6 +142,7 @@ impl CreateArgs {
             init: self.init,
             auto_remove: self.rm,
             runtime: self.runtime.clone(),
+            resources: self.resources.resources()?,
         })
     }
 }
@@ -456,6 +460,9 @@ pub(crate) fn ps_row(container: &Container, no_trunc: bool) -> Value {
     let created = Some(container.config.created.clone());
     let status = match container.state.status {
         Status::Created => "Created".to_owned(),
+        Status::Running if container.state.paused => {
+            format!("Up {} (Paused)", ago(&container.state.started_at))
+        }
         Status::Running => format!("Up {}", ago(&container.state.started_at)),
         Status::Exited => match container.state.exit_code {
             Some(code) => format!("Exited ({code}) {} ago", ago(&container.state.finished_at)),
@@ -476,10 +483,19 @@ pub(crate) fn ps_row(container: &Container, no_trunc: bool) -> Value {
         "CreatedAt": container.config.created,
         "RunningFor": format!("{} ago", ago(&created)),
         "Status": status,
-        "State": container.state.status.as_str(),
+        "State": state_word(container),
         "Ports": "",
         "Names": container.record.name,
     })
+}
+
+/// docker's one-word state: `paused` is a running container whose cgroup is frozen.
+fn state_word(container: &Container) -> &'static str {
+    if container.state.paused {
+        "paused"
+    } else {
+        container.state.status.as_str()
+    }
 }
 
 /// Arguments of `logs`.
@@ -758,7 +774,7 @@ pub fn rm(engine: &Engine, args: &RmArgs) -> Result<i32> {
 
 /// Runs `action` on every name, printing the names that worked as docker does; errors are
 /// printed as they come and make the exit status 1.
-fn each(names: &[String], mut action: impl FnMut(&str) -> Result<()>) -> Result<i32> {
+pub(crate) fn each(names: &[String], mut action: impl FnMut(&str) -> Result<()>) -> Result<i32> {
     let mut failures = Vec::new();
     for name in names {
         match action(name) {
@@ -1098,9 +1114,9 @@ pub fn container_inspect_value(
         "Path": path,
         "Args": args,
         "State": {
-            "Status": state.status.as_str(),
+            "Status": state_word(container),
             "Running": container.is_running(),
-            "Paused": false,
+            "Paused": state.paused,
             "Restarting": false,
             "OOMKilled": false,
             "Dead": false,
@@ -1124,6 +1140,10 @@ pub fn container_inspect_value(
             "ReadonlyRootfs": config.read_only,
             "Init": config.init,
             "Runtime": config.runtime.as_ref().map_or("stencil".to_owned(), |r| r.display().to_string()),
+            "Memory": config.resources.memory.unwrap_or(0),
+            "MemorySwap": config.resources.memory_swap.unwrap_or(0),
+            "NanoCpus": config.resources.nano_cpus.unwrap_or(0),
+            "PidsLimit": config.resources.pids_limit,
         },
         "GraphDriver": {
             "Name": "overlay",

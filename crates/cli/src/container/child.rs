@@ -213,6 +213,9 @@ pub(crate) struct ContainerPlan {
     pub steps: Vec<Step>,
     pub read_only: bool,
     pub init: bool,
+    /// Read end of the pipe on which the parent says the child is in its cgroup (one
+    /// byte); `-1` for none. End-of-file without the byte means the parent gave up.
+    pub release: c_int,
     pub process: ProcessPlan,
 }
 
@@ -257,6 +260,13 @@ pub(crate) fn run_container(plan: &mut ContainerPlan) -> ! {
 }
 
 fn setup_container(plan: &mut ContainerPlan) -> Result<Infallible, Failure> {
+    if plan.release >= 0 {
+        let released = sys::read_byte(plan.release);
+        sys::close(plan.release);
+        if released != Ok(true) {
+            sys::exit(125);
+        }
+    }
     // SAFETY: umask only changes this process's file creation mask.
     unsafe { libc::umask(0) };
     if let Some(name) = &plan.hostname {

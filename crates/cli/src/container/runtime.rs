@@ -53,6 +53,7 @@ use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{Pid, pipe2};
 
 use super::caps;
+use super::cgroup::{Cgroup, CgroupError, Resources};
 use super::child::{
     self, CStrings, ContainerPlan, ExecPlan, FAILURE_LEN, FORWARDED_SIGNALS, Failure, ProcessPlan,
     Stage, StdinPlan, Step, VolumePlan,
@@ -134,6 +135,12 @@ pub struct Spec {
     /// Run a minimal init as PID 1 that forwards signals to the process and reaps zombies
     /// (`--init`); otherwise the process itself is PID 1, as in docker.
     pub init: bool,
+    /// The container ID naming its cgroup `stencil/ID` ([`cgroup`]); `None` runs the
+    /// process in ours (a build step).
+    pub cgroup: Option<String>,
+    /// Limits written into that cgroup. When any is set, a cgroup that cannot be made is
+    /// an error; otherwise the container runs without one, with a warning.
+    pub resources: Resources,
 }
 
 impl Spec {
@@ -205,6 +212,9 @@ pub enum RunError {
     /// The spec itself is unusable: no command, relative working directory, NUL byte (125).
     #[error("{0}")]
     InvalidSpec(String),
+    /// The cgroup for the container's limits could not be made or joined (125).
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
     /// Setting up the container failed (125).
     #[error("{what}: {source}")]
     Setup {
@@ -1119,6 +1129,19 @@ fn finish_start(
     Ok(Started { pid, relay, tee })
 }
 
+/// Creates the cgroup of container `id`. Without limits a cgroup is only for `stats` and
+/// `pause`, so failing to make one is a warning, not a reason to refuse the container.
+fn make_cgroup(id: &str, resources: &Resources) -> Result<Option<Cgroup>, RunError> {
+    match Cgroup::create(id, resources) {
+        Ok(cgroup) => Ok(Some(cgroup)),
+        Err(error) if resources.any() => Err(error.into()),
+        Err(error) => {
+            tracing::warn!("the container runs without a cgroup (no stats, no pause): {error}");
+            Ok(None)
+        }
+    }
+}
+
 /// Starts `spec` in a new container; returns once the process has exec'd.
 pub fn start(spec: &Spec, stdio: Stdio) -> Result<Started, RunError> {
     let process = spec.process();
@@ -1160,8 +1183,19 @@ pub fn start(spec: &Spec, stdio: Stdio) -> Result<Started, RunError> {
         steps,
         read_only: spec.read_only,
         init: spec.init,
+        release: -1,
         process: process_plan(&process, &user, &channels, &streams)?,
     };
+    let cgroup = match &spec.cgroup {
+        Some(id) => make_cgroup(id, &spec.resources)?,
+        None => None,
+    };
+    // The child waits on this pipe until it is in its cgroup: nothing it runs escapes the
+    // limits, and `pause` or `stats` see every process.
+    let (release_read, release_write) =
+        pipe2(OFlag::O_CLOEXEC).map_err(|e| RunError::setup("cannot create a pipe", e))?;
+    let release_read = above_stdio(release_read)?;
+    plan.release = release_read.as_raw_fd();
     let flags = namespaces::clone_flags(spec.network == Network::None);
     // SAFETY: the child runs `child::run_container`, which only makes async-signal-safe
     // calls on the prepared plan and ends in execve or _exit.
@@ -1169,12 +1203,32 @@ pub fn start(spec: &Spec, stdio: Stdio) -> Result<Started, RunError> {
         Ok(0) => child::run_container(&mut plan),
         Ok(pid) => pid,
         Err(errno) => {
+            if let Some(cgroup) = &cgroup {
+                let _ = cgroup.remove();
+            }
             return Err(RunError::setup(
                 "cannot create the container's namespaces",
                 io::Error::from_raw_os_error(errno),
             ));
         }
     };
+    drop(release_read);
+    if let Some(cgroup) = &cgroup
+        && let Err(error) = cgroup.attach(pid)
+    {
+        if spec.resources.any() {
+            // SAFETY: kill has no memory-safety preconditions; `pid` is our child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            reap(pid);
+            let _ = cgroup.remove();
+            return Err(error.into());
+        }
+        tracing::warn!("the container runs without a cgroup (no stats, no pause): {error}");
+    }
+    // Failing to release the child leaves it waiting for end-of-file, where it exits:
+    // `finish_start` then reports no failure, and the wait sees the exit.
+    let _ = sys::write_all(release_write.as_raw_fd(), &[1]);
+    drop(release_write);
     let context = Context {
         command: &process.args[0],
         candidates: &plan.process.candidates,

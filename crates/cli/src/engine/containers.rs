@@ -44,6 +44,7 @@ use stencil_layerstore::{ContainerRecord, ImageRecord, NewContainer};
 
 use super::Engine;
 use super::commit::{CommitOptions, Committed};
+use crate::container::cgroup::{self, Cgroup, Resources};
 
 /// The containers' directory under the store root.
 const CONTAINERS_DIR: &str = "containers";
@@ -87,6 +88,8 @@ pub struct CreateOptions {
     pub auto_remove: bool,
     /// `--runtime PATH`: an OCI runtime to hand the container to.
     pub runtime: Option<PathBuf>,
+    /// `-m`, `--memory-swap`, `--cpus`, `--pids-limit`.
+    pub resources: Resources,
 }
 
 /// A bind mount of a host path, parsed from `-v`.
@@ -138,6 +141,9 @@ pub struct ContainerConfig {
     pub stop_signal: Option<String>,
     /// `--runtime PATH`.
     pub runtime: Option<PathBuf>,
+    /// Resource limits, applied through the container's cgroup.
+    #[serde(default)]
+    pub resources: Resources,
     /// Creation time (RFC 3339).
     pub created: String,
 }
@@ -187,6 +193,10 @@ pub struct ContainerState {
     pub finished_at: Option<String>,
     /// Why it could not start, when it could not.
     pub error: Option<String>,
+    /// Frozen by `pause` (it still counts as running, as in docker); read from the
+    /// freezer whenever the container is loaded.
+    #[serde(default)]
+    pub paused: bool,
 }
 
 /// A container: its record, configuration and current state.
@@ -290,6 +300,7 @@ impl Engine {
             auto_remove: options.auto_remove,
             stop_signal: string_field(&settings, "StopSignal"),
             runtime: options.runtime.clone(),
+            resources: options.resources,
             created: Utc::now().to_rfc3339_opts(SecondsFormat::Nanos, true),
         };
         let name = match &options.name {
@@ -376,6 +387,9 @@ impl Engine {
             state,
         };
         self.check_state(&mut container);
+        // The freezer is the truth about pausing: `kill` thaws, a reboot forgets.
+        container.state.paused = container.is_running()
+            && Cgroup::open(&container.record.id).is_ok_and(|c| c.is_frozen());
         Ok(container)
     }
 
@@ -491,6 +505,11 @@ impl Engine {
             std::fs::remove_dir_all(&dir)
                 .with_context(|| format!("cannot remove {}", dir.display()))?;
         }
+        // Cgroups outlive a monitor that crashed: this one's, and others left so.
+        if let Err(error) = Cgroup::open(id).and_then(|cgroup| cgroup.remove()) {
+            tracing::warn!(container = %id, "{error}");
+        }
+        cgroup::remove_stale(&|other| self.store.container(other).is_ok());
         Ok(())
     }
 
