@@ -1653,6 +1653,18 @@ fn resource_limits_reach_the_cgroup_and_hold() {
         "{table}"
     );
 
+    // An exec'd process joins the container's cgroups.
+    let stencil_lines = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.contains("stencil/"))
+            .map(str::to_owned)
+            .collect()
+    };
+    let exec = stencil.run(&["exec", "limited", "cat", "/proc/self/cgroup"]);
+    exec.success();
+    let first = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    assert_eq!(stencil_lines(&exec.stdout), stencil_lines(&first), "{exec}");
+
     stencil.run(&["rm", "-f", "limited"]).success();
     eventually("the cgroup of a removed container to go", || {
         !memory.exists() && !cpu.exists() && !pids.exists()

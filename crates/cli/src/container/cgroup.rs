@@ -257,6 +257,42 @@ impl Cgroup {
         })
     }
 
+    /// The stencil cgroup process `pid` is in (its container's), read from
+    /// `/proc/PID/cgroup`; `None` when it is in none of stencil's (a container that
+    /// started without one).
+    pub fn of_process(pid: i32) -> Option<Cgroup> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+        let hierarchies = hierarchies().ok()?;
+        let mut dirs = Vec::new();
+        for line in text.lines() {
+            // `ID:CONTROLLERS:PATH`; v2's line has no controllers.
+            let mut fields = line.splitn(3, ':');
+            let (Some(_), Some(controllers), Some(path)) =
+                (fields.next(), fields.next(), fields.next())
+            else {
+                continue;
+            };
+            if !path.starts_with(&format!("/{PARENT}/")) {
+                continue;
+            }
+            let relative = path.trim_start_matches('/');
+            let mount = hierarchies
+                .mounts
+                .iter()
+                .find(|(ours, _)| match hierarchies.version {
+                    Version::V2 => controllers.is_empty(),
+                    Version::V1 => controllers.split(',').any(|c| ours.iter().any(|o| o == c)),
+                });
+            if let Some((ours, mount)) = mount {
+                dirs.push((ours.clone(), mount.join(relative)));
+            }
+        }
+        (!dirs.is_empty()).then_some(Cgroup {
+            version: hierarchies.version,
+            dirs,
+        })
+    }
+
     /// Creates the cgroup of container `id` and writes `resources` into it. A cgroup left
     /// from an earlier run of the same container is reused.
     pub fn create(id: &str, resources: &Resources) -> Result<Cgroup, CgroupError> {

@@ -225,6 +225,8 @@ pub(crate) struct ExecPlan {
     pub namespaces: Vec<(c_int, c_int)>,
     /// Write end of the pipe that carries the host pid of the final process.
     pub pid_report: c_int,
+    /// As [`ContainerPlan::release`]: the process joins the container's cgroup first.
+    pub release: c_int,
     pub process: ProcessPlan,
 }
 
@@ -260,13 +262,7 @@ pub(crate) fn run_container(plan: &mut ContainerPlan) -> ! {
 }
 
 fn setup_container(plan: &mut ContainerPlan) -> Result<Infallible, Failure> {
-    if plan.release >= 0 {
-        let released = sys::read_byte(plan.release);
-        sys::close(plan.release);
-        if released != Ok(true) {
-            sys::exit(125);
-        }
-    }
+    wait_for_release(plan.release);
     // SAFETY: umask only changes this process's file creation mask.
     unsafe { libc::umask(0) };
     if let Some(name) = &plan.hostname {
@@ -426,8 +422,23 @@ fn become_init(process: &ProcessPlan) -> Result<(), Failure> {
 
 /// Runs `exec`'s child side: joins the container's namespaces, then forks the final
 /// process as a sibling (`CLONE_PARENT`) so that stencil waits for it directly.
+/// Waits until the parent has moved this process into its cgroup (a byte on `release`);
+/// exits when the parent gave up instead (end-of-file). `-1` means there is nothing to
+/// wait for.
+fn wait_for_release(release: c_int) {
+    if release < 0 {
+        return;
+    }
+    let released = sys::read_byte(release);
+    sys::close(release);
+    if released != Ok(true) {
+        sys::exit(125);
+    }
+}
+
 pub(crate) fn run_exec(plan: &ExecPlan) -> ! {
     let report = plan.process.report;
+    wait_for_release(plan.release);
     for (index, (fd, kind)) in plan.namespaces.iter().enumerate() {
         if let Err(errno) = sys::setns(*fd, *kind) {
             report_and_exit(report, Failure::new(Stage::Setns, index, errno));

@@ -1276,12 +1276,18 @@ pub fn start_exec(
     let (pid_read, pid_write) =
         pipe2(OFlag::O_CLOEXEC).map_err(|e| RunError::setup("cannot create a pipe", e))?;
     let pid_write = above_stdio(pid_write)?;
+    // As for `start`: the process waits until it is in the container's cgroup, so that
+    // the container's limits hold for it and `pause` freezes it.
+    let (release_read, release_write) =
+        pipe2(OFlag::O_CLOEXEC).map_err(|e| RunError::setup("cannot create a pipe", e))?;
+    let release_read = above_stdio(release_read)?;
     let plan = ExecPlan {
         namespaces: namespace_fds
             .iter()
             .map(|(fd, kind)| (fd.as_raw_fd(), *kind))
             .collect(),
         pid_report: pid_write.as_raw_fd(),
+        release: release_read.as_raw_fd(),
         process: process_plan(process, &user, &channels, &streams)?,
     };
     // SAFETY: the child runs `child::run_exec`, which only makes async-signal-safe calls
@@ -1297,6 +1303,14 @@ pub fn start_exec(
         }
     };
     drop(pid_write);
+    drop(release_read);
+    if let Some(cgroup) = Cgroup::of_process(target_pid)
+        && let Err(error) = cgroup.attach(intermediate)
+    {
+        tracing::warn!("the process runs outside its container's cgroup: {error}");
+    }
+    let _ = sys::write_all(release_write.as_raw_fd(), &[1]);
+    drop(release_write);
     let mut pid_bytes = Vec::new();
     let read_pid = std::fs::File::from(pid_read).read_to_end(&mut pid_bytes);
     reap(intermediate);
