@@ -1653,6 +1653,38 @@ fn resource_limits_reach_the_cgroup_and_hold() {
         "{table}"
     );
 
+    // CPU % comes from the cgroup's CPU time; the quota holds a busy loop near half a CPU.
+    stencil
+        .run(&[
+            "run",
+            "-d",
+            "--name",
+            "spinner",
+            "--cpus",
+            "0.5",
+            IMAGE,
+            "sh",
+            "-c",
+            "while :; do :; done",
+        ])
+        .success();
+    let spin = stencil.run(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.CPUPerc}}",
+        "spinner",
+    ]);
+    spin.success();
+    let percent: f64 = spin
+        .stdout
+        .trim()
+        .trim_end_matches('%')
+        .parse()
+        .unwrap_or_else(|_| panic!("CPU % is not a percentage\n{spin}"));
+    assert!((1.0..=70.0).contains(&percent), "{spin}");
+    stencil.run(&["rm", "-f", "spinner"]).success();
+
     // An exec'd process joins the container's cgroups.
     let stencil_lines = |text: &str| -> Vec<String> {
         text.lines()
@@ -1724,9 +1756,12 @@ fn pause_freezes_a_container_until_unpause() {
         return;
     };
     let _cleanup = Cleanup(&stencil);
-    stencil
+    let id = stencil
         .run(&["run", "-d", "--name", "frozen", IMAGE, "sleep", "60"])
-        .success();
+        .success()
+        .stdout
+        .trim()
+        .to_owned();
     let pid = stencil.run(&["inspect", "-f", "{{.State.Pid}}", "frozen"]);
     pid.success();
     let pid = pid.stdout.trim().to_owned();
@@ -1764,6 +1799,14 @@ fn pause_freezes_a_container_until_unpause() {
         ])
         .success()
         .stdout_is("paused true\n");
+    stencil
+        .run(&["ps", "-q", "--filter", "status=paused"])
+        .success()
+        .stdout_is(&format!("{}\n", &id[..12]));
+    stencil
+        .run(&["ps", "-q", "--filter", "status=running"])
+        .success()
+        .stdout_is("");
     stencil
         .run(&["exec", "frozen", "true"])
         .expect_code(125)

@@ -325,7 +325,8 @@ const PS_COLUMNS: [Column; 7] = [
 /// One `ps --filter`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum PsFilter {
-    Status(Status),
+    /// docker's state word (`paused` is a state of its own, not `running`).
+    Status(&'static str),
     Name(String),
     Id(String),
     /// The image (config digest) a container must run.
@@ -341,11 +342,12 @@ fn parse_ps_filter(engine: &Engine, text: &str) -> Result<PsFilter> {
     };
     Ok(match key {
         "status" => PsFilter::Status(match value {
-            "created" => Status::Created,
-            "running" => Status::Running,
-            "exited" => Status::Exited,
+            "created" => "created",
+            "running" => "running",
+            "paused" => "paused",
+            "exited" => "exited",
             _ => bail!(
-                "invalid filter {text:?}: status is created, running or exited (stencil has no paused, restarting or dead containers)"
+                "invalid filter {text:?}: status is created, running, paused or exited (stencil has no restarting or dead containers)"
             ),
         }),
         "name" => PsFilter::Name(value.trim_start_matches('/').to_owned()),
@@ -367,7 +369,7 @@ fn parse_ps_filter(engine: &Engine, text: &str) -> Result<PsFilter> {
 
 fn ps_filter_matches(container: &Container, filter: &PsFilter) -> bool {
     match filter {
-        PsFilter::Status(status) => container.state.status == *status,
+        PsFilter::Status(word) => state_word(container) == *word,
         PsFilter::Name(name) => container.record.name.contains(name.as_str()),
         PsFilter::Id(id) => container.record.id.starts_with(id.as_str()),
         PsFilter::Ancestor(config) => container.config.image_id == *config,
