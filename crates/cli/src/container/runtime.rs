@@ -7,8 +7,12 @@
 //! the `/proc` files docker masks, optionally remounts `/` read-only, and finally (in the
 //! process that execs) drops to docker's default capabilities, sets `no_new_privs`, switches
 //! user and groups, marks every descriptor above 2 close-on-exec, changes to the working
-//! directory (checked to lie inside the root) and execs. [`start`] returns once `execve`
-//! succeeded, or with a [`RunError`] carrying docker's exit code (125, 126 or 127).
+//! directory (checked to lie inside the root) and execs. Before any of that, the child
+//! waits on a pipe until the parent has moved it into the container's cgroup
+//! ([`Spec::cgroup`], see [`super::cgroup`]), so no instruction of the container runs
+//! outside its limits; `exec`'d processes join that cgroup the same way. [`start`] returns
+//! once `execve` succeeded, or with a [`RunError`] carrying docker's exit code (125, 126 or
+//! 127).
 //!
 //! # Threads
 //!
@@ -135,7 +139,7 @@ pub struct Spec {
     /// Run a minimal init as PID 1 that forwards signals to the process and reaps zombies
     /// (`--init`); otherwise the process itself is PID 1, as in docker.
     pub init: bool,
-    /// The container ID naming its cgroup `stencil/ID` ([`cgroup`]); `None` runs the
+    /// The container ID naming its cgroup `stencil/ID` ([`super::cgroup`]); `None` runs the
     /// process in ours (a build step).
     pub cgroup: Option<String>,
     /// Limits written into that cgroup. When any is set, a cgroup that cannot be made is
