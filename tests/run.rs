@@ -1533,7 +1533,60 @@ fn containers_handed_to_runc_stop_kill_and_go() {
     });
     stencil.run(&["rm", "-f", "rc"]).success();
     stencil.run(&["ps", "-aq"]).success().stdout_is("");
-    // runc forgot it too.
+
+    // Limits reach runc's cgroup, which `stats` and `pause` find where they look for ours
+    // (here, not in a test of its own: `runc list` below sees every runc container).
+    stencil
+        .run(&[
+            "run",
+            "-d",
+            "--runtime",
+            &runc,
+            "--name",
+            "rclimited",
+            "-m",
+            "64m",
+            "--pids-limit",
+            "20",
+            IMAGE,
+            "sleep",
+            "60",
+        ])
+        .success();
+    let pid = stencil.run(&["inspect", "-f", "{{.State.Pid}}", "rclimited"]);
+    pid.success();
+    let pid = pid.stdout.trim().to_owned();
+    let memory = cgroup_dir(&pid, "memory");
+    let limit = if cgroup_v2() {
+        "memory.max"
+    } else {
+        "memory.limit_in_bytes"
+    };
+    assert_eq!(read_trimmed(&memory.join(limit)), "67108864");
+    assert_eq!(
+        read_trimmed(&cgroup_dir(&pid, "pids").join("pids.max")),
+        "20"
+    );
+    stencil
+        .run(&[
+            "stats",
+            "--no-stream",
+            "--format",
+            "{{.Name}} {{.PIDs}}",
+            "rclimited",
+        ])
+        .success()
+        .stdout_is("rclimited 1\n");
+    stencil.run(&["pause", "rclimited"]).success();
+    stencil
+        .run(&["inspect", "-f", "{{.State.Status}}", "rclimited"])
+        .success()
+        .stdout_is("paused\n");
+    stencil.run(&["unpause", "rclimited"]).success();
+    stencil.run(&["rm", "-f", "rclimited"]).success();
+    eventually("runc's cgroup to go", || !memory.exists());
+    stencil.run(&["ps", "-aq"]).success().stdout_is("");
+    // runc forgot them too.
     let list = run_peer(Command::new(&runc).args(["list", "-q"]));
     assert!(!list.lines().any(|l| l.len() == 64), "{list}");
 
@@ -2033,4 +2086,370 @@ fn tar_names(path: &Path) -> Vec<String> {
             path.display().to_string()
         })
         .collect()
+}
+
+/// Whether the host has only the unified cgroup hierarchy (v2), as stencil decides.
+fn cgroup_v2() -> bool {
+    Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}
+
+/// The host directory of `controller`'s cgroup of process `pid`, from `/proc/PID/cgroup`
+/// (containers have no cgroup namespace, so the path is the host's).
+fn cgroup_dir(pid: &str, controller: &str) -> PathBuf {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .unwrap_or_else(|e| panic!("cannot read /proc/{pid}/cgroup: {e}"));
+    let v2 = cgroup_v2();
+    let path = text.lines().find_map(|line| {
+        let mut fields = line.splitn(3, ':');
+        let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+        let wanted = if v2 {
+            controllers.is_empty()
+        } else {
+            controllers.split(',').any(|c| c == controller)
+        };
+        wanted.then(|| path.to_owned())
+    });
+    let path = path.unwrap_or_else(|| panic!("no {controller} cgroup for {pid}:\n{text}"));
+    let mount = if v2 {
+        PathBuf::from("/sys/fs/cgroup")
+    } else {
+        Path::new("/sys/fs/cgroup").join(controller)
+    };
+    mount.join(path.trim_start_matches('/'))
+}
+
+fn read_trimmed(path: &Path) -> String {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn resource_limits_reach_the_cgroup_and_hold() {
+    let Some(stencil) = store_with_image("resource_limits") else {
+        return;
+    };
+    let _cleanup = Cleanup(&stencil);
+    let run = stencil.run(&[
+        "run",
+        "-d",
+        "--name",
+        "limited",
+        "-m",
+        "64m",
+        "--cpus",
+        "0.5",
+        "--pids-limit",
+        "20",
+        IMAGE,
+        "sleep",
+        "60",
+    ]);
+    run.success();
+    let pid = stencil.run(&["inspect", "-f", "{{.State.Pid}}", "limited"]);
+    pid.success();
+    let pid = pid.stdout.trim().to_owned();
+    let memory = cgroup_dir(&pid, "memory");
+    let cpu = cgroup_dir(&pid, "cpu");
+    let pids = cgroup_dir(&pid, "pids");
+    assert!(
+        memory.to_string_lossy().contains("stencil/"),
+        "not in a stencil cgroup: {}",
+        memory.display()
+    );
+    if cgroup_v2() {
+        assert_eq!(read_trimmed(&memory.join("memory.max")), "67108864");
+        assert_eq!(read_trimmed(&cpu.join("cpu.max")), "50000 100000");
+    } else {
+        assert_eq!(
+            read_trimmed(&memory.join("memory.limit_in_bytes")),
+            "67108864"
+        );
+        assert_eq!(read_trimmed(&cpu.join("cpu.cfs_quota_us")), "50000");
+        assert_eq!(read_trimmed(&cpu.join("cpu.cfs_period_us")), "100000");
+    }
+    assert_eq!(read_trimmed(&pids.join("pids.max")), "20");
+    stencil
+        .run(&[
+            "inspect",
+            "-f",
+            "{{.HostConfig.Memory}} {{.HostConfig.MemorySwap}} {{.HostConfig.NanoCpus}} {{.HostConfig.PidsLimit}} {{.State.Paused}}",
+            "limited",
+        ])
+        .success()
+        .stdout_is("67108864 134217728 500000000 20 false\n");
+
+    let stats = stencil.run(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.Name}} {{.MemUsage}} {{.PIDs}}",
+    ]);
+    stats.success();
+    let fields: Vec<&str> = stats.stdout.split_whitespace().collect();
+    match fields.as_slice() {
+        ["limited", _used, "/", "64MiB", pids] => {
+            assert!(pids.parse::<u32>().is_ok_and(|n| n >= 1), "{stats}");
+        }
+        _ => panic!("unexpected stats line\n{stats}"),
+    }
+    let table = stencil.run(&["stats", "--no-stream", "limited"]);
+    table.success();
+    assert!(
+        table.stdout.starts_with(
+            "CONTAINER ID   NAME      CPU %   MEM USAGE / LIMIT   MEM %   NET I/O   BLOCK I/O   PIDS\n"
+        ),
+        "{table}"
+    );
+
+    // CPU % comes from the cgroup's CPU time; the quota holds a busy loop near half a CPU.
+    stencil
+        .run(&[
+            "run",
+            "-d",
+            "--name",
+            "spinner",
+            "--cpus",
+            "0.5",
+            IMAGE,
+            "sh",
+            "-c",
+            "while :; do :; done",
+        ])
+        .success();
+    let spin = stencil.run(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.CPUPerc}}",
+        "spinner",
+    ]);
+    spin.success();
+    let percent: f64 = spin
+        .stdout
+        .trim()
+        .trim_end_matches('%')
+        .parse()
+        .unwrap_or_else(|_| panic!("CPU % is not a percentage\n{spin}"));
+    assert!((1.0..=70.0).contains(&percent), "{spin}");
+    stencil.run(&["rm", "-f", "spinner"]).success();
+
+    // An exec'd process joins the container's cgroups.
+    let stencil_lines = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.contains("stencil/"))
+            .map(str::to_owned)
+            .collect()
+    };
+    let exec = stencil.run(&["exec", "limited", "cat", "/proc/self/cgroup"]);
+    exec.success();
+    let first = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    assert_eq!(stencil_lines(&exec.stdout), stencil_lines(&first), "{exec}");
+
+    stencil.run(&["rm", "-f", "limited"]).success();
+    eventually("the cgroup of a removed container to go", || {
+        !memory.exists() && !cpu.exists() && !pids.exists()
+    });
+
+    // Forks beyond the limit fail; memory beyond it gets the process OOM-killed.
+    stencil
+        .run(&[
+            "run",
+            "--rm",
+            "--pids-limit",
+            "10",
+            IMAGE,
+            "sh",
+            "-c",
+            "for i in $(seq 40); do sleep 5 & done; wait",
+        ])
+        .stderr_contains("can't fork");
+    stencil
+        .run(&[
+            "run",
+            "--rm",
+            "-m",
+            "16m",
+            IMAGE,
+            "sh",
+            "-c",
+            "x=a; while true; do x=$x$x; done",
+        ])
+        .expect_code(137);
+
+    // A foreground container's cgroup goes when it exits; without limits it has one too.
+    let own = stencil.run(&["run", "--rm", IMAGE, "cat", "/proc/self/cgroup"]);
+    own.success();
+    let line = own
+        .lines()
+        .into_iter()
+        .find(|l| l.contains("stencil/"))
+        .unwrap_or_else(|| panic!("no stencil cgroup\n{own}"))
+        .to_owned();
+    let mut fields = line.splitn(3, ':').skip(1);
+    let (controllers, path) = (fields.next().unwrap_or(""), fields.next().unwrap_or(""));
+    let controller = controllers.split(',').next().unwrap_or("");
+    let dir = if cgroup_v2() {
+        Path::new("/sys/fs/cgroup").join(path.trim_start_matches('/'))
+    } else {
+        Path::new("/sys/fs/cgroup")
+            .join(controller)
+            .join(path.trim_start_matches('/'))
+    };
+    assert!(!dir.exists(), "{} outlived its container", dir.display());
+}
+
+#[test]
+fn pause_freezes_a_container_until_unpause() {
+    let Some(stencil) = store_with_image("pause_freezes") else {
+        return;
+    };
+    let _cleanup = Cleanup(&stencil);
+    let id = stencil
+        .run(&["run", "-d", "--name", "frozen", IMAGE, "sleep", "60"])
+        .success()
+        .stdout
+        .trim()
+        .to_owned();
+    let pid = stencil.run(&["inspect", "-f", "{{.State.Pid}}", "frozen"]);
+    pid.success();
+    let pid = pid.stdout.trim().to_owned();
+    let freezer = cgroup_dir(&pid, "freezer");
+    let frozen = || {
+        if cgroup_v2() {
+            read_trimmed(&freezer.join("cgroup.events")).contains("frozen 1")
+        } else {
+            read_trimmed(&freezer.join("freezer.state")) == "FROZEN"
+        }
+    };
+    assert!(!frozen());
+
+    stencil
+        .run(&["pause", "frozen"])
+        .success()
+        .stdout_is("frozen\n");
+    assert!(
+        frozen(),
+        "the freezer of {} is not frozen",
+        freezer.display()
+    );
+    let ps = stencil.run(&["ps", "--format", "{{.Names}}|{{.Status}}|{{.State}}"]);
+    ps.success();
+    assert!(
+        ps.stdout.starts_with("frozen|Up ") && ps.stdout.ends_with(" (Paused)|paused\n"),
+        "{ps}"
+    );
+    stencil
+        .run(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.Paused}}",
+            "frozen",
+        ])
+        .success()
+        .stdout_is("paused true\n");
+    stencil
+        .run(&["ps", "-q", "--filter", "status=paused"])
+        .success()
+        .stdout_is(&format!("{}\n", &id[..12]));
+    stencil
+        .run(&["ps", "-q", "--filter", "status=running"])
+        .success()
+        .stdout_is("");
+    stencil
+        .run(&["exec", "frozen", "true"])
+        .expect_code(125)
+        .stderr_contains("is paused, unpause the container before exec");
+    stencil
+        .run(&["pause", "frozen"])
+        .expect_code(125)
+        .stderr_contains("is already paused");
+
+    stencil.run(&["unpause", "frozen"]).success();
+    assert!(!frozen());
+    stencil
+        .run(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.Paused}}",
+            "frozen",
+        ])
+        .success()
+        .stdout_is("running false\n");
+    stencil.run(&["exec", "frozen", "true"]).success();
+    stencil
+        .run(&["unpause", "frozen"])
+        .expect_code(125)
+        .stderr_contains("is not paused");
+
+    // A paused container stops: the signal, then the thaw, as docker does.
+    stencil.run(&["pause", "frozen"]).success();
+    stencil.run(&["stop", "-t", "1", "frozen"]).success();
+    stencil
+        .run(&["wait", "frozen"])
+        .success()
+        .stdout_is("137\n");
+    stencil
+        .run(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.Paused}}",
+            "frozen",
+        ])
+        .success()
+        .stdout_is("exited false\n");
+    assert!(
+        !freezer.exists(),
+        "{} outlived its container",
+        freezer.display()
+    );
+    stencil
+        .run(&["pause", "frozen"])
+        .expect_code(125)
+        .stderr_contains("is not running");
+}
+
+#[test]
+fn resource_flags_reject_bad_values() {
+    let Some(stencil) = store_with_image("resource_flags") else {
+        return;
+    };
+    let check = |flags: &[&str], needle: &str| {
+        let mut args = vec!["run", "--rm"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&[IMAGE, "true"]);
+        stencil.run(&args).expect_code(125).stderr_contains(needle);
+    };
+    check(&["-m", "12x"], "'12x' for '--memory");
+    check(&["--memory", "1k"], "--memory");
+    check(&["--cpus", "abc"], "'abc' for '--cpus");
+    check(&["--cpus", "100000"], "--cpus");
+    check(&["--memory-swap", "1g"], "--memory-swap");
+    check(&["-m", "64m", "--memory-swap", "32m"], "--memory-swap");
+    check(&["--pids-limit", "many"], "'many' for '--pids-limit");
+    // docker's forms that are fine.
+    stencil
+        .run(&[
+            "run",
+            "--rm",
+            "-m",
+            "64M",
+            "--memory-swap",
+            "-1",
+            "--cpus",
+            "1",
+            "--pids-limit",
+            "-1",
+            IMAGE,
+            "true",
+        ])
+        .success();
+    stencil
+        .run(&["create", "--name", "sized", "-m", "1g", IMAGE, "true"])
+        .success();
+    stencil
+        .run(&["inspect", "-f", "{{.HostConfig.Memory}}", "sized"])
+        .success()
+        .stdout_is("1073741824\n");
 }

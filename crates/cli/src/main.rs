@@ -132,6 +132,12 @@ enum Command {
     Top(cmd::containers::TopArgs),
     /// Attach to a running container's output (and input, with -i), until it stops.
     Attach(cmd::containers::AttachArgs),
+    /// Show containers' CPU, memory, I/O and process counts.
+    Stats(cmd::resources::StatsArgs),
+    /// Freeze every process of containers.
+    Pause(cmd::resources::PauseArgs),
+    /// Let paused containers run again.
+    Unpause(cmd::resources::PauseArgs),
     /// Internal: the container side of `cp`, chrooted into its root filesystem.
     #[command(name = "__cp", hide = true)]
     CpChroot(cmd::cp::ChrootArgs),
@@ -217,6 +223,12 @@ enum ContainerCommand {
     Top(cmd::containers::TopArgs),
     /// Attach to a running container (same as `stencil attach`).
     Attach(cmd::containers::AttachArgs),
+    /// Show resource usage (same as `stencil stats`).
+    Stats(cmd::resources::StatsArgs),
+    /// Freeze containers (same as `stencil pause`).
+    Pause(cmd::resources::PauseArgs),
+    /// Thaw paused containers (same as `stencil unpause`).
+    Unpause(cmd::resources::PauseArgs),
     /// Show containers as docker-compatible JSON.
     Inspect(cmd::containers::ContainerInspectArgs),
     /// Remove every stopped container.
@@ -384,6 +396,15 @@ fn main() -> ExitCode {
         Command::CpChroot(args) => cmd::cp::chroot_main(&args),
         Command::Top(args) | Command::Container(ContainerCommand::Top(args)) => {
             with_engine(root, |engine| print(cmd::containers::top(engine, &args)?))
+        }
+        Command::Stats(args) | Command::Container(ContainerCommand::Stats(args)) => {
+            return with_status(root, |e| cmd::resources::stats(e, &args));
+        }
+        Command::Pause(args) | Command::Container(ContainerCommand::Pause(args)) => {
+            return with_status(root, |e| cmd::resources::pause(e, &args));
+        }
+        Command::Unpause(args) | Command::Container(ContainerCommand::Unpause(args)) => {
+            return with_status(root, |e| cmd::resources::unpause(e, &args));
         }
         Command::ContainerMonitor { id } => {
             return with_status(root, |e| Ok(stencil::container::monitor::monitor(e, &id)));

@@ -112,6 +112,9 @@ pub struct CreateArgs {
     /// The platform to pull (os/arch[/variant]) when the image is pulled.
     #[arg(long, value_name = "PLATFORM")]
     pub platform: Option<String>,
+    /// Memory, CPU and process limits.
+    #[command(flatten)]
+    pub resources: super::resources::ResourceArgs,
     /// The image, by name or ID.
     #[arg(value_name = "IMAGE")]
     pub image: String,
@@ -211,6 +214,7 @@ impl CreateArgs {
                 None => None,
             },
             stop_timeout: self.stop_timeout,
+            resources: self.resources.resources()?,
         })
     }
 
@@ -478,7 +482,8 @@ const PS_COLUMNS: [Column; 7] = [
 /// One `ps --filter`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum PsFilter {
-    Status(Status),
+    /// docker's state word (`paused` is a state of its own, not `running`).
+    Status(&'static str),
     Name(String),
     Id(String),
     /// The image (config digest) a container must run.
@@ -495,11 +500,12 @@ fn parse_ps_filter(engine: &Engine, text: &str) -> Result<PsFilter> {
     };
     Ok(match key {
         "status" => PsFilter::Status(match value {
-            "created" => Status::Created,
-            "running" => Status::Running,
-            "exited" => Status::Exited,
+            "created" => "created",
+            "running" => "running",
+            "paused" => "paused",
+            "exited" => "exited",
             _ => bail!(
-                "invalid filter {text:?}: status is created, running or exited (stencil has no paused, restarting or dead containers)"
+                "invalid filter {text:?}: status is created, running, paused or exited (stencil has no restarting or dead containers)"
             ),
         }),
         "name" => PsFilter::Name(value.trim_start_matches('/').to_owned()),
@@ -523,7 +529,7 @@ fn parse_ps_filter(engine: &Engine, text: &str) -> Result<PsFilter> {
 
 fn ps_filter_matches(container: &Container, filter: &PsFilter) -> bool {
     match filter {
-        PsFilter::Status(status) => container.state.status == *status,
+        PsFilter::Status(word) => state_word(container) == *word,
         PsFilter::Name(name) => container.record.name.contains(name.as_str()),
         PsFilter::Id(id) => container.record.id.starts_with(id.as_str()),
         PsFilter::Ancestor(config) => container.config.image_id == *config,
@@ -624,6 +630,9 @@ pub(crate) fn ps_row(container: &Container, no_trunc: bool) -> Value {
     let created = Some(container.config.created.clone());
     let status = match container.state.status {
         Status::Created => "Created".to_owned(),
+        Status::Running if container.state.paused => {
+            format!("Up {} (Paused)", ago(&container.state.started_at))
+        }
         Status::Running => format!("Up {}", ago(&container.state.started_at)),
         Status::Exited => match container.state.exit_code {
             Some(code) => format!("Exited ({code}) {} ago", ago(&container.state.finished_at)),
@@ -644,7 +653,7 @@ pub(crate) fn ps_row(container: &Container, no_trunc: bool) -> Value {
         "CreatedAt": container.config.created,
         "RunningFor": format!("{} ago", ago(&created)),
         "Status": status,
-        "State": container.state.status.as_str(),
+        "State": state_word(container),
         "Ports": "",
         "Names": container.record.name,
         "Labels": container
@@ -655,6 +664,15 @@ pub(crate) fn ps_row(container: &Container, no_trunc: bool) -> Value {
             .collect::<Vec<_>>()
             .join(","),
     })
+}
+
+/// docker's one-word state: `paused` is a running container whose cgroup is frozen.
+fn state_word(container: &Container) -> &'static str {
+    if container.state.paused {
+        "paused"
+    } else {
+        container.state.status.as_str()
+    }
 }
 
 /// Arguments of `logs`.
@@ -940,7 +958,7 @@ pub fn rm(engine: &Engine, args: &RmArgs) -> Result<i32> {
 
 /// Runs `action` on every name, printing the names that worked as docker does; errors are
 /// printed as they come and make the exit status 1.
-fn each(names: &[String], mut action: impl FnMut(&str) -> Result<()>) -> Result<i32> {
+pub(crate) fn each(names: &[String], mut action: impl FnMut(&str) -> Result<()>) -> Result<i32> {
     let mut failures = Vec::new();
     for name in names {
         match action(name) {
@@ -1308,9 +1326,9 @@ pub fn container_inspect_value(
         "Path": path,
         "Args": args,
         "State": {
-            "Status": state.status.as_str(),
+            "Status": state_word(container),
             "Running": container.is_running(),
-            "Paused": false,
+            "Paused": state.paused,
             "Restarting": false,
             "OOMKilled": false,
             "Dead": false,
@@ -1339,6 +1357,10 @@ pub fn container_inspect_value(
             "Privileged": config.privileged,
             "ExtraHosts": (!config.extra_hosts.is_empty()).then_some(&config.extra_hosts),
             "Tmpfs": (!config.tmpfs.is_empty()).then_some(&config.tmpfs),
+            "Memory": config.resources.memory.unwrap_or(0),
+            "MemorySwap": config.resources.memory_swap.unwrap_or(0),
+            "NanoCpus": config.resources.nano_cpus.unwrap_or(0),
+            "PidsLimit": config.resources.pids_limit,
         },
         "GraphDriver": {
             "Name": "overlay",

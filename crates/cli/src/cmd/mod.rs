@@ -20,6 +20,7 @@ pub mod pull;
 pub mod push;
 pub mod reference;
 pub mod registry;
+pub mod resources;
 pub mod search;
 pub mod system;
 pub mod tag;

@@ -213,6 +213,9 @@ pub(crate) struct ContainerPlan {
     pub steps: Vec<Step>,
     pub read_only: bool,
     pub init: bool,
+    /// Read end of the pipe on which the parent says the child is in its cgroup (one
+    /// byte); `-1` for none. End-of-file without the byte means the parent gave up.
+    pub release: c_int,
     pub process: ProcessPlan,
 }
 
@@ -222,6 +225,8 @@ pub(crate) struct ExecPlan {
     pub namespaces: Vec<(c_int, c_int)>,
     /// Write end of the pipe that carries the host pid of the final process.
     pub pid_report: c_int,
+    /// As [`ContainerPlan::release`]: the process joins the container's cgroup first.
+    pub release: c_int,
     pub process: ProcessPlan,
 }
 
@@ -257,6 +262,7 @@ pub(crate) fn run_container(plan: &mut ContainerPlan) -> ! {
 }
 
 fn setup_container(plan: &mut ContainerPlan) -> Result<Infallible, Failure> {
+    wait_for_release(plan.release);
     // SAFETY: umask only changes this process's file creation mask.
     unsafe { libc::umask(0) };
     if let Some(name) = &plan.hostname {
@@ -416,8 +422,23 @@ fn become_init(process: &ProcessPlan) -> Result<(), Failure> {
 
 /// Runs `exec`'s child side: joins the container's namespaces, then forks the final
 /// process as a sibling (`CLONE_PARENT`) so that stencil waits for it directly.
+/// Waits until the parent has moved this process into its cgroup (a byte on `release`);
+/// exits when the parent gave up instead (end-of-file). `-1` means there is nothing to
+/// wait for.
+fn wait_for_release(release: c_int) {
+    if release < 0 {
+        return;
+    }
+    let released = sys::read_byte(release);
+    sys::close(release);
+    if released != Ok(true) {
+        sys::exit(125);
+    }
+}
+
 pub(crate) fn run_exec(plan: &ExecPlan) -> ! {
     let report = plan.process.report;
+    wait_for_release(plan.release);
     for (index, (fd, kind)) in plan.namespaces.iter().enumerate() {
         if let Err(errno) = sys::setns(*fd, *kind) {
             report_and_exit(report, Failure::new(Stage::Setns, index, errno));

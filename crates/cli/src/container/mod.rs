@@ -4,7 +4,8 @@
 //! a running container, for `exec`); [`oci`] writes an OCI bundle for an external runtime
 //! such as runc. [`user`] resolves `--user` inside a rootfs, [`caps`] holds docker's default
 //! capability set, [`namespaces`] which namespaces a container gets and [`netfiles`] the
-//! `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf` it is given. The child side
+//! `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf` it is given, [`cgroup`] its resource
+//! limits, usage figures and freezer. The child side
 //! (`child`, `sys`) runs between `clone` and `execve` and is private, as are the copies of
 //! a foreground container's output (`tty`, `tee`).
 //!
@@ -12,6 +13,7 @@
 //! the rootfs and compute the final argv, environment and working directory.
 
 pub mod caps;
+pub mod cgroup;
 mod child;
 pub mod logfile;
 pub mod monitor;

@@ -36,6 +36,7 @@ use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 
 use super::caps;
+use super::cgroup::Cgroup;
 use super::logfile::{self, Filter, LogWriter, Printer, Stream, TailFinder};
 use super::runtime::{self, Network, ProcessSpec, RunError, Spec, Stdio, Tmpfs, Volume};
 use super::tee::Tee;
@@ -110,6 +111,8 @@ pub fn spec_of(container: &Container, rootfs: &Path, dir: &Path) -> Spec {
             })
             .collect(),
         unmasked: config.privileged,
+        cgroup: Some(container.record.id.clone()),
+        resources: config.resources,
     };
     match netfiles::network_files(
         &dir.join("etc"),
@@ -154,6 +157,7 @@ fn record_failed_start(engine: &Engine, container: &mut Container, failure: &Sta
     container.state.exit_code = Some(failure.code);
     let _ = engine.set_container_state(container);
     let _ = engine.unmount_container(container);
+    let _ = Cgroup::open(&container.record.id).and_then(|cgroup| cgroup.remove());
     if container.config.auto_remove {
         let _ = engine.remove_container(container, true);
     }
@@ -216,6 +220,10 @@ fn let_waiters_read(file: std::fs::File) -> Option<Flock<std::fs::File>> {
 /// Records the exit of the process this process waited for, unmounts, removes with
 /// `--rm`. A container removed meanwhile (`rm -f`) is left alone.
 fn record_exit(engine: &Engine, id: &str, code: Option<i32>) {
+    // The cgroup goes first: also when the container was removed meanwhile (`rm -f`).
+    if let Err(error) = Cgroup::open(id).and_then(|cgroup| cgroup.remove()) {
+        tracing::warn!(container = id, "{error}");
+    }
     let Ok(mut container) = engine.container(id) else {
         return;
     };
@@ -229,6 +237,7 @@ fn record_exit(engine: &Engine, id: &str, code: Option<i32>) {
     container.state.pid_start = None;
     container.state.monitor_pid = None;
     container.state.exit_code = code;
+    container.state.paused = false;
     container.state.finished_at = Some(now());
     if let Err(error) = engine.set_container_state(&container) {
         tracing::warn!(container = id, "cannot record the exit: {error:#}");
@@ -882,7 +891,52 @@ pub fn signal(container: &Container, signal: i32) -> Result<()> {
         let error = std::io::Error::last_os_error();
         bail!("cannot signal container {}: {error}", container.record.name);
     }
+    if container.state.paused {
+        // As docker: the signal first, then the thaw, so that it is the first thing the
+        // processes see (a frozen process cannot act on one, not even SIGKILL).
+        Cgroup::open(&container.record.id)
+            .and_then(|cgroup| cgroup.thaw())
+            .with_context(|| format!("cannot unpause container {}", container.record.name))?;
+    }
     Ok(())
+}
+
+/// `docker pause`: freezes every process of the running `container` in its cgroup.
+pub fn pause(container: &Container) -> Result<()> {
+    let cgroup = paused_cgroup(container, false)?;
+    cgroup
+        .freeze()
+        .with_context(|| format!("cannot pause container {}", container.record.name))
+}
+
+/// `docker unpause`: thaws a paused `container`.
+pub fn unpause(container: &Container) -> Result<()> {
+    let cgroup = paused_cgroup(container, true)?;
+    cgroup
+        .thaw()
+        .with_context(|| format!("cannot unpause container {}", container.record.name))
+}
+
+/// The cgroup of `container` when it runs and its pause state is `paused`, with docker's
+/// messages otherwise.
+fn paused_cgroup(container: &Container, paused: bool) -> Result<Cgroup> {
+    let id = &container.record.id;
+    if !container.is_running() {
+        bail!("Container {id} is not running");
+    }
+    match (container.state.paused, paused) {
+        (true, false) => bail!("Container {id} is already paused"),
+        (false, true) => bail!("Container {id} is not paused"),
+        _ => {}
+    }
+    let cgroup = Cgroup::open(id)?;
+    if !cgroup.exists() {
+        bail!(
+            "container {} has no cgroup (it started without one, see its warning): it cannot be paused",
+            container.record.name
+        );
+    }
+    Ok(cgroup)
 }
 
 /// Waits until container `id` no longer runs, at most `timeout`; returns its state then,
@@ -939,6 +993,12 @@ pub fn exec(container: &Container, process: &ProcessSpec) -> Result<i32> {
         (true, Some(pid)) => pid,
         _ => bail!("container {} is not running", container.short_id()),
     };
+    if container.state.paused {
+        bail!(
+            "Container {} is paused, unpause the container before exec",
+            container.record.id
+        );
+    }
     runtime::exec(pid, process, Stdio::Inherit)
         .map_err(|error| StartFailure::from_run_error(&error).into())
 }

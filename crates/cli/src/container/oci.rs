@@ -11,8 +11,12 @@
 //! `kill` and `exec` act on as for the built-in runtime; [`Delegated::wait`] returns the
 //! runtime's exit status, which for runc is the container's.
 //!
+//! The container's limits become `linux.resources`, in the cgroup `/stencil/ID`
+//! (`linux.cgroupsPath`) that the built-in runtime would use, so `stats` and `pause` work
+//! alike; the runtime creates and removes it.
+//!
 //! This module does not manage the runtime's state (`runc delete` of a stopped container is
-//! not needed after `runc run`, which deletes it) and adds no cgroup limits.
+//! not needed after `runc run`, which deletes it).
 //!
 //! ```no_run
 //! use std::path::Path;
@@ -32,12 +36,13 @@ use std::process::{Child, Command};
 use nix::fcntl::{OFlag, open};
 use nix::sys::stat::Mode;
 use oci_spec::runtime::{
-    Capability, LinuxCapabilities, LinuxNamespace, LinuxNamespaceType, Mount, Process, Root,
-    Spec as OciSpec, User,
+    Capability, LinuxCapabilities, LinuxCpu, LinuxMemory, LinuxNamespace, LinuxNamespaceType,
+    LinuxPids, LinuxResources, Mount, Process, Root, Spec as OciSpec, User,
 };
 
 use super::caps;
 use super::caps::DEFAULT_CAPABILITIES;
+use super::cgroup::{PARENT, Resources};
 use super::logfile::LogWriter;
 use super::rootpath;
 use super::runtime::{DEFAULT_PATH, Network, RunError, Spec, Stdio, Tmpfs};
@@ -154,6 +159,14 @@ pub fn bundle_config(spec: &Spec, user: &ResolvedUser) -> Result<OciSpec, RunErr
             .filter(|ns| spec.network == Network::None || ns.typ() != LinuxNamespaceType::Network)
             .collect();
         linux.set_namespaces(Some(namespaces));
+        if let Some(id) = &spec.cgroup {
+            // The runtime makes the same cgroup as the built-in runtime, so `stats` and
+            // `pause` find it in the same place.
+            linux.set_cgroups_path(Some(Path::new("/").join(PARENT).join(id)));
+            let mut resources = linux.resources().clone().unwrap_or_default();
+            apply_limits(&mut resources, &spec.resources);
+            linux.set_resources(Some(resources));
+        }
     }
     Ok(config)
 }
@@ -190,6 +203,27 @@ fn tmpfs_options(tmpfs: &Tmpfs) -> Vec<String> {
             .map(str::to_owned),
     );
     options
+}
+
+/// Writes `limits` into an OCI `linux.resources`.
+fn apply_limits(resources: &mut LinuxResources, limits: &Resources) {
+    if let Some(memory) = limits.memory {
+        let mut oci_memory = LinuxMemory::default();
+        oci_memory.set_limit(Some(memory));
+        oci_memory.set_swap(limits.memory_swap);
+        resources.set_memory(Some(oci_memory));
+    }
+    if let Some((quota, period)) = limits.cfs_quota() {
+        let mut cpu = LinuxCpu::default();
+        cpu.set_quota(Some(quota));
+        cpu.set_period(u64::try_from(period).ok());
+        resources.set_cpu(Some(cpu));
+    }
+    if let Some(limit) = limits.pids_limit {
+        let mut pids = LinuxPids::default();
+        pids.set_limit(limit);
+        resources.set_pids(Some(pids));
+    }
 }
 
 /// Writes `DIR/config.json` for `spec`, resolving its user in the rootfs and creating its

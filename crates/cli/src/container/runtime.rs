@@ -7,8 +7,12 @@
 //! the `/proc` files docker masks, optionally remounts `/` read-only, and finally (in the
 //! process that execs) drops to docker's default capabilities, sets `no_new_privs`, switches
 //! user and groups, marks every descriptor above 2 close-on-exec, changes to the working
-//! directory (checked to lie inside the root) and execs. [`start`] returns once `execve`
-//! succeeded, or with a [`RunError`] carrying docker's exit code (125, 126 or 127).
+//! directory (checked to lie inside the root) and execs. Before any of that, the child
+//! waits on a pipe until the parent has moved it into the container's cgroup
+//! ([`Spec::cgroup`], see [`super::cgroup`]), so no instruction of the container runs
+//! outside its limits; `exec`'d processes join that cgroup the same way. [`start`] returns
+//! once `execve` succeeded, or with a [`RunError`] carrying docker's exit code (125, 126 or
+//! 127).
 //!
 //! # Threads
 //!
@@ -53,6 +57,7 @@ use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{Pid, pipe2};
 
 use super::caps;
+use super::cgroup::{Cgroup, CgroupError, Resources};
 use super::child::{
     self, CStrings, ContainerPlan, ExecPlan, FAILURE_LEN, FORWARDED_SIGNALS, Failure, ProcessPlan,
     Stage, StdinPlan, Step, VolumePlan,
@@ -214,6 +219,12 @@ pub struct Spec {
     pub tmpfs: Vec<Tmpfs>,
     /// `--privileged`: no masked or read-only paths in `/proc` and `/sys`, `/sys` writable.
     pub unmasked: bool,
+    /// The container ID naming its cgroup `stencil/ID` ([`super::cgroup`]); `None` runs the
+    /// process in ours (a build step).
+    pub cgroup: Option<String>,
+    /// Limits written into that cgroup. When any is set, a cgroup that cannot be made is
+    /// an error; otherwise the container runs without one, with a warning.
+    pub resources: Resources,
 }
 
 impl Spec {
@@ -286,6 +297,9 @@ pub enum RunError {
     /// The spec itself is unusable: no command, relative working directory, NUL byte (125).
     #[error("{0}")]
     InvalidSpec(String),
+    /// The cgroup for the container's limits could not be made or joined (125).
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
     /// Setting up the container failed (125).
     #[error("{what}: {source}")]
     Setup {
@@ -1248,6 +1262,19 @@ fn finish_start(
     Ok(Started { pid, relay, tee })
 }
 
+/// Creates the cgroup of container `id`. Without limits a cgroup is only for `stats` and
+/// `pause`, so failing to make one is a warning, not a reason to refuse the container.
+fn make_cgroup(id: &str, resources: &Resources) -> Result<Option<Cgroup>, RunError> {
+    match Cgroup::create(id, resources) {
+        Ok(cgroup) => Ok(Some(cgroup)),
+        Err(error) if resources.any() => Err(error.into()),
+        Err(error) => {
+            tracing::warn!("the container runs without a cgroup (no stats, no pause): {error}");
+            Ok(None)
+        }
+    }
+}
+
 /// Starts `spec` in a new container; returns once the process has exec'd.
 pub fn start(spec: &Spec, stdio: Stdio) -> Result<Started, RunError> {
     let process = spec.process();
@@ -1289,8 +1316,19 @@ pub fn start(spec: &Spec, stdio: Stdio) -> Result<Started, RunError> {
         steps,
         read_only: spec.read_only,
         init: spec.init,
+        release: -1,
         process: process_plan(&process, &user, &channels, &streams)?,
     };
+    let cgroup = match &spec.cgroup {
+        Some(id) => make_cgroup(id, &spec.resources)?,
+        None => None,
+    };
+    // The child waits on this pipe until it is in its cgroup: nothing it runs escapes the
+    // limits, and `pause` or `stats` see every process.
+    let (release_read, release_write) =
+        pipe2(OFlag::O_CLOEXEC).map_err(|e| RunError::setup("cannot create a pipe", e))?;
+    let release_read = above_stdio(release_read)?;
+    plan.release = release_read.as_raw_fd();
     let flags = namespaces::clone_flags(spec.network == Network::None);
     // SAFETY: the child runs `child::run_container`, which only makes async-signal-safe
     // calls on the prepared plan and ends in execve or _exit.
@@ -1298,12 +1336,32 @@ pub fn start(spec: &Spec, stdio: Stdio) -> Result<Started, RunError> {
         Ok(0) => child::run_container(&mut plan),
         Ok(pid) => pid,
         Err(errno) => {
+            if let Some(cgroup) = &cgroup {
+                let _ = cgroup.remove();
+            }
             return Err(RunError::setup(
                 "cannot create the container's namespaces",
                 io::Error::from_raw_os_error(errno),
             ));
         }
     };
+    drop(release_read);
+    if let Some(cgroup) = &cgroup
+        && let Err(error) = cgroup.attach(pid)
+    {
+        if spec.resources.any() {
+            // SAFETY: kill has no memory-safety preconditions; `pid` is our child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            reap(pid);
+            let _ = cgroup.remove();
+            return Err(error.into());
+        }
+        tracing::warn!("the container runs without a cgroup (no stats, no pause): {error}");
+    }
+    // Failing to release the child leaves it waiting for end-of-file, where it exits:
+    // `finish_start` then reports no failure, and the wait sees the exit.
+    let _ = sys::write_all(release_write.as_raw_fd(), &[1]);
+    drop(release_write);
     let context = Context {
         command: &process.args[0],
         candidates: &plan.process.candidates,
@@ -1351,12 +1409,18 @@ pub fn start_exec(
     let (pid_read, pid_write) =
         pipe2(OFlag::O_CLOEXEC).map_err(|e| RunError::setup("cannot create a pipe", e))?;
     let pid_write = above_stdio(pid_write)?;
+    // As for `start`: the process waits until it is in the container's cgroup, so that
+    // the container's limits hold for it and `pause` freezes it.
+    let (release_read, release_write) =
+        pipe2(OFlag::O_CLOEXEC).map_err(|e| RunError::setup("cannot create a pipe", e))?;
+    let release_read = above_stdio(release_read)?;
     let plan = ExecPlan {
         namespaces: namespace_fds
             .iter()
             .map(|(fd, kind)| (fd.as_raw_fd(), *kind))
             .collect(),
         pid_report: pid_write.as_raw_fd(),
+        release: release_read.as_raw_fd(),
         process: process_plan(process, &user, &channels, &streams)?,
     };
     // SAFETY: the child runs `child::run_exec`, which only makes async-signal-safe calls
@@ -1372,6 +1436,14 @@ pub fn start_exec(
         }
     };
     drop(pid_write);
+    drop(release_read);
+    if let Some(cgroup) = Cgroup::of_process(target_pid)
+        && let Err(error) = cgroup.attach(intermediate)
+    {
+        tracing::warn!("the process runs outside its container's cgroup: {error}");
+    }
+    let _ = sys::write_all(release_write.as_raw_fd(), &[1]);
+    drop(release_write);
     let mut pid_bytes = Vec::new();
     let read_pid = std::fs::File::from(pid_read).read_to_end(&mut pid_bytes);
     reap(intermediate);

@@ -98,6 +98,24 @@ pub(crate) fn write_all(fd: c_int, bytes: &[u8]) -> Result<(), i32> {
     Ok(())
 }
 
+/// Reads one byte from `fd`, retrying on `EINTR`: `true` when one came, `false` at
+/// end-of-file.
+pub(crate) fn read_byte(fd: c_int) -> Result<bool, i32> {
+    let mut byte = 0u8;
+    loop {
+        // SAFETY: the pointer is to one writable byte.
+        let ret = unsafe { libc::read(fd, (&raw mut byte).cast::<c_void>(), 1) };
+        if ret < 0 {
+            let e = errno();
+            if e == libc::EINTR {
+                continue;
+            }
+            return Err(e);
+        }
+        return Ok(ret == 1);
+    }
+}
+
 /// `close(2)`, ignoring errors (the descriptor is gone either way).
 pub(crate) fn close(fd: c_int) {
     // SAFETY: closing an integer descriptor has no memory-safety requirement.

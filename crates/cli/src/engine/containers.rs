@@ -45,6 +45,7 @@ use stencil_layerstore::{ContainerRecord, ImageRecord, NewContainer};
 
 use super::Engine;
 use super::commit::{CommitOptions, Committed};
+use crate::container::cgroup::{self, Cgroup, Resources};
 
 /// The containers' directory under the store root.
 const CONTAINERS_DIR: &str = "containers";
@@ -104,6 +105,8 @@ pub struct CreateOptions {
     pub stop_signal: Option<String>,
     /// `--stop-timeout`: seconds `stop` waits before killing, when it is not given `-t`.
     pub stop_timeout: Option<u64>,
+    /// `-m`, `--memory-swap`, `--cpus`, `--pids-limit`.
+    pub resources: Resources,
 }
 
 /// A bind mount of a host path, parsed from `-v`.
@@ -155,6 +158,9 @@ pub struct ContainerConfig {
     pub stop_signal: Option<String>,
     /// `--runtime PATH`.
     pub runtime: Option<PathBuf>,
+    /// Resource limits, applied through the container's cgroup.
+    #[serde(default)]
+    pub resources: Resources,
     /// Creation time (RFC 3339).
     pub created: String,
     /// Its labels: the image's, with `--label`'s over them (docker's `Config.Labels`).
@@ -231,6 +237,10 @@ pub struct ContainerState {
     pub finished_at: Option<String>,
     /// Why it could not start, when it could not.
     pub error: Option<String>,
+    /// Frozen by `pause` (it still counts as running, as in docker); read from the
+    /// freezer whenever the container is loaded.
+    #[serde(default)]
+    pub paused: bool,
 }
 
 /// A container: its record, configuration and current state.
@@ -337,6 +347,7 @@ impl Engine {
                 .clone()
                 .or_else(|| string_field(&settings, "StopSignal")),
             runtime: options.runtime.clone(),
+            resources: options.resources,
             created: Utc::now().to_rfc3339_opts(SecondsFormat::Nanos, true),
             labels: {
                 // As docker's: the image's labels, with the container's own over them.
@@ -448,6 +459,9 @@ impl Engine {
             state,
         };
         self.check_state(&mut container);
+        // The freezer is the truth about pausing: `kill` thaws, a reboot forgets.
+        container.state.paused = container.is_running()
+            && Cgroup::open(&container.record.id).is_ok_and(|c| c.is_frozen());
         Ok(container)
     }
 
@@ -563,6 +577,11 @@ impl Engine {
             std::fs::remove_dir_all(&dir)
                 .with_context(|| format!("cannot remove {}", dir.display()))?;
         }
+        // Cgroups outlive a monitor that crashed: this one's, and others left so.
+        if let Err(error) = Cgroup::open(id).and_then(|cgroup| cgroup.remove()) {
+            tracing::warn!(container = %id, "{error}");
+        }
+        cgroup::remove_stale(&|other| self.store.container(other).is_ok());
         Ok(())
     }
 

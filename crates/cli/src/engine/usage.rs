@@ -254,6 +254,7 @@ impl Engine {
                 }
             }
         }
+        crate::container::cgroup::remove_stale(&|id| self.store.container(id).is_ok());
         Ok(pruned)
     }
 

@@ -1,10 +1,11 @@
 //! Human units as docker prints them: `72.8MB` sizes and `2 weeks ago` durations.
 //!
 //! ```
-//! use stencil::render::units::{human_size, human_duration};
+//! use stencil::render::units::{binary_size, human_size, human_duration};
 //!
 //! assert_eq!(human_size(72_800_000), "72.8MB");
 //! assert_eq!(human_duration(3 * 24 * 3600), "3 days");
+//! assert_eq!(binary_size(64 << 20), "64MiB");
 //! ```
 
 /// A byte count in decimal units with three significant digits, as `docker images` does.
@@ -34,6 +35,34 @@ fn three_significant(value: f64) -> String {
     } else {
         text
     }
+}
+
+/// A byte count in binary units with four significant digits (`64MiB`, `1.5GiB`), as
+/// `docker stats` shows memory.
+pub fn binary_size(bytes: u64) -> String {
+    const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    let decimals = if value >= 1000.0 {
+        0
+    } else if value >= 100.0 {
+        1
+    } else if value >= 10.0 {
+        2
+    } else {
+        3
+    };
+    let text = format!("{value:.decimals$}");
+    let text = if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        text
+    };
+    format!("{text}{}", UNITS[unit])
 }
 
 /// A duration in seconds in words, as docker's `CREATED` column shows it before "ago".
