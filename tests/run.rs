@@ -2268,7 +2268,8 @@ fn resource_limits_reach_the_cgroup_and_hold() {
     stencil
         .run(&[
             "run",
-            "--rm",
+            "--name",
+            "hungry",
             "-m",
             "16m",
             IMAGE,
@@ -2277,6 +2278,28 @@ fn resource_limits_reach_the_cgroup_and_hold() {
             "x=a; while true; do x=$x$x; done",
         ])
         .expect_code(137);
+    // inspect tells an OOM kill from a plain SIGKILL, as docker's State.OOMKilled does.
+    let oom = |name: &str| {
+        let out = stencil.run(&["inspect", "-f", "{{.State.OOMKilled}}", name]);
+        out.success();
+        out.stdout.trim().to_owned()
+    };
+    assert_eq!(oom("hungry"), "true");
+    stencil
+        .run(&[
+            "run",
+            "--name",
+            "killed",
+            "-m",
+            "16m",
+            IMAGE,
+            "sh",
+            "-c",
+            "sh -c 'kill -9 $$'; exit $?",
+        ])
+        .expect_code(137);
+    assert_eq!(oom("killed"), "false");
+    stencil.run(&["rm", "hungry", "killed"]).success();
 
     // A foreground container's cgroup goes when it exits; without limits it has one too.
     let own = stencil.run(&["run", "--rm", IMAGE, "cat", "/proc/self/cgroup"]);

@@ -1330,7 +1330,7 @@ pub fn container_inspect_value(
             "Running": container.is_running(),
             "Paused": state.paused,
             "Restarting": false,
-            "OOMKilled": false,
+            "OOMKilled": state.oom_killed,
             "Dead": false,
             "Pid": if container.is_running() { state.pid.unwrap_or(0) } else { 0 },
             "ExitCode": state.exit_code.unwrap_or(0),

@@ -527,6 +527,17 @@ impl Cgroup {
         usage
     }
 
+    /// How many processes of the cgroup the kernel's OOM killer has killed (v1's
+    /// `memory.oom_control`, kernel 4.13 on; v2's `memory.events`); `None` when the
+    /// memory controller or the counter is missing.
+    pub fn oom_kills(&self) -> Option<u64> {
+        let dir = self.dir("memory")?;
+        match self.version {
+            Version::V1 => keyed(&dir.join("memory.oom_control"), "oom_kill"),
+            Version::V2 => keyed(&dir.join("memory.events"), "oom_kill"),
+        }
+    }
+
     /// Removes the cgroup's directories, retrying while the last tasks drain (a process
     /// that has exited leaves its cgroup a moment after its parent saw it die). Missing
     /// directories are fine.

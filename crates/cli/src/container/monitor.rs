@@ -172,6 +172,7 @@ fn record_running(engine: &Engine, container: &mut Container, pid: Option<i32>) 
     container.state.monitor_pid = Some(std::process::id() as i32);
     container.state.exit_code = None;
     container.state.error = None;
+    container.state.oom_killed = false;
     container.state.started_at = Some(now());
     container.state.finished_at = None;
     engine.set_container_state(container)
@@ -221,7 +222,13 @@ fn let_waiters_read(file: std::fs::File) -> Option<Flock<std::fs::File>> {
 /// `--rm`. A container removed meanwhile (`rm -f`) is left alone.
 fn record_exit(engine: &Engine, id: &str, code: Option<i32>) {
     // The cgroup goes first: also when the container was removed meanwhile (`rm -f`).
-    if let Err(error) = Cgroup::open(id).and_then(|cgroup| cgroup.remove()) {
+    // Its OOM count is read before: it goes with it.
+    let mut oom_killed = false;
+    let removed = Cgroup::open(id).and_then(|cgroup| {
+        oom_killed = cgroup.oom_kills().unwrap_or(0) > 0;
+        cgroup.remove()
+    });
+    if let Err(error) = removed {
         tracing::warn!(container = id, "{error}");
     }
     let Ok(mut container) = engine.container(id) else {
@@ -238,6 +245,7 @@ fn record_exit(engine: &Engine, id: &str, code: Option<i32>) {
     container.state.monitor_pid = None;
     container.state.exit_code = code;
     container.state.paused = false;
+    container.state.oom_killed = oom_killed;
     container.state.finished_at = Some(now());
     if let Err(error) = engine.set_container_state(&container) {
         tracing::warn!(container = id, "cannot record the exit: {error:#}");

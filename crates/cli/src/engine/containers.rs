@@ -241,6 +241,10 @@ pub struct ContainerState {
     /// freezer whenever the container is loaded.
     #[serde(default)]
     pub paused: bool,
+    /// The kernel's OOM killer killed a process of the container during its last run
+    /// (docker's `State.OOMKilled`), read from its cgroup at exit.
+    #[serde(default, rename = "OOMKilled")]
+    pub oom_killed: bool,
 }
 
 /// A container: its record, configuration and current state.
