@@ -2198,7 +2198,7 @@ fn resource_limits_reach_the_cgroup_and_hold() {
     table.success();
     assert!(
         table.stdout.starts_with(
-            "CONTAINER ID   NAME      CPU %   MEM USAGE / LIMIT   MEM %   NET I/O   BLOCK I/O   PIDS\n"
+            "CONTAINER ID   NAME      CPU %     MEM USAGE / LIMIT   MEM %     NET I/O   BLOCK I/O   PIDS\n"
         ),
         "{table}"
     );
@@ -2475,4 +2475,365 @@ fn resource_flags_reject_bad_values() {
         .run(&["inspect", "-f", "{{.HostConfig.Memory}}", "sized"])
         .success()
         .stdout_is("1073741824\n");
+}
+
+/// `volume inspect -f '{{.Mountpoint}}' NAME`.
+fn mountpoint(stencil: &Stencil, name: &str) -> PathBuf {
+    let out = stencil.run(&["volume", "inspect", "-f", "{{.Mountpoint}}", name]);
+    out.success();
+    PathBuf::from(out.stdout.trim())
+}
+
+/// `volume ls -q`, one name per entry.
+fn volume_names(stencil: &Stencil) -> Vec<String> {
+    let out = stencil.run(&["volume", "ls", "-q"]);
+    out.success();
+    out.lines().into_iter().map(str::to_owned).collect()
+}
+
+#[test]
+fn named_volumes_are_shared_kept_and_left_out_of_commits() {
+    let Some(stencil) = store_with_image("named_volumes") else {
+        return;
+    };
+    let _cleanup = Cleanup(&stencil);
+    // `-v NAME:PATH` makes the volume when it is missing; what one container writes the
+    // next one reads, read-only when asked.
+    stencil
+        .run(&[
+            "run",
+            "--rm",
+            "-v",
+            "data:/data",
+            IMAGE,
+            "sh",
+            "-c",
+            "echo hi > /data/f",
+        ])
+        .success();
+    assert_eq!(volume_names(&stencil), ["data"]);
+    stencil
+        .run(&[
+            "run",
+            "--rm",
+            "-v",
+            "data:/elsewhere:ro",
+            IMAGE,
+            "cat",
+            "/elsewhere/f",
+        ])
+        .success()
+        .stdout_is("hi\n");
+    stencil
+        .run(&[
+            "run",
+            "--rm",
+            "-v",
+            "data:/d:ro",
+            IMAGE,
+            "sh",
+            "-c",
+            "echo x > /d/g",
+        ])
+        .expect_code(1)
+        .stderr_contains("Read-only file system");
+    let data = mountpoint(&stencil, "data");
+    assert_eq!(
+        std::fs::read_to_string(data.join("f")).unwrap_or_default(),
+        "hi\n"
+    );
+
+    // A volume in use, even by a stopped container, cannot be removed.
+    stencil
+        .run(&[
+            "create",
+            "--name",
+            "user",
+            "-v",
+            "data:/data",
+            IMAGE,
+            "true",
+        ])
+        .success();
+    let refused = stencil.run(&["volume", "rm", "data"]);
+    assert_ne!(refused.code, Some(0), "{refused}");
+    refused.stderr_contains("volume data is in use");
+    assert!(data.join("f").exists(), "a refused rm lost the data");
+    let listed = stencil.run(&["volume", "ls", "--filter", "dangling=false"]);
+    listed.success();
+    assert_eq!(listed.lines(), ["DRIVER    VOLUME NAME", "local     data"]);
+    let inspect = stencil.run(&["inspect", "-f", "{{json .Mounts}}", "user"]);
+    inspect.success();
+    let mounts: serde_json::Value =
+        serde_json::from_str(inspect.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {inspect}"));
+    assert_eq!(mounts[0]["Type"], "volume", "{inspect}");
+    assert_eq!(mounts[0]["Name"], "data", "{inspect}");
+    assert_eq!(mounts[0]["Destination"], "/data", "{inspect}");
+
+    // Writes into a volume are not the container's changes: commit leaves them out.
+    stencil
+        .run(&[
+            "run",
+            "--name",
+            "writer",
+            "-v",
+            "data:/data",
+            IMAGE,
+            "sh",
+            "-c",
+            "echo new > /data/n; echo layer > /layer",
+        ])
+        .success();
+    stencil
+        .run(&["commit", "writer", "e2e/voltest:1"])
+        .success();
+    stencil
+        .run(&[
+            "run",
+            "--rm",
+            "e2e/voltest:1",
+            "sh",
+            "-c",
+            "cat /layer; test -e /data/n || echo no-n",
+        ])
+        .success()
+        .stdout_is("layer\nno-n\n");
+    let df = stencil.run(&["system", "df"]);
+    df.success();
+    assert!(
+        df.lines()
+            .iter()
+            .any(|l| l.split_whitespace().take(3).collect::<Vec<_>>() == ["Local", "Volumes", "1"]),
+        "{df}"
+    );
+
+    // Once no container uses it, it goes, files and all; `rm -v` keeps named volumes.
+    stencil.run(&["rm", "-v", "user", "writer"]).success();
+    assert_eq!(volume_names(&stencil), ["data"]);
+    stencil
+        .run(&["volume", "rm", "data"])
+        .success()
+        .stdout_is("data\n");
+    assert!(!data.exists(), "{} outlived its volume", data.display());
+    assert!(volume_names(&stencil).is_empty());
+    stencil.assert_consistent();
+}
+
+#[test]
+fn anonymous_volumes_get_the_image_content_and_go_with_their_container() {
+    let Some(stencil) = store_with_image("anonymous_volumes") else {
+        return;
+    };
+    let _cleanup = Cleanup(&stencil);
+    // An image that declares VOLUME /srv over a directory it fills.
+    stencil
+        .run(&[
+            "run",
+            "--name",
+            "seeder",
+            IMAGE,
+            "sh",
+            "-c",
+            "mkdir -p /srv/sub && echo seed > /srv/sub/seed && chown -R 1000:1000 /srv && chmod 750 /srv",
+        ])
+        .success();
+    stencil
+        .run(&["commit", "-c", "VOLUME /srv", "seeder", "e2e/vol:1"])
+        .success();
+    stencil.run(&["rm", "seeder"]).success();
+
+    stencil
+        .run(&[
+            "run",
+            "--name",
+            "va",
+            "e2e/vol:1",
+            "sh",
+            "-c",
+            "cat /srv/sub/seed; echo more > /srv/new",
+        ])
+        .success()
+        .stdout_is("seed\n");
+    let names = volume_names(&stencil);
+    let [anonymous] = names.as_slice() else {
+        panic!("expected one anonymous volume, got {names:?}");
+    };
+    assert!(
+        anonymous.len() == 64 && anonymous.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{anonymous}"
+    );
+    let labels = stencil.run(&["volume", "inspect", "-f", "{{json .Labels}}", anonymous]);
+    labels
+        .success()
+        .stdout_is("{\"com.docker.volume.anonymous\":\"\"}\n");
+    // The copy keeps the image's owners and modes, the volume's top directory included.
+    let data = mountpoint(&stencil, anonymous);
+    use std::os::unix::fs::MetadataExt;
+    let top = std::fs::metadata(&data).unwrap_or_else(|e| panic!("{}: {e}", data.display()));
+    assert_eq!((top.uid(), top.mode() & 0o7777), (1000, 0o750));
+    let seed = std::fs::metadata(data.join("sub/seed")).unwrap_or_else(|e| panic!("seed: {e}"));
+    assert_eq!(seed.uid(), 1000);
+    assert!(data.join("new").exists());
+    // `rm` without -v leaves it dangling; `rm -v` removes it.
+    stencil.run(&["rm", "-v", "va"]).success();
+    assert!(
+        volume_names(&stencil).is_empty(),
+        "rm -v kept the anonymous volume"
+    );
+    assert!(!data.exists());
+
+    // --rm removes the anonymous volume with the container.
+    stencil
+        .run(&["run", "--rm", "e2e/vol:1", "ls", "/srv"])
+        .success();
+    assert!(
+        volume_names(&stencil).is_empty(),
+        "--rm kept the anonymous volume"
+    );
+
+    // A named volume with content keeps it; nocopy gets no copy; `-v PATH` is anonymous.
+    stencil
+        .run(&[
+            "run",
+            "--rm",
+            "-v",
+            "kept:/srv",
+            IMAGE,
+            "sh",
+            "-c",
+            "echo mine > /srv/own",
+        ])
+        .success();
+    stencil
+        .run(&["run", "--rm", "-v", "kept:/srv", "e2e/vol:1", "ls", "/srv"])
+        .success()
+        .stdout_is("own\n");
+    stencil
+        .run(&[
+            "run",
+            "--rm",
+            "-v",
+            "bare:/srv:nocopy",
+            "e2e/vol:1",
+            "ls",
+            "-A",
+            "/srv",
+        ])
+        .success()
+        .stdout_is("");
+    stencil
+        .run(&[
+            "run",
+            "--name",
+            "vb",
+            "-v",
+            "/scratch",
+            IMAGE,
+            "sh",
+            "-c",
+            "echo s > /scratch/s",
+        ])
+        .success();
+    stencil.run(&["rm", "vb"]).success();
+    let mut names = volume_names(&stencil);
+    names.sort();
+    assert_eq!(names.len(), 3, "{names:?}");
+
+    // prune takes the dangling anonymous volume; -a the named ones too.
+    let pruned = stencil.run(&["volume", "prune", "-f"]);
+    pruned.success();
+    assert!(pruned.stdout.starts_with("Deleted Volumes:\n"), "{pruned}");
+    let mut left = volume_names(&stencil);
+    left.sort();
+    assert_eq!(left, ["bare", "kept"]);
+    stencil.run(&["volume", "prune", "-af"]).success();
+    assert!(volume_names(&stencil).is_empty());
+    stencil.assert_consistent();
+}
+
+#[test]
+fn volume_input_errors_name_the_fault_and_change_nothing() {
+    let Some(stencil) = store_with_image("volume_errors") else {
+        return;
+    };
+    let _cleanup = Cleanup(&stencil);
+    stencil
+        .run(&["run", "--rm", "-v", "bad/name:/x", IMAGE, "true"])
+        .expect_code(125)
+        .stderr_contains("\"bad/name\" includes invalid characters");
+    stencil
+        .run(&["run", "--rm", "-v", "a1:/x", "-v", "b1:/x/", IMAGE, "true"])
+        .expect_code(125)
+        .stderr_contains("duplicate mount point: /x");
+    stencil
+        .run(&["run", "--rm", "-v", "/tmp:/x:nocopy", IMAGE, "true"])
+        .expect_code(125)
+        .stderr_contains("nocopy is for volumes");
+    stencil
+        .run(&["volume", "rm", "nosuch"])
+        .expect_code(125)
+        .stderr_contains("no such volume: nosuch");
+    stencil.run(&["volume", "rm", "-f", "nosuch"]).success();
+    stencil
+        .run(&["volume", "create", "-o", "type=tmpfs", "t1"])
+        .expect_code(125)
+        .stderr_contains("\"type=tmpfs\" is not supported");
+    stencil
+        .run(&["volume", "create", "--driver", "nfs", "t2"])
+        .expect_code(125)
+        .stderr_contains("volume driver \"nfs\"");
+    assert!(
+        volume_names(&stencil).is_empty(),
+        "a failed command left a volume"
+    );
+    assert!(stencil.run(&["ps", "-aq"]).stdout.is_empty());
+
+    // A symlink in the image resolves inside its root filesystem: the copy into a new
+    // volume never reads the host's files.
+    let host = stencil.scratch().join("host-secret");
+    std::fs::create_dir_all(&host).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(host.join("secret"), "host\n").unwrap_or_else(|e| panic!("{e}"));
+    let link = format!("ln -s {} /escape", host.display());
+    stencil
+        .run(&["run", "--name", "linker", IMAGE, "sh", "-c", &link])
+        .success();
+    stencil.run(&["commit", "linker", "e2e/link:1"]).success();
+    stencil
+        .run(&[
+            "run",
+            "--rm",
+            "-v",
+            "esc:/escape",
+            "e2e/link:1",
+            "ls",
+            "-A",
+            "/escape",
+        ])
+        .success()
+        .stdout_is("");
+    let esc = mountpoint(&stencil, "esc");
+    assert!(!esc.join("secret").exists(), "the host's file was copied");
+    assert_eq!(
+        std::fs::read_to_string(host.join("secret")).unwrap_or_default(),
+        "host\n"
+    );
+    stencil
+        .run(&["volume", "create", "--label", "team=db", "made"])
+        .success()
+        .stdout_is("made\n");
+    stencil
+        .run(&["volume", "create", "made"])
+        .success()
+        .stdout_is("made\n");
+    stencil
+        .run(&[
+            "volume",
+            "ls",
+            "--filter",
+            "label=team=db",
+            "--format",
+            "{{.Name}} {{.Labels}}",
+        ])
+        .success()
+        .stdout_is("made team=db\n");
 }

@@ -96,6 +96,9 @@ enum Command {
     /// Manage containers (`stencil container ls`, `container prune`, …).
     #[command(subcommand)]
     Container(ContainerCommand),
+    /// Manage volumes (`stencil volume create`, `volume ls`, `volume rm`, …).
+    #[command(subcommand)]
+    Volume(cmd::volumes::VolumeCommand),
     /// Create a container (prints its ID).
     Create(cmd::containers::CreateArgs),
     /// Create and start a container.
@@ -255,6 +258,14 @@ fn main() -> ExitCode {
     };
     init_logging(cli.log_level.unwrap_or(default_level));
     let root = cli.root.clone();
+    // A process about to be moved into a container's cgroup: the kernel's slow part of
+    // that move overlaps with opening the store and preparing the container.
+    if let Command::Run(args) | Command::Container(ContainerCommand::Run(args)) = &cli.command
+        && !args.detach
+        && args.create.runtime.is_none()
+    {
+        stencil::container::cgroup::warm_up();
+    }
     let result = match cli.command {
         Command::Ref { json, references } => return run_ref(json, &references),
         Command::Version => {
@@ -405,6 +416,9 @@ fn main() -> ExitCode {
         }
         Command::Unpause(args) | Command::Container(ContainerCommand::Unpause(args)) => {
             return with_status(root, |e| cmd::resources::unpause(e, &args));
+        }
+        Command::Volume(command) => {
+            return with_status(root, |e| cmd::volumes::run(e, &command));
         }
         Command::ContainerMonitor { id } => {
             return with_status(root, |e| Ok(stencil::container::monitor::monitor(e, &id)));

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -43,9 +43,18 @@ pub struct CreateArgs {
     /// Overwrite the image's ENTRYPOINT (and reset its CMD).
     #[arg(long, value_name = "COMMAND")]
     pub entrypoint: Option<String>,
-    /// Bind mount a host path: HOST:CONTAINER[:ro].
-    #[arg(short = 'v', long = "volume", value_name = "HOST:CONTAINER[:ro]")]
+    /// Mount a host path or a volume: [HOST-PATH|VOLUME:]CONTAINER-PATH[:ro|nocopy]
+    /// (a container path alone: a new anonymous volume).
+    #[arg(
+        short = 'v',
+        long = "volume",
+        value_name = "[SOURCE:]CONTAINER[:OPTIONS]"
+    )]
     pub volume: Vec<String>,
+    /// Mount as docker's --mount: type=bind|volume|tmpfs,source=…,target=…[,readonly]
+    /// [,volume-nocopy][,tmpfs-size=…][,tmpfs-mode=…].
+    #[arg(long = "mount", value_name = "KEY=VALUE,…")]
+    pub mount: Vec<String>,
     /// Container host name (default: the short container ID).
     #[arg(long, value_name = "NAME")]
     pub hostname: Option<String>,
@@ -168,7 +177,15 @@ impl CreateArgs {
             env_files: self.env_file.clone(),
             workdir: self.workdir.clone(),
             user: self.user.clone(),
-            volumes: self.volume.clone(),
+            volumes: {
+                let mut volumes = self.volume.clone();
+                for text in &self.mount {
+                    if let Mount::Volume(spec) = parse_mount(text)? {
+                        volumes.push(spec);
+                    }
+                }
+                volumes
+            },
             hostname: self.hostname.clone(),
             name: self.name.clone(),
             network_none,
@@ -196,15 +213,22 @@ impl CreateArgs {
                 .collect::<Result<_>>()?,
             cap_drop: self.cap_drop.clone(),
             privileged: self.privileged,
-            tmpfs: self
-                .tmpfs
-                .iter()
-                .map(|entry| {
-                    let (path, options) = entry.split_once(':').unwrap_or((entry, ""));
-                    Tmpfs::parse(path, options).map_err(|error| anyhow::anyhow!(error))?;
-                    Ok((path.to_owned(), options.to_owned()))
-                })
-                .collect::<Result<_>>()?,
+            tmpfs: {
+                let mut entries = self.tmpfs.clone();
+                for text in &self.mount {
+                    if let Mount::Tmpfs(entry) = parse_mount(text)? {
+                        entries.push(entry);
+                    }
+                }
+                entries
+                    .iter()
+                    .map(|entry| {
+                        let (path, options) = entry.split_once(':').unwrap_or((entry, ""));
+                        Tmpfs::parse(path, options).map_err(|error| anyhow::anyhow!(error))?;
+                        Ok((path.to_owned(), options.to_owned()))
+                    })
+                    .collect::<Result<_>>()?
+            },
             stop_signal: match &self.stop_signal {
                 Some(signal) => {
                     monitor::parse_signal(signal)
@@ -925,12 +949,123 @@ pub fn wait(engine: &Engine, args: &WaitArgs) -> Result<i32> {
     Ok(if failed { 1 } else { 0 })
 }
 
+/// A `--mount`, as the `-v` or `--tmpfs` text that says the same.
+#[derive(Debug, PartialEq, Eq)]
+enum Mount {
+    Volume(String),
+    Tmpfs(String),
+}
+
+/// Parses docker's `--mount type=…,source=…,target=…,…`.
+fn parse_mount(text: &str) -> Result<Mount> {
+    let (mut kind, mut source, mut target) = ("volume".to_owned(), None, None);
+    let (mut read_only, mut nocopy) = (false, false);
+    let mut tmpfs_options = Vec::new();
+    let flag = |value: Option<&str>, key: &str| -> Result<bool> {
+        match value {
+            None | Some("true" | "1") => Ok(true),
+            Some("false" | "0") => Ok(false),
+            Some(other) => bail!("invalid --mount {text:?}: {key}={other} (true or false)"),
+        }
+    };
+    for field in text.split(',').filter(|f| !f.is_empty()) {
+        let (key, value) = match field.split_once('=') {
+            Some((key, value)) => (key, Some(value)),
+            None => (field, None),
+        };
+        let given = || {
+            value
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+                .ok_or_else(|| anyhow::anyhow!("invalid --mount {text:?}: {key} needs a value"))
+        };
+        match key {
+            "type" => kind = given()?,
+            "source" | "src" => source = Some(given()?),
+            "destination" | "dst" | "target" => target = Some(given()?),
+            "readonly" | "ro" => read_only = flag(value, key)?,
+            "volume-nocopy" => nocopy = flag(value, key)?,
+            "tmpfs-size" => tmpfs_options.push(format!("size={}", given()?)),
+            "tmpfs-mode" => tmpfs_options.push(format!("mode={}", given()?)),
+            "bind-propagation" if matches!(value, Some("private" | "rprivate")) => {}
+            "consistency" => {}
+            _ => bail!(
+                "invalid --mount {text:?}: unknown or unsupported field {key:?} (type, source, target, readonly, volume-nocopy, tmpfs-size, tmpfs-mode)"
+            ),
+        }
+    }
+    let Some(target) = target else {
+        bail!("invalid --mount {text:?}: target is required");
+    };
+    let mut options = Vec::new();
+    if read_only {
+        options.push("ro");
+    }
+    match kind.as_str() {
+        "bind" => {
+            let Some(source) = source else {
+                bail!("invalid --mount {text:?}: a bind mount needs a source");
+            };
+            if !source.starts_with('/') {
+                bail!("invalid --mount {text:?}: the bind source must be an absolute path");
+            }
+            // Unlike -v, --mount does not make a missing host path.
+            if !Path::new(&source).exists() {
+                bail!("invalid --mount {text:?}: bind source path does not exist: {source}");
+            }
+            if nocopy {
+                bail!("invalid --mount {text:?}: volume-nocopy is for volumes");
+            }
+            let spec = format!("{source}:{target}");
+            Ok(Mount::Volume(if options.is_empty() {
+                spec
+            } else {
+                format!("{spec}:{}", options.join(","))
+            }))
+        }
+        "volume" => {
+            if nocopy {
+                options.push("nocopy");
+            }
+            let spec = match source {
+                Some(name) if name.starts_with('/') => {
+                    bail!(
+                        "invalid --mount {text:?}: a volume's source is a volume name, not a path"
+                    )
+                }
+                Some(name) => format!("{name}:{target}"),
+                None => target,
+            };
+            Ok(Mount::Volume(if options.is_empty() {
+                spec
+            } else {
+                format!("{spec}:{}", options.join(","))
+            }))
+        }
+        "tmpfs" => {
+            if source.is_some() || read_only || nocopy {
+                bail!(
+                    "invalid --mount {text:?}: a tmpfs takes no source, readonly or volume-nocopy"
+                );
+            }
+            Ok(Mount::Tmpfs(format!(
+                "{target}:{}",
+                tmpfs_options.join(",")
+            )))
+        }
+        other => bail!("invalid --mount {text:?}: unknown type {other:?} (bind, volume or tmpfs)"),
+    }
+}
+
 /// Arguments of `rm`.
 #[derive(Debug, clap::Args)]
 pub struct RmArgs {
     /// Kill a running container first.
     #[arg(short = 'f', long)]
     pub force: bool,
+    /// Remove the container's anonymous volumes too (named volumes stay).
+    #[arg(short = 'v', long)]
+    pub volumes: bool,
     /// Containers.
     #[arg(required = true, value_name = "CONTAINER")]
     pub containers: Vec<String>,
@@ -952,7 +1087,11 @@ pub fn rm(engine: &Engine, args: &RmArgs) -> Result<i32> {
                 None => return Ok(()),
             }
         }
-        engine.remove_container(&container, false)
+        engine.remove_container(&container, false)?;
+        if args.volumes {
+            engine.remove_anonymous_volumes(&container.config);
+        }
+        Ok(())
     })
 }
 
@@ -1171,9 +1310,11 @@ pub fn top(engine: &Engine, args: &TopArgs) -> Result<String> {
             command,
         ]);
     }
-    Ok(crate::render::table::render_table(
+    // docker top's own tabwriter: twenty wide.
+    Ok(crate::render::table::render_table_wide(
         &["UID", "PID", "PPID", "TIME", "CMD"],
         &rows,
+        20,
     ))
 }
 
@@ -1309,15 +1450,25 @@ pub fn container_inspect_value(
     let mounts: Vec<Value> = config
         .volumes
         .iter()
-        .map(|volume| {
-            json!({
+        .map(|volume| match &volume.name {
+            Some(name) => json!({
+                "Type": "volume",
+                "Name": name,
+                "Source": volume.host,
+                "Destination": volume.container,
+                "Driver": "local",
+                "Mode": if volume.nocopy { "nocopy" } else if volume.read_only { "ro" } else { "z" },
+                "RW": !volume.read_only,
+                "Propagation": "",
+            }),
+            None => json!({
                 "Type": "bind",
                 "Source": volume.host,
                 "Destination": volume.container,
                 "Mode": if volume.read_only { "ro" } else { "" },
                 "RW": !volume.read_only,
                 "Propagation": "rprivate",
-            })
+            }),
         })
         .collect();
     let mut value = json!({
@@ -1344,8 +1495,12 @@ pub fn container_inspect_value(
         "Driver": "overlay",
         "Platform": "linux",
         "HostConfig": {
-            "Binds": config.volumes.iter().map(|v| format!(
-                "{}:{}{}", v.host.display(), v.container, if v.read_only { ":ro" } else { "" }
+            // As docker's: host paths and named volumes; anonymous ones are not binds.
+            "Binds": config.volumes.iter().filter(|v| !v.anonymous).map(|v| format!(
+                "{}:{}{}",
+                v.name.clone().unwrap_or_else(|| v.host.display().to_string()),
+                v.container,
+                if v.read_only { ":ro" } else { "" }
             )).collect::<Vec<_>>(),
             "NetworkMode": if config.network_none { "none" } else { "host" },
             "AutoRemove": config.auto_remove,
@@ -1436,4 +1591,39 @@ pub fn container_prune(engine: &Engine, args: &ContainerPruneArgs) -> Result<()>
         human_size(pruned.reclaimed)
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_flags_say_what_v_and_tmpfs_say() {
+        let parse = |text: &str| parse_mount(text).unwrap_or_else(|e| panic!("{text}: {e:#}"));
+        assert_eq!(
+            parse("type=volume,src=data,dst=/data,readonly,volume-nocopy"),
+            Mount::Volume("data:/data:ro,nocopy".into())
+        );
+        assert_eq!(parse("target=/cache"), Mount::Volume("/cache".into()));
+        assert_eq!(
+            parse("type=bind,source=/tmp,target=/t,ro=true"),
+            Mount::Volume("/tmp:/t:ro".into())
+        );
+        assert_eq!(
+            parse("type=tmpfs,destination=/run,tmpfs-size=64m,tmpfs-mode=1777"),
+            Mount::Tmpfs("/run:size=64m,mode=1777".into())
+        );
+        for bad in [
+            "type=bind,source=/no/such/path/here,target=/x",
+            "type=bind,source=rel,target=/x",
+            "type=volume,source=/abs,target=/x",
+            "type=nfs,target=/x",
+            "source=data",
+            "type=volume,target=/x,readonly=maybe",
+            "type=tmpfs,source=x,target=/x",
+            "type=volume,target=/x,bind-propagation=shared",
+        ] {
+            assert!(parse_mount(bad).is_err(), "{bad}");
+        }
+    }
 }

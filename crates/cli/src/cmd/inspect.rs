@@ -32,7 +32,7 @@ pub struct InspectArgs {
     /// For containers, add the sizes `SizeRw` and `SizeRootFs`.
     #[arg(short, long)]
     pub size: bool,
-    /// Images or containers: names or IDs.
+    /// Containers, images or volumes: names or IDs.
     #[arg(required = true, value_name = "NAME|ID")]
     pub names: Vec<String>,
 }
@@ -44,6 +44,8 @@ pub enum ObjectType {
     Image,
     /// Containers only.
     Container,
+    /// Volumes only.
+    Volume,
 }
 
 /// The docker-compatible inspect object of an image.
@@ -97,20 +99,19 @@ pub fn inspect(engine: &Engine, args: &InspectArgs) -> Result<()> {
                 let container = engine.container(text)?;
                 container_inspect_value(engine, &container, args.size)?
             }
+            Some(ObjectType::Volume) => crate::cmd::volumes::inspect_value(&engine.volume(text)?),
             None => match engine.container(text) {
                 Ok(container) => container_inspect_value(engine, &container, args.size)?,
-                Err(_) => {
-                    let image = engine.find_image(text).map_err(|error| {
-                        if engine.store().container(text).is_err() {
-                            anyhow::anyhow!(
-                                "no such object: {text} (neither a container nor an image: see `stencil ps -a` and `stencil images`)"
-                            )
-                        } else {
-                            error
-                        }
-                    })?;
-                    inspect_value(engine, &image)?
-                }
+                Err(_) => match engine.find_image(text) {
+                    Ok(image) => inspect_value(engine, &image)?,
+                    Err(error) => match engine.volume(text) {
+                        Ok(volume) => crate::cmd::volumes::inspect_value(&volume),
+                        Err(_) if engine.store().container(text).is_err() => anyhow::bail!(
+                            "no such object: {text} (not a container, an image or a volume: see `stencil ps -a`, `stencil images` and `stencil volume ls`)"
+                        ),
+                        Err(_) => return Err(error),
+                    },
+                },
             },
         })
     })

@@ -24,3 +24,4 @@ pub mod resources;
 pub mod search;
 pub mod system;
 pub mod tag;
+pub mod volumes;

@@ -281,8 +281,8 @@ mod tests {
             &[],
             false,
             "table",
-            "NAME             DESCRIPTION                                     STARS   OFFICIAL   AUTOMATED\n\
-             busybox          Busybox base image. Small and complete, with…   3400    [OK]\n\
+            "NAME             DESCRIPTION                                     STARS     OFFICIAL   AUTOMATED\n\
+             busybox          Busybox base image. Small and complete, with…   3400      [OK]\n\
              jpetazzo/clock                                                   12\n",
         );
         check(

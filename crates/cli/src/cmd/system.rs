@@ -22,8 +22,9 @@ use crate::render::{Column, Format};
 pub enum SystemCommand {
     /// Show the space images, containers and volumes take.
     Df(DfArgs),
-    /// Remove stopped containers and dangling images (with -a, every unused image).
-    Prune(PruneArgs),
+    /// Remove stopped containers and dangling images (with -a, every unused image; with
+    /// --volumes, unused anonymous volumes).
+    Prune(SystemPruneArgs),
     /// Show how stencil is set up (same as `stencil info`).
     Info(InfoArgs),
 }
@@ -49,6 +50,17 @@ pub struct PruneArgs {
     /// label=KEY[=VALUE], label!=KEY[=VALUE].
     #[arg(long, value_name = "FILTER")]
     pub filter: Vec<String>,
+}
+
+/// Arguments of `stencil system prune`.
+#[derive(Debug, clap::Args)]
+pub struct SystemPruneArgs {
+    /// What `image prune` takes.
+    #[command(flatten)]
+    pub prune: PruneArgs,
+    /// Remove the anonymous volumes no container uses too.
+    #[arg(long)]
+    pub volumes: bool,
 }
 
 /// The `--filter`s of `prune`: `until=`, `label=` and `label!=`, as docker's.
@@ -108,11 +120,26 @@ fn print(text: &str) -> Result<()> {
 /// Runs `stencil system df`, returning the text to print.
 pub fn df(engine: &Engine, args: &DfArgs) -> Result<String> {
     let usage = engine.disk_usage()?;
+    let volumes = volume_usage(engine)?;
     if args.verbose {
-        verbose(engine, &usage)
+        verbose(engine, &usage, &volumes)
     } else {
-        Ok(summary(&usage))
+        Ok(summary(&usage, &volumes))
     }
+}
+
+/// Each volume's name, the containers using it and its size.
+fn volume_usage(engine: &Engine) -> Result<Vec<(String, usize, u64)>> {
+    let users = engine.volume_users()?;
+    Ok(engine
+        .volumes()?
+        .into_iter()
+        .map(|volume| {
+            let links = users.get(&volume.name).map_or(0, Vec::len);
+            let size = engine.volume_size(&volume);
+            (volume.name, links, size)
+        })
+        .collect())
 }
 
 fn reclaimable(bytes: u64, total: u64) -> String {
@@ -123,7 +150,9 @@ fn reclaimable(bytes: u64, total: u64) -> String {
     format!("{} ({}%)", human_size(bytes), bytes * 100 / total)
 }
 
-fn summary(usage: &DiskUsage) -> String {
+fn summary(usage: &DiskUsage, volumes: &[(String, usize, u64)]) -> String {
+    let volumes_size: u64 = volumes.iter().map(|v| v.2).sum();
+    let unused: u64 = volumes.iter().filter(|v| v.1 == 0).map(|v| v.2).sum();
     let active = usage.images.iter().filter(|i| i.containers > 0).count();
     let running = usage
         .containers
@@ -145,8 +174,14 @@ fn summary(usage: &DiskUsage) -> String {
             human_size(usage.containers_size()),
             reclaimable(usage.containers_reclaimable(), usage.containers_size()),
         ],
-        // stencil has no volumes, and its build cache is made of images (counted above).
-        zero_row("Local Volumes"),
+        vec![
+            "Local Volumes".to_owned(),
+            volumes.len().to_string(),
+            volumes.iter().filter(|v| v.1 > 0).count().to_string(),
+            human_size(volumes_size),
+            reclaimable(unused, volumes_size),
+        ],
+        // The build cache is made of images (counted above).
         zero_row("Build Cache"),
     ];
     render_table(&["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"], &rows)
@@ -182,7 +217,7 @@ const IMAGE_COLUMNS: [Column; 8] = [
     },
 ];
 
-fn verbose(engine: &Engine, usage: &DiskUsage) -> Result<String> {
+fn verbose(engine: &Engine, usage: &DiskUsage, volumes: &[(String, usize, u64)]) -> Result<String> {
     let by_manifest: BTreeMap<String, _> = usage
         .images
         .iter()
@@ -211,7 +246,13 @@ fn verbose(engine: &Engine, usage: &DiskUsage) -> Result<String> {
                 plain(&row["ID"]),
                 plain(&row["Image"]),
                 plain(&row["Command"]),
-                "0".to_owned(),
+                c.container
+                    .config
+                    .volumes
+                    .iter()
+                    .filter(|v| v.name.is_some())
+                    .count()
+                    .to_string(),
                 human_size(c.size),
                 plain(&row["RunningFor"]),
                 plain(&row["Status"]),
@@ -233,9 +274,13 @@ fn verbose(engine: &Engine, usage: &DiskUsage) -> Result<String> {
         &containers,
     ));
     out.push_str("\nLocal Volumes space usage:\n\n");
+    let volume_rows: Vec<Vec<String>> = volumes
+        .iter()
+        .map(|(name, links, size)| vec![name.clone(), links.to_string(), human_size(*size)])
+        .collect();
     out.push_str(&render_table::<&str>(
         &["VOLUME NAME", "LINKS", "SIZE"],
-        &[],
+        &volume_rows,
     ));
     out.push_str("\nBuild cache usage: 0B\n");
     Ok(out)
@@ -296,20 +341,31 @@ fn pruned_images_text(pruned: &Pruned) -> String {
 }
 
 /// Runs `stencil system prune`: stopped containers first, then the images they held.
-pub fn system_prune(engine: &Engine, args: &PruneArgs) -> Result<()> {
+pub fn system_prune(engine: &Engine, system_args: &SystemPruneArgs) -> Result<()> {
+    let args = &system_args.prune;
     let filter = prune_filter(&args.filter)?;
     let images = if args.all {
         "  - all images without at least one container associated to them"
     } else {
         "  - all dangling images"
     };
+    let volumes = if system_args.volumes {
+        "\n  - all anonymous volumes not used by at least one container"
+    } else {
+        ""
+    };
     let warning = format!(
-        "WARNING! This will remove:\n  - all stopped containers\n{images}\n  - all build cache"
+        "WARNING! This will remove:\n  - all stopped containers{volumes}\n{images}\n  - all build cache"
     );
     if !args.force && !confirm(&warning)? {
         return Ok(());
     }
     let containers = engine.prune_containers(&filter)?;
+    let volumes = if system_args.volumes {
+        engine.prune_volumes(false, &filter)?
+    } else {
+        Default::default()
+    };
     let images = engine.prune_images(args.all, &filter)?;
     let mut out = std::io::stdout().lock();
     if !containers.removed.is_empty() {
@@ -319,11 +375,14 @@ pub fn system_prune(engine: &Engine, args: &PruneArgs) -> Result<()> {
             containers.removed.join("\n")
         );
     }
+    if !volumes.removed.is_empty() {
+        let _ = writeln!(out, "Deleted Volumes:\n{}\n", volumes.removed.join("\n"));
+    }
     let _ = out.write_all(pruned_images_text(&images).as_bytes());
     let _ = writeln!(
         out,
         "Total reclaimed space: {}",
-        human_size(containers.reclaimed + images.reclaimed)
+        human_size(containers.reclaimed + volumes.reclaimed + images.reclaimed)
     );
     Ok(())
 }
@@ -515,12 +574,18 @@ mod tests {
             containers: Vec::new(),
         };
         assert_eq!(
-            summary(&usage),
-            "TYPE            TOTAL   ACTIVE   SIZE     RECLAIMABLE\n\
-             Images          0       0        2.12MB   1.06MB (50%)\n\
-             Containers      0       0        0B       0B\n\
-             Local Volumes   0       0        0B       0B\n\
-             Build Cache     0       0        0B       0B\n"
+            summary(
+                &usage,
+                &[
+                    ("a".to_owned(), 1, 3_000_000),
+                    ("b".to_owned(), 0, 1_000_000)
+                ]
+            ),
+            "TYPE            TOTAL     ACTIVE    SIZE      RECLAIMABLE\n\
+             Images          0         0         2.12MB    1.06MB (50%)\n\
+             Containers      0         0         0B        0B\n\
+             Local Volumes   2         1         4MB       1MB (25%)\n\
+             Build Cache     0         0         0B        0B\n"
         );
         assert_eq!(reclaimable(0, 0), "0B");
         assert_eq!(reclaimable(2, 3), "2B (66%)");

@@ -262,7 +262,6 @@ pub(crate) fn run_container(plan: &mut ContainerPlan) -> ! {
 }
 
 fn setup_container(plan: &mut ContainerPlan) -> Result<Infallible, Failure> {
-    wait_for_release(plan.release);
     // SAFETY: umask only changes this process's file creation mask.
     unsafe { libc::umask(0) };
     if let Some(name) = &plan.hostname {
@@ -310,6 +309,9 @@ fn setup_container(plan: &mut ContainerPlan) -> Result<Infallible, Failure> {
         )
         .map_err(at(Stage::ReadOnly, 0))?;
     }
+    // The mounts above are the runtime's work, done while the parent moves this process
+    // into its cgroup; nothing of the container runs before that is done.
+    wait_for_release(plan.release);
     if plan.init {
         become_init(&plan.process)?;
     }

@@ -158,8 +158,8 @@ fn record_failed_start(engine: &Engine, container: &mut Container, failure: &Sta
     let _ = engine.set_container_state(container);
     let _ = engine.unmount_container(container);
     let _ = Cgroup::open(&container.record.id).and_then(|cgroup| cgroup.remove());
-    if container.config.auto_remove {
-        let _ = engine.remove_container(container, true);
+    if container.config.auto_remove && engine.remove_container(container, true).is_ok() {
+        engine.remove_anonymous_volumes(&container.config);
     }
 }
 
@@ -253,8 +253,9 @@ fn record_exit(engine: &Engine, id: &str, code: Option<i32>) {
     let exit_file = write_exit_file(&engine.container_dir(id), code);
     if container.config.auto_remove {
         let _lock = exit_file.and_then(let_waiters_read);
-        if let Err(error) = engine.remove_container(&container, true) {
-            tracing::warn!(container = id, "cannot remove the container: {error:#}");
+        match engine.remove_container(&container, true) {
+            Ok(()) => engine.remove_anonymous_volumes(&container.config),
+            Err(error) => tracing::warn!(container = id, "cannot remove the container: {error:#}"),
         }
     }
 }
@@ -445,6 +446,8 @@ pub fn start_detached(engine: &Engine, container: &Container) -> Result<()> {
 /// The monitor process: starts container `id` with its output in its log, reports on
 /// standard output, waits, records the exit. Returns the monitor's exit status.
 pub fn monitor(engine: &Engine, id: &str) -> i32 {
+    // Overlaps the kernel's slow first cgroup move with the preparation below.
+    super::cgroup::warm_up();
     let report = |line: &str| {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{line}");

@@ -7,10 +7,12 @@
 //! the `/proc` files docker masks, optionally remounts `/` read-only, and finally (in the
 //! process that execs) drops to docker's default capabilities, sets `no_new_privs`, switches
 //! user and groups, marks every descriptor above 2 close-on-exec, changes to the working
-//! directory (checked to lie inside the root) and execs. Before any of that, the child
-//! waits on a pipe until the parent has moved it into the container's cgroup
-//! ([`Spec::cgroup`], see [`super::cgroup`]), so no instruction of the container runs
-//! outside its limits; `exec`'d processes join that cgroup the same way. [`start`] returns
+//! directory (checked to lie inside the root) and execs. Once its mounts are made (while
+//! the parent moves it: the kernel's first cgroup move of a process waits for an RCU grace
+//! period), and before `--init`'s fork or anything of the container's own, the child waits
+//! on a pipe until the parent has moved it into the container's cgroup ([`Spec::cgroup`],
+//! see [`super::cgroup`]), so no instruction of the container runs outside its limits;
+//! `exec`'d processes join that cgroup before they do anything. [`start`] returns
 //! once `execve` succeeded, or with a [`RunError`] carrying docker's exit code (125, 126 or
 //! 127).
 //!
@@ -1300,6 +1302,14 @@ pub fn start(spec: &Spec, stdio: Stdio) -> Result<Started, RunError> {
             )
         })?;
     }
+    // Directory mount points too: a symlink on the way leads to a directory made inside
+    // the rootfs (the child, in its root, follows the link to it). Errors are the child's
+    // to report, at the mount.
+    for volume in &spec.volumes {
+        if volume.host.is_dir() || !volume.host.exists() {
+            let _ = rootpath::create_dir_all_in_root(root.as_fd(), &volume.container);
+        }
+    }
     drop(root);
     let channels = Channels::new(spec.tty)?;
     let streams = Streams::new(stdio, &process)?;
@@ -1323,8 +1333,8 @@ pub fn start(spec: &Spec, stdio: Stdio) -> Result<Started, RunError> {
         Some(id) => make_cgroup(id, &spec.resources)?,
         None => None,
     };
-    // The child waits on this pipe until it is in its cgroup: nothing it runs escapes the
-    // limits, and `pause` or `stats` see every process.
+    // The child waits on this pipe, its mounts made, until it is in its cgroup: nothing
+    // of the container escapes the limits, and `pause` or `stats` see every process.
     let (release_read, release_write) =
         pipe2(OFlag::O_CLOEXEC).map_err(|e| RunError::setup("cannot create a pipe", e))?;
     let release_read = above_stdio(release_read)?;
@@ -1348,6 +1358,8 @@ pub fn start(spec: &Spec, stdio: Stdio) -> Result<Started, RunError> {
     drop(release_read);
     if let Some(cgroup) = &cgroup
         && let Err(error) = cgroup.attach(pid)
+        // A child that failed its setup has exited already: its report says why.
+        && error.source.raw_os_error() != Some(libc::ESRCH)
     {
         if spec.resources.any() {
             // SAFETY: kill has no memory-safety preconditions; `pid` is our child.

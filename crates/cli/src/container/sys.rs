@@ -253,9 +253,12 @@ pub(crate) fn set_tree_read_only(fd: c_int) -> Result<(), i32> {
     check(ret).map(drop)
 }
 
-/// Attaches the detached mount tree `fd` at `target` (`move_mount(2)`).
+/// Attaches the detached mount tree `fd` at `target` (`move_mount(2)`), following a
+/// symlink at `target`: called after `pivot_root`, where a link cannot lead out of the
+/// container's root, as docker resolves mount destinations inside the container.
 pub(crate) fn move_mount(fd: c_int, target: &CStr) -> Result<(), i32> {
     const MOVE_MOUNT_F_EMPTY_PATH: c_uint = 4;
+    const MOVE_MOUNT_T_SYMLINKS: c_uint = 0x10;
     let empty = c"";
     // SAFETY: both paths are NUL-terminated.
     let ret = unsafe {
@@ -265,7 +268,7 @@ pub(crate) fn move_mount(fd: c_int, target: &CStr) -> Result<(), i32> {
             empty.as_ptr(),
             libc::AT_FDCWD,
             target.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_SYMLINKS,
         )
     };
     check(ret).map(drop)

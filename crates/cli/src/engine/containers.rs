@@ -109,15 +109,45 @@ pub struct CreateOptions {
     pub resources: Resources,
 }
 
-/// A bind mount of a host path, parsed from `-v`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A mount of `-v`: a host path, or a volume of the store (its `_data` directory).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VolumeConfig {
-    /// Absolute host path.
+    /// Absolute host path (a volume's `_data` directory for a volume).
     pub host: PathBuf,
     /// Absolute path in the container.
     pub container: String,
     /// Mounted read-only.
     pub read_only: bool,
+    /// The volume's name, when it is a volume of the store rather than a host path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// A volume made for this container (`-v /path`, the image's `VOLUME`): `rm -v` and
+    /// `--rm` remove it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub anonymous: bool,
+    /// `nocopy`: the volume does not receive what the image holds at its path.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nocopy: bool,
+}
+
+/// Where a `-v` mount comes from, before volumes are looked up or made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum MountSource {
+    /// An absolute host path.
+    Host(PathBuf),
+    /// A named volume.
+    Named(String),
+    /// A new anonymous volume.
+    Anonymous,
+}
+
+/// A parsed `-v`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct MountSpec {
+    source: MountSource,
+    container: String,
+    read_only: bool,
+    nocopy: bool,
 }
 
 /// A container's configuration, fixed at creation (`config.json`).
@@ -317,11 +347,41 @@ impl Engine {
             .clone()
             .or_else(|| string_field(&settings, "User"))
             .unwrap_or_default();
-        let volumes = options
+        let mut mounts = options
             .volumes
             .iter()
             .map(|text| parse_volume(text))
             .collect::<Result<Vec<_>>>()?;
+        let mut targets = std::collections::HashSet::new();
+        for mount in &mounts {
+            if !targets.insert(mount_target(&mount.container)) {
+                bail!(
+                    "duplicate mount point: {} is given twice (-v)",
+                    mount_target(&mount.container)
+                );
+            }
+        }
+        // The image's VOLUMEs that nothing else covers get anonymous volumes, as docker's.
+        let tmpfs_targets: Vec<String> = options.tmpfs.keys().map(|p| mount_target(p)).collect();
+        if let Some(declared) = settings.get("Volumes").and_then(Value::as_object) {
+            for path in declared.keys() {
+                let target = mount_target(path);
+                if !path.starts_with('/')
+                    || target == "/"
+                    || targets.contains(&target)
+                    || tmpfs_targets.contains(&target)
+                {
+                    continue;
+                }
+                targets.insert(target.clone());
+                mounts.push(MountSpec {
+                    source: MountSource::Anonymous,
+                    container: target,
+                    read_only: false,
+                    nocopy: false,
+                });
+            }
+        }
         if let Some(runtime) = &options.runtime
             && !runtime.is_file()
         {
@@ -339,7 +399,7 @@ impl Engine {
             working_dir,
             user,
             hostname,
-            volumes,
+            volumes: Vec::new(),
             network_none: options.network_none,
             read_only: options.read_only,
             tty: options.tty,
@@ -383,7 +443,93 @@ impl Engine {
             Some(name) => validate_name(name)?,
             None => self.unused_name()?,
         };
-        self.record_container(&id, &name, &image, config)
+        self.record_with_volumes(&id, &name, &image, config, &mounts)
+    }
+
+    /// Finds or makes the volumes of `mounts`, then records the container with them, under
+    /// the volumes lock so that no `volume rm` takes them in between. A failure removes
+    /// the volumes made for it; new volumes then receive what the image holds at their
+    /// paths.
+    fn record_with_volumes(
+        &self,
+        id: &str,
+        name: &str,
+        image: &ImageRecord,
+        mut config: ContainerConfig,
+        mounts: &[MountSpec],
+    ) -> Result<Container> {
+        let lock = if mounts
+            .iter()
+            .any(|m| !matches!(m.source, MountSource::Host(_)))
+        {
+            Some(self.lock_volumes()?)
+        } else {
+            None
+        };
+        let mut made = Vec::new();
+        let mut resolve = || -> Result<()> {
+            for mount in mounts {
+                let volume = match &mount.source {
+                    MountSource::Host(path) => {
+                        config.volumes.push(VolumeConfig {
+                            host: path.clone(),
+                            container: mount.container.clone(),
+                            read_only: mount.read_only,
+                            ..VolumeConfig::default()
+                        });
+                        continue;
+                    }
+                    MountSource::Named(volume) => {
+                        self.create_volume_locked(Some(volume), &BTreeMap::new())?
+                    }
+                    MountSource::Anonymous => self.create_volume_locked(None, &BTreeMap::new())?,
+                };
+                let (volume, new) = volume;
+                if new {
+                    made.push(volume.name.clone());
+                }
+                config.volumes.push(VolumeConfig {
+                    host: volume.mountpoint.clone(),
+                    container: mount.container.clone(),
+                    read_only: mount.read_only,
+                    anonymous: volume.is_anonymous(),
+                    nocopy: mount.nocopy,
+                    name: Some(volume.name),
+                });
+            }
+            Ok(())
+        };
+        let recorded = resolve().and_then(|()| self.record_container(id, name, image, config));
+        let container = match recorded {
+            Ok(container) => container,
+            Err(error) => {
+                self.remove_unused_volumes(&made);
+                return Err(error);
+            }
+        };
+        // Filled under the lock too: two containers made at once on one new volume do not
+        // both copy into it.
+        let populated = if container
+            .config
+            .volumes
+            .iter()
+            .any(|v| v.name.is_some() && !v.nocopy)
+        {
+            self.mount_container(&container).and_then(|rootfs| {
+                let done = self.populate_volumes(&container.config, &rootfs);
+                let _ = self.unmount_container(&container);
+                done
+            })
+        } else {
+            Ok(())
+        };
+        drop(lock);
+        if let Err(error) = populated {
+            let _ = self.remove_container(&container, false);
+            self.remove_anonymous_volumes(&container.config);
+            return Err(error);
+        }
+        Ok(container)
     }
 
     fn record_container(
@@ -896,32 +1042,70 @@ fn from_host(entry: &str) -> Option<String> {
         .map(|value| format!("{entry}={value}"))
 }
 
-/// `HOST:CONTAINER[:ro|rw]` with absolute paths.
-fn parse_volume(text: &str) -> Result<VolumeConfig> {
+/// Docker's `-v [SOURCE:]CONTAINER[:OPTIONS]`: SOURCE an absolute host path or a volume
+/// name (none: an anonymous volume); OPTIONS a comma list of `ro`, `rw`, `nocopy` (volumes
+/// only), and `z`, `Z`, `private`, `rprivate` (accepted, nothing to do here).
+fn parse_volume(text: &str) -> Result<MountSpec> {
     let parts: Vec<&str> = text.split(':').collect();
-    let (host, container, mode) = match parts.as_slice() {
-        [host, container] => (*host, *container, "rw"),
-        [host, container, mode] => (*host, *container, *mode),
-        _ => bail!("invalid volume specification {text:?}: give HOST:CONTAINER[:ro]"),
+    let usage = "give [HOST-PATH|VOLUME:]CONTAINER-PATH[:ro]";
+    let (source, container, mode) = match parts.as_slice() {
+        [container] => (None, *container, ""),
+        [source, container] if !container.starts_with('/') && source.starts_with('/') => {
+            // `/path:ro`: an anonymous volume with options.
+            (None, *source, *container)
+        }
+        [source, container] => (Some(*source), *container, ""),
+        [source, container, mode] => (Some(*source), *container, *mode),
+        _ => bail!("invalid volume specification {text:?}: {usage}"),
     };
-    if !host.starts_with('/') {
-        bail!(
-            "invalid volume specification {text:?}: named volumes are not supported, give an absolute host path"
-        );
-    }
-    if !container.starts_with('/') {
+    if container.is_empty() || !container.starts_with('/') {
         bail!("invalid volume specification {text:?}: the container path must be absolute");
     }
-    let read_only = match mode {
-        "ro" => true,
-        "rw" => false,
-        other => bail!("invalid volume specification {text:?}: unknown mode {other:?} (ro or rw)"),
+    if container.split('/').any(|part| part == "..") || container == "/" {
+        bail!(
+            "invalid volume specification {text:?}: the container path must name a directory below /, without \"..\""
+        );
+    }
+    let source = match source {
+        None => MountSource::Anonymous,
+        Some(host) if host.starts_with('/') => MountSource::Host(PathBuf::from(host)),
+        Some(name) => {
+            super::volumes::check_volume_name(name)
+                .with_context(|| format!("invalid volume specification {text:?}"))?;
+            MountSource::Named(name.to_owned())
+        }
     };
-    Ok(VolumeConfig {
-        host: PathBuf::from(host),
+    let (mut read_only, mut nocopy) = (false, false);
+    for option in mode.split(',').filter(|o| !o.is_empty()) {
+        match option {
+            "ro" => read_only = true,
+            "rw" => read_only = false,
+            "nocopy" if !matches!(source, MountSource::Host(_)) => nocopy = true,
+            "nocopy" => bail!(
+                "invalid volume specification {text:?}: nocopy is for volumes, not host paths"
+            ),
+            "z" | "Z" | "private" | "rprivate" => {}
+            other => bail!(
+                "invalid volume specification {text:?}: unknown option {other:?} (ro, rw, nocopy)"
+            ),
+        }
+    }
+    Ok(MountSpec {
+        source,
         container: container.to_owned(),
         read_only,
+        nocopy,
     })
+}
+
+/// Normalised container path of a mount, to compare destinations (`/data/` is `/data`).
+fn mount_target(path: &str) -> String {
+    let trimmed = path.trim_end_matches('/');
+    if trimmed.is_empty() {
+        "/".to_owned()
+    } else {
+        trimmed.to_owned()
+    }
 }
 
 /// Docker's rule for names: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
@@ -947,7 +1131,7 @@ fn random_bytes<const N: usize>() -> Result<[u8; N]> {
 }
 
 /// 64 random hex digits; never all digits, so a short ID is never read as a number.
-fn random_id() -> Result<String> {
+pub(super) fn random_id() -> Result<String> {
     loop {
         let id = hex_string(&random_bytes::<32>()?);
         if id[..12].bytes().any(|b| b.is_ascii_alphabetic()) {
@@ -972,14 +1156,16 @@ pub fn parse_time(text: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
-fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+pub(super) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut file = tempfile::Builder::new()
         .prefix(".tmp-")
         .tempfile_in(dir)
         .with_context(|| format!("cannot write {}", path.display()))?;
-    serde_json::to_writer_pretty(&mut file, value)?;
-    file.write_all(b"\n")?;
+    // Serialised whole first: serde writes token by token, a syscall each on a file.
+    let mut text = serde_json::to_vec_pretty(value)?;
+    text.push(b'\n');
+    file.write_all(&text)?;
     file.persist(path)
         .map_err(|e| e.error)
         .with_context(|| format!("cannot write {}", path.display()))?;
@@ -1337,18 +1523,47 @@ mod tests {
 
     #[test]
     fn volumes_and_names_are_checked() {
-        let volume = parse_volume("/host:/ctr:ro").unwrap_or_else(|e| panic!("{e:#}"));
+        let spec = |text: &str| parse_volume(text).unwrap_or_else(|e| panic!("{text}: {e:#}"));
+        let mount = |source, container: &str, read_only, nocopy| MountSpec {
+            source,
+            container: container.to_owned(),
+            read_only,
+            nocopy,
+        };
+        use MountSource::{Anonymous, Host, Named};
         assert_eq!(
-            (
-                volume.host.as_path(),
-                volume.container.as_str(),
-                volume.read_only
-            ),
-            (Path::new("/host"), "/ctr", true)
+            spec("/host:/ctr:ro"),
+            mount(Host("/host".into()), "/ctr", true, false)
         );
-        for bad in ["named:/ctr", "/host:rel", "/a:/b:xx", "/only"] {
+        assert_eq!(
+            spec("pgdata:/var/lib/pg"),
+            mount(Named("pgdata".into()), "/var/lib/pg", false, false)
+        );
+        assert_eq!(
+            spec("cache:/c:ro,nocopy"),
+            mount(Named("cache".into()), "/c", true, true)
+        );
+        assert_eq!(spec("/data"), mount(Anonymous, "/data", false, false));
+        assert_eq!(spec("/data:ro"), mount(Anonymous, "/data", true, false));
+        assert_eq!(
+            spec("/h:/c:rw,Z"),
+            mount(Host("/h".into()), "/c", false, false)
+        );
+        for bad in [
+            "/host:rel",
+            "/a:/b:xx",
+            "rel",
+            "x:/ctr",
+            "a/b:/ctr",
+            "./dir:/ctr",
+            "/h:/c:nocopy",
+            "/h:/",
+            "/h:/a/../b",
+            "a:b:c:d",
+        ] {
             assert!(parse_volume(bad).is_err(), "{bad}");
         }
+        assert_eq!(mount_target("/data/"), "/data");
         assert!(validate_name("web-1.a_b").is_ok());
         for bad in ["-x", "a", "a b", "a/b"] {
             assert!(validate_name(bad).is_err(), "{bad}");

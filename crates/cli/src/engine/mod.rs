@@ -33,6 +33,7 @@ mod pull;
 mod push;
 mod unpack;
 mod usage;
+mod volumes;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -57,6 +58,7 @@ pub use login::{login_server, server_key};
 pub use pull::{PullEvent, PullOptions, PullReport, PullStatus};
 pub use push::{PushProgress, PushReport};
 pub use usage::{ContainerUsage, DiskUsage, ImageUsage, PruneFilter, Pruned, PrunedContainers};
+pub use volumes::{ANONYMOUS_LABEL, PrunedVolumes, Volume, VolumesLock, check_volume_name};
 
 /// The snapshotter's directory under the store root.
 const SNAPSHOTS_DIR: &str = "snapshots";

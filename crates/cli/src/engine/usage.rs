@@ -323,7 +323,7 @@ impl Engine {
 pub const UNREFERENCED_BLOB_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Sum of the sizes of everything under `dir` but directories, each inode once.
-fn tree_size(dir: &Path, seen: &mut HashSet<(u64, u64)>) -> Result<u64> {
+pub(super) fn tree_size(dir: &Path, seen: &mut HashSet<(u64, u64)>) -> Result<u64> {
     let mut total = 0;
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,

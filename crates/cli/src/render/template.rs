@@ -232,9 +232,9 @@ mod tests {
     fn formats_render_like_dockers() {
         check(
             "table",
-            Ok("REPOSITORY                 TAG      IMAGE ID\n\
-                busybox                    latest   0123456789ab\n\
-                localhost:5000/wordpress   6        ba9876543210\n"),
+            Ok("REPOSITORY                 TAG       IMAGE ID\n\
+                busybox                    latest    0123456789ab\n\
+                localhost:5000/wordpress   6         ba9876543210\n"),
         );
         check(
             "{{.Repository}}:{{.Tag}}",
