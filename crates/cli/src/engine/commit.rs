@@ -251,19 +251,31 @@ impl Engine {
         // committed layer: its digest is its diff ID (one hash, no compression), and a
         // commit costs little more than writing the tar. `push` compresses it on the way
         // to a registry (see `Engine::distributable`).
-        let mut tracked = EntryTracker {
-            inner: writer,
-            has_entries: false,
-        };
-        let diffed = self.snapshots.diff(key, &mut tracked, diff_options);
+        // The tree walk (syscall-bound) and the hashing and storing of its tar run on
+        // two threads.
+        let mut changed = false;
+        let (writer, diffed, stored) = pipelined(writer, |out| {
+            let mut tracked = EntryTracker {
+                inner: out,
+                has_entries: false,
+            };
+            let diffed = self.snapshots.diff(key, &mut tracked, diff_options);
+            changed = tracked.has_entries;
+            diffed
+        });
+        // A store that failed first makes the walk fail too (a broken pipe): its error
+        // is the cause.
+        if let Err(error) = stored {
+            let _ = writer.abort();
+            return Err(anyhow::Error::from(error)
+                .context(format!("cannot store the layer of snapshot {key}")));
+        }
         if let Err(error) = diffed {
-            let _ = tracked.inner.abort();
+            let _ = writer.abort();
             return Err(anyhow::Error::from(error).context(format!(
                 "cannot write the changes of snapshot {key} as a layer"
             )));
         }
-        let changed = tracked.has_entries;
-        let writer = tracked.inner;
         let diff_id = writer.digest();
         let pending = PendingLayer { writer, diff_id };
         Ok(if changed {
@@ -557,6 +569,81 @@ fn finish_layer(pending: PendingLayer) -> Result<NewLayer> {
         diff_id,
         media_type: OCI_LAYER,
     })
+}
+
+/// Size of the pieces a tree walk hands to the thread that hashes and stores them.
+const PIPE_CHUNK: usize = 1 << 20;
+
+/// Runs `produce` on this thread, its output going in [`PIPE_CHUNK`] pieces to another
+/// thread that writes them into `sink`; returns the sink, what `produce` returned and how
+/// the writing went. When the writing fails, `produce`'s writes fail with a broken pipe.
+fn pipelined<W: Write + Send, T>(
+    mut sink: W,
+    produce: impl FnOnce(&mut dyn Write) -> T,
+) -> (W, T, std::io::Result<()>) {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+    std::thread::scope(|scope| {
+        let consumer = scope.spawn(move || {
+            let mut stored = Ok(());
+            for chunk in rx {
+                stored = sink.write_all(&chunk);
+                if stored.is_err() {
+                    break; // dropping `rx` fails the producer's next send
+                }
+            }
+            let stored = stored.and_then(|()| sink.flush());
+            (sink, stored)
+        });
+        let mut sender = ChunkSender {
+            tx,
+            buf: Vec::with_capacity(PIPE_CHUNK),
+        };
+        let produced = produce(&mut sender);
+        let last = sender.send_rest();
+        drop(sender);
+        let (sink, stored) = match consumer.join() {
+            Ok(done) => done,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        (sink, produced, stored.and(last))
+    })
+}
+
+/// The producer's end of [`pipelined`].
+struct ChunkSender {
+    tx: std::sync::mpsc::SyncSender<Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+impl ChunkSender {
+    fn send(&mut self) -> std::io::Result<()> {
+        let full = std::mem::replace(&mut self.buf, Vec::with_capacity(PIPE_CHUNK));
+        self.tx.send(full).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the layer's writer stopped")
+        })
+    }
+
+    fn send_rest(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            Ok(())
+        } else {
+            self.send()
+        }
+    }
+}
+
+impl Write for ChunkSender {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= PIPE_CHUNK {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Notes whether the tar on its way to the store holds any entry (a tar with none is only
