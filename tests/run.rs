@@ -2562,6 +2562,46 @@ fn named_volumes_are_shared_kept_and_left_out_of_commits() {
     let listed = stencil.run(&["volume", "ls", "--filter", "dangling=false"]);
     listed.success();
     assert_eq!(listed.lines(), ["DRIVER    VOLUME NAME", "local     data"]);
+    // --volumes-from mounts another container's volumes at the same paths.
+    stencil
+        .run(&[
+            "run",
+            "--rm",
+            "--volumes-from",
+            "user",
+            IMAGE,
+            "cat",
+            "/data/f",
+        ])
+        .success()
+        .stdout_is("hi\n");
+    stencil
+        .run(&[
+            "run",
+            "--rm",
+            "--volumes-from",
+            "user:ro",
+            IMAGE,
+            "sh",
+            "-c",
+            "echo x > /data/x",
+        ])
+        .expect_code(1)
+        .stderr_contains("Read-only file system");
+    stencil
+        .run(&["run", "--rm", "--volumes-from", "nosuch", IMAGE, "true"])
+        .expect_code(125)
+        .stderr_contains("invalid --volumes-from \"nosuch\"");
+    for filter in ["volume=data", "volume=/data/"] {
+        stencil
+            .run(&["ps", "-a", "--filter", filter, "--format", "{{.Names}}"])
+            .success()
+            .stdout_is("user\n");
+    }
+    stencil
+        .run(&["ps", "-a", "--filter", "volume=other", "-q"])
+        .success()
+        .stdout_is("");
     let inspect = stencil.run(&["inspect", "-f", "{{json .Mounts}}", "user"]);
     inspect.success();
     let mounts: serde_json::Value =

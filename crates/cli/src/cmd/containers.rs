@@ -55,6 +55,10 @@ pub struct CreateArgs {
     /// [,volume-nocopy][,tmpfs-size=…][,tmpfs-mode=…].
     #[arg(long = "mount", value_name = "KEY=VALUE,…")]
     pub mount: Vec<String>,
+    /// Mount every volume and host path of another container at the same paths
+    /// (CONTAINER[:ro|:rw]; ro makes them all read-only).
+    #[arg(long = "volumes-from", value_name = "CONTAINER[:ro|rw]")]
+    pub volumes_from: Vec<String>,
     /// Container host name (default: the short container ID).
     #[arg(long, value_name = "NAME")]
     pub hostname: Option<String>,
@@ -186,6 +190,7 @@ impl CreateArgs {
                 }
                 volumes
             },
+            volumes_from: self.volumes_from.clone(),
             hostname: self.hostname.clone(),
             name: self.name.clone(),
             network_none,
@@ -452,8 +457,8 @@ pub struct PsArgs {
     /// Show the size of each container's writable layer (and of its image).
     #[arg(short = 's', long)]
     pub size: bool,
-    /// Keep containers matching KEY=VALUE: status, name, id, ancestor, exited (repeat a
-    /// key to allow several values).
+    /// Keep containers matching KEY=VALUE: status, name, id, ancestor, exited, label,
+    /// volume (a volume's name or a mount point); repeat a key to allow several values.
     #[arg(short = 'f', long, value_name = "KEY=VALUE")]
     pub filter: Vec<String>,
     /// Show the N most recently created containers, whatever their state.
@@ -514,9 +519,11 @@ enum PsFilter {
     Ancestor(String),
     Exited(i32),
     Label(LabelFilter),
+    /// A volume name, or a mount's destination in the container.
+    Volume(String),
 }
 
-const PS_FILTER_KEYS: &str = "status, name, id, ancestor, exited, label";
+const PS_FILTER_KEYS: &str = "status, name, id, ancestor, exited, label, volume";
 
 fn parse_ps_filter(engine: &Engine, text: &str) -> Result<PsFilter> {
     let Some((key, value)) = text.split_once('=') else {
@@ -547,6 +554,8 @@ fn parse_ps_filter(engine: &Engine, text: &str) -> Result<PsFilter> {
         ),
         "label" if !value.is_empty() => PsFilter::Label(LabelFilter::parse(value)),
         "label" => bail!("invalid filter {text:?}: label takes KEY or KEY=VALUE"),
+        "volume" if !value.is_empty() => PsFilter::Volume(value.to_owned()),
+        "volume" => bail!("invalid filter {text:?}: volume takes a volume name or a mount point"),
         _ => bail!("invalid filter {text:?}: unknown key {key:?} ({PS_FILTER_KEYS})"),
     })
 }
@@ -561,6 +570,10 @@ fn ps_filter_matches(container: &Container, filter: &PsFilter) -> bool {
             container.state.status == Status::Exited && container.state.exit_code == Some(*code)
         }
         PsFilter::Label(label) => label.matches(&json!(container.config.labels)),
+        PsFilter::Volume(wanted) => container.config.volumes.iter().any(|volume| {
+            volume.name.as_deref() == Some(wanted.as_str())
+                || volume.container.trim_end_matches('/') == wanted.trim_end_matches('/')
+        }),
     }
 }
 

@@ -69,8 +69,10 @@ pub struct CreateOptions {
     pub workdir: Option<String>,
     /// `-u`.
     pub user: Option<String>,
-    /// `-v HOST:CONTAINER[:ro]`.
+    /// `-v [SOURCE:]CONTAINER[:OPTIONS]`.
     pub volumes: Vec<String>,
+    /// `--volumes-from CONTAINER[:ro|rw]`.
+    pub volumes_from: Vec<String>,
     /// `--hostname`.
     pub hostname: Option<String>,
     /// `--name`.
@@ -359,6 +361,31 @@ impl Engine {
                     "duplicate mount point: {} is given twice (-v)",
                     mount_target(&mount.container)
                 );
+            }
+        }
+        // Another container's mounts, where no -v goes.
+        for entry in &options.volumes_from {
+            let (source, mode) = match entry.rsplit_once(':') {
+                Some((source, mode)) if mode == "ro" || mode == "rw" => (source, Some(mode)),
+                _ => (entry.as_str(), None),
+            };
+            let other = self
+                .container(source)
+                .with_context(|| format!("invalid --volumes-from {entry:?}"))?;
+            for volume in &other.config.volumes {
+                let target = mount_target(&volume.container);
+                if !targets.insert(target.clone()) {
+                    continue;
+                }
+                mounts.push(MountSpec {
+                    source: match &volume.name {
+                        Some(name) => MountSource::Named(name.clone()),
+                        None => MountSource::Host(volume.host.clone()),
+                    },
+                    container: target,
+                    read_only: mode.map_or(volume.read_only, |mode| mode == "ro"),
+                    nocopy: true,
+                });
             }
         }
         // The image's VOLUMEs that nothing else covers get anonymous volumes, as docker's.
