@@ -258,14 +258,6 @@ fn main() -> ExitCode {
     };
     init_logging(cli.log_level.unwrap_or(default_level));
     let root = cli.root.clone();
-    // A process about to be moved into a container's cgroup: the kernel's slow part of
-    // that move overlaps with opening the store and preparing the container.
-    if let Command::Run(args) | Command::Container(ContainerCommand::Run(args)) = &cli.command
-        && !args.detach
-        && args.create.runtime.is_none()
-    {
-        stencil::container::cgroup::warm_up();
-    }
     let result = match cli.command {
         Command::Ref { json, references } => return run_ref(json, &references),
         Command::Version => {

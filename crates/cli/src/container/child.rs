@@ -42,10 +42,11 @@ pub(crate) enum Stage {
     CloseFds,
     Exec,
     NotFound,
+    Cgroup,
 }
 
 impl Stage {
-    const ALL: [Stage; 21] = [
+    const ALL: [Stage; 22] = [
         Stage::Hostname,
         Stage::MountPrivate,
         Stage::Loopback,
@@ -67,6 +68,7 @@ impl Stage {
         Stage::CloseFds,
         Stage::Exec,
         Stage::NotFound,
+        Stage::Cgroup,
     ];
 }
 
@@ -216,7 +218,19 @@ pub(crate) struct ContainerPlan {
     /// Read end of the pipe on which the parent says the child is in its cgroup (one
     /// byte); `-1` for none. End-of-file without the byte means the parent gave up.
     pub release: c_int,
+    /// The cgroup the child moves itself into first (v1: `tasks` files; then `release`
+    /// is `-1`).
+    pub cgroup: CgroupPlan,
     pub process: ProcessPlan,
+}
+
+/// The cgroup files a new process writes `0` into to move itself (see
+/// [`super::cgroup::Cgroup::self_move_files`]).
+#[derive(Default)]
+pub(crate) struct CgroupPlan {
+    pub tasks: Vec<CString>,
+    /// Whether failing to move is fatal (the container has limits).
+    pub required: bool,
 }
 
 /// An `exec` into a running container.
@@ -227,6 +241,8 @@ pub(crate) struct ExecPlan {
     pub pid_report: c_int,
     /// As [`ContainerPlan::release`]: the process joins the container's cgroup first.
     pub release: c_int,
+    /// As [`ContainerPlan::cgroup`].
+    pub cgroup: CgroupPlan,
     pub process: ProcessPlan,
 }
 
@@ -262,6 +278,7 @@ pub(crate) fn run_container(plan: &mut ContainerPlan) -> ! {
 }
 
 fn setup_container(plan: &mut ContainerPlan) -> Result<Infallible, Failure> {
+    join_cgroup(&plan.cgroup)?;
     // SAFETY: umask only changes this process's file creation mask.
     unsafe { libc::umask(0) };
     if let Some(name) = &plan.hostname {
@@ -424,6 +441,25 @@ fn become_init(process: &ProcessPlan) -> Result<(), Failure> {
 
 /// Runs `exec`'s child side: joins the container's namespaces, then forks the final
 /// process as a sibling (`CLONE_PARENT`) so that stencil waits for it directly.
+/// Moves this (single-threaded) process into the cgroup of `plan` by writing `0` into
+/// each `tasks` file; a failure is the process's only when the cgroup is required.
+fn join_cgroup(plan: &CgroupPlan) -> Result<(), Failure> {
+    for (index, tasks) in plan.tasks.iter().enumerate() {
+        let moved = sys::open(tasks, libc::O_WRONLY | libc::O_CLOEXEC).and_then(|fd| {
+            let written = sys::write_all(fd, b"0");
+            sys::close(fd);
+            written
+        });
+        match moved {
+            Ok(()) => {}
+            Err(errno) if plan.required => return Err(Failure::new(Stage::Cgroup, index, errno)),
+            // Without limits the cgroup is for stats and pause: run without it.
+            Err(_) => return Ok(()),
+        }
+    }
+    Ok(())
+}
+
 /// Waits until the parent has moved this process into its cgroup (a byte on `release`);
 /// exits when the parent gave up instead (end-of-file). `-1` means there is nothing to
 /// wait for.
@@ -440,6 +476,9 @@ fn wait_for_release(release: c_int) {
 
 pub(crate) fn run_exec(plan: &ExecPlan) -> ! {
     let report = plan.process.report;
+    if let Err(failure) = join_cgroup(&plan.cgroup) {
+        report_and_exit(report, failure);
+    }
     wait_for_release(plan.release);
     for (index, (fd, kind)) in plan.namespaces.iter().enumerate() {
         if let Err(errno) = sys::setns(*fd, *kind) {

@@ -446,8 +446,6 @@ pub fn start_detached(engine: &Engine, container: &Container) -> Result<()> {
 /// The monitor process: starts container `id` with its output in its log, reports on
 /// standard output, waits, records the exit. Returns the monitor's exit status.
 pub fn monitor(engine: &Engine, id: &str) -> i32 {
-    // Overlaps the kernel's slow first cgroup move with the preparation below.
-    super::cgroup::warm_up();
     let report = |line: &str| {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{line}");

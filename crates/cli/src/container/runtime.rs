@@ -7,12 +7,12 @@
 //! the `/proc` files docker masks, optionally remounts `/` read-only, and finally (in the
 //! process that execs) drops to docker's default capabilities, sets `no_new_privs`, switches
 //! user and groups, marks every descriptor above 2 close-on-exec, changes to the working
-//! directory (checked to lie inside the root) and execs. Once its mounts are made (while
-//! the parent moves it: the kernel's first cgroup move of a process waits for an RCU grace
-//! period), and before `--init`'s fork or anything of the container's own, the child waits
-//! on a pipe until the parent has moved it into the container's cgroup ([`Spec::cgroup`],
-//! see [`super::cgroup`]), so no instruction of the container runs outside its limits;
-//! `exec`'d processes join that cgroup before they do anything. [`start`] returns
+//! directory (checked to lie inside the root) and execs. The child is in the container's
+//! cgroup ([`Spec::cgroup`], see [`super::cgroup`]) before anything of the container
+//! runs: on cgroup v1 it moves itself first, writing `0` into each hierarchy's `tasks`
+//! (the one move the kernel makes without waiting for an RCU grace period); on v2 it
+//! waits on a pipe, its mounts made, until the parent has moved it. `exec`'d processes
+//! join that cgroup the same way before they do anything. [`start`] returns
 //! once `execve` succeeded, or with a [`RunError`] carrying docker's exit code (125, 126 or
 //! 127).
 //!
@@ -61,8 +61,8 @@ use nix::unistd::{Pid, pipe2};
 use super::caps;
 use super::cgroup::{Cgroup, CgroupError, Resources};
 use super::child::{
-    self, CStrings, ContainerPlan, ExecPlan, FAILURE_LEN, FORWARDED_SIGNALS, Failure, ProcessPlan,
-    Stage, StdinPlan, Step, VolumePlan,
+    self, CStrings, CgroupPlan, ContainerPlan, ExecPlan, FAILURE_LEN, FORWARDED_SIGNALS, Failure,
+    ProcessPlan, Stage, StdinPlan, Step, VolumePlan,
 };
 use super::logfile::LogWriter;
 use super::namespaces;
@@ -1196,6 +1196,7 @@ fn describe(failure: Failure, context: &Context<'_>) -> RunError {
         ),
         Stage::NoNewPrivs => "cannot set no_new_privs".to_owned(),
         Stage::CloseFds => "cannot close inherited descriptors".to_owned(),
+        Stage::Cgroup => "cannot join the container's cgroup (its resource limits)".to_owned(),
     };
     RunError::Setup { what, source }
 }
@@ -1327,18 +1328,38 @@ pub fn start(spec: &Spec, stdio: Stdio) -> Result<Started, RunError> {
         read_only: spec.read_only,
         init: spec.init,
         release: -1,
+        cgroup: CgroupPlan::default(),
         process: process_plan(&process, &user, &channels, &streams)?,
     };
     let cgroup = match &spec.cgroup {
         Some(id) => make_cgroup(id, &spec.resources)?,
         None => None,
     };
-    // The child waits on this pipe, its mounts made, until it is in its cgroup: nothing
-    // of the container escapes the limits, and `pause` or `stats` see every process.
-    let (release_read, release_write) =
-        pipe2(OFlag::O_CLOEXEC).map_err(|e| RunError::setup("cannot create a pipe", e))?;
-    let release_read = above_stdio(release_read)?;
-    plan.release = release_read.as_raw_fd();
+    // Nothing of the container escapes its limits, and `pause` or `stats` see every
+    // process: on v1 the child moves itself into the cgroup before anything else (the
+    // kernel's fast move, see `Cgroup::self_move_files`); on v2 it waits on a pipe, its
+    // mounts made, until this process has moved it.
+    let mut release = None;
+    if let Some(cgroup) = &cgroup {
+        match cgroup.self_move_files() {
+            Some(files) => {
+                plan.cgroup = CgroupPlan {
+                    tasks: files
+                        .iter()
+                        .map(|file| cstring(file.as_os_str().as_bytes(), "a cgroup file"))
+                        .collect::<Result<_, _>>()?,
+                    required: spec.resources.any(),
+                };
+            }
+            None => {
+                let (read, write) = pipe2(OFlag::O_CLOEXEC)
+                    .map_err(|e| RunError::setup("cannot create a pipe", e))?;
+                let read = above_stdio(read)?;
+                plan.release = read.as_raw_fd();
+                release = Some((read, write));
+            }
+        }
+    }
     let flags = namespaces::clone_flags(spec.network == Network::None);
     // SAFETY: the child runs `child::run_container`, which only makes async-signal-safe
     // calls on the prepared plan and ends in execve or _exit.
@@ -1355,25 +1376,25 @@ pub fn start(spec: &Spec, stdio: Stdio) -> Result<Started, RunError> {
             ));
         }
     };
-    drop(release_read);
-    if let Some(cgroup) = &cgroup
-        && let Err(error) = cgroup.attach(pid)
-        // A child that failed its setup has exited already: its report says why.
-        && error.source.raw_os_error() != Some(libc::ESRCH)
-    {
-        if spec.resources.any() {
-            // SAFETY: kill has no memory-safety preconditions; `pid` is our child.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            reap(pid);
-            let _ = cgroup.remove();
-            return Err(error.into());
+    if let (Some(cgroup), Some((read, write))) = (&cgroup, release) {
+        drop(read);
+        if let Err(error) = cgroup.attach(pid)
+            // A child that failed its setup has exited already: its report says why.
+            && error.source.raw_os_error() != Some(libc::ESRCH)
+        {
+            if spec.resources.any() {
+                // SAFETY: kill has no memory-safety preconditions; `pid` is our child.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                reap(pid);
+                let _ = cgroup.remove();
+                return Err(error.into());
+            }
+            tracing::warn!("the container runs without a cgroup (no stats, no pause): {error}");
         }
-        tracing::warn!("the container runs without a cgroup (no stats, no pause): {error}");
+        // Failing to release the child leaves it waiting for end-of-file, where it
+        // exits: `finish_start` then reports no failure, and the wait sees the exit.
+        let _ = sys::write_all(write.as_raw_fd(), &[1]);
     }
-    // Failing to release the child leaves it waiting for end-of-file, where it exits:
-    // `finish_start` then reports no failure, and the wait sees the exit.
-    let _ = sys::write_all(release_write.as_raw_fd(), &[1]);
-    drop(release_write);
     let context = Context {
         command: &process.args[0],
         candidates: &plan.process.candidates,
@@ -1421,8 +1442,11 @@ pub fn start_exec(
     let (pid_read, pid_write) =
         pipe2(OFlag::O_CLOEXEC).map_err(|e| RunError::setup("cannot create a pipe", e))?;
     let pid_write = above_stdio(pid_write)?;
-    // As for `start`: the process waits until it is in the container's cgroup, so that
-    // the container's limits hold for it and `pause` freezes it.
+    // As for `start`: the process is in the container's cgroup before it does anything,
+    // so that the container's limits hold for it and `pause` freezes it (v1: it moves
+    // itself; v2: it waits until this process moved it).
+    let cgroup = Cgroup::of_process(target_pid);
+    let self_move = cgroup.as_ref().and_then(Cgroup::self_move_files);
     let (release_read, release_write) =
         pipe2(OFlag::O_CLOEXEC).map_err(|e| RunError::setup("cannot create a pipe", e))?;
     let release_read = above_stdio(release_read)?;
@@ -1432,7 +1456,19 @@ pub fn start_exec(
             .map(|(fd, kind)| (fd.as_raw_fd(), *kind))
             .collect(),
         pid_report: pid_write.as_raw_fd(),
-        release: release_read.as_raw_fd(),
+        release: if self_move.is_some() {
+            -1
+        } else {
+            release_read.as_raw_fd()
+        },
+        cgroup: CgroupPlan {
+            tasks: self_move
+                .iter()
+                .flatten()
+                .map(|file| cstring(file.as_os_str().as_bytes(), "a cgroup file"))
+                .collect::<Result<_, _>>()?,
+            required: false,
+        },
         process: process_plan(process, &user, &channels, &streams)?,
     };
     // SAFETY: the child runs `child::run_exec`, which only makes async-signal-safe calls
@@ -1449,7 +1485,8 @@ pub fn start_exec(
     };
     drop(pid_write);
     drop(release_read);
-    if let Some(cgroup) = Cgroup::of_process(target_pid)
+    if let Some(cgroup) = &cgroup
+        && self_move.is_none()
         && let Err(error) = cgroup.attach(intermediate)
     {
         tracing::warn!("the process runs outside its container's cgroup: {error}");
