@@ -2877,3 +2877,128 @@ fn volume_input_errors_name_the_fault_and_change_nothing() {
         .success()
         .stdout_is("made team=db\n");
 }
+
+#[test]
+fn update_changes_limits_of_running_and_stopped_containers() {
+    let Some(stencil) = store_with_image("update_limits") else {
+        return;
+    };
+    let _cleanup = Cleanup(&stencil);
+    stencil
+        .run(&[
+            "run",
+            "-d",
+            "--name",
+            "upd",
+            "-m",
+            "32m",
+            "--pids-limit",
+            "20",
+            IMAGE,
+            "sleep",
+            "60",
+        ])
+        .success();
+    let pid = stencil.run(&["inspect", "-f", "{{.State.Pid}}", "upd"]);
+    pid.success();
+    let pid = pid.stdout.trim().to_owned();
+    let (memory, cpu, pids) = (
+        cgroup_dir(&pid, "memory"),
+        cgroup_dir(&pid, "cpu"),
+        cgroup_dir(&pid, "pids"),
+    );
+    let (memory_file, quota_file) = if cgroup_v2() {
+        (memory.join("memory.max"), cpu.join("cpu.max"))
+    } else {
+        (
+            memory.join("memory.limit_in_bytes"),
+            cpu.join("cpu.cfs_quota_us"),
+        )
+    };
+    assert_eq!(read_trimmed(&memory_file), (32u64 << 20).to_string());
+
+    // Raised at once in the running container's cgroup, and recorded.
+    stencil
+        .run(&[
+            "update",
+            "-m",
+            "64m",
+            "--cpus",
+            "0.5",
+            "--pids-limit",
+            "50",
+            "upd",
+        ])
+        .success()
+        .stdout_is("upd\n");
+    assert_eq!(read_trimmed(&memory_file), (64u64 << 20).to_string());
+    assert_eq!(read_trimmed(&pids.join("pids.max")), "50");
+    let quota = read_trimmed(&quota_file);
+    assert!(quota.starts_with("50000"), "cpu quota {quota}");
+    stencil
+        .run(&[
+            "inspect",
+            "-f",
+            "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}} {{.HostConfig.PidsLimit}}",
+            "upd",
+        ])
+        .success()
+        .stdout_is(&format!("{} 500000000 50\n", 64u64 << 20));
+    // Lowered below what the default swap limit allowed: written in the kernel's order.
+    let memsw = memory.join("memory.memsw.limit_in_bytes");
+    let check_memsw = |mib: u64| {
+        if memsw.exists() {
+            assert_eq!(read_trimmed(&memsw), (mib << 20).to_string());
+        }
+    };
+    check_memsw(128);
+    stencil.run(&["update", "-m", "16m", "upd"]).success();
+    assert_eq!(read_trimmed(&memory_file), (16u64 << 20).to_string());
+    check_memsw(32);
+    // Raised above the old memory+swap limit: that one first.
+    stencil
+        .run(&["update", "-m", "40m", "--memory-swap", "80m", "upd"])
+        .success();
+    assert_eq!(read_trimmed(&memory_file), (40u64 << 20).to_string());
+    check_memsw(80);
+    stencil
+        .run(&["update", "-m", "16m", "--memory-swap", "32m", "upd"])
+        .success();
+    // 0 and -1 lift a limit.
+    stencil
+        .run(&["update", "--cpus", "0", "--pids-limit", "-1", "upd"])
+        .success();
+    assert_eq!(read_trimmed(&pids.join("pids.max")), "max");
+    let quota = read_trimmed(&quota_file);
+    assert!(
+        quota == "-1" || quota.starts_with("max"),
+        "cpu quota {quota}"
+    );
+
+    // Bad values name the flag and change nothing.
+    stencil
+        .run(&["update", "-m", "1m", "upd"])
+        .expect_code(125)
+        .stderr_contains("--memory");
+    assert_eq!(read_trimmed(&memory_file), (16u64 << 20).to_string());
+    stencil
+        .run(&["update", "upd"])
+        .expect_code(125)
+        .stderr_contains("at least one limit");
+
+    // A stopped container gets its new limits at its next start.
+    stencil
+        .run(&["create", "--name", "later", IMAGE, "sleep", "60"])
+        .success();
+    stencil.run(&["update", "-m", "48m", "later"]).success();
+    stencil.run(&["start", "later"]).success();
+    let later = stencil.run(&["inspect", "-f", "{{.State.Pid}}", "later"]);
+    later.success();
+    let later_memory = cgroup_dir(later.stdout.trim(), "memory");
+    let file = if cgroup_v2() {
+        later_memory.join("memory.max")
+    } else {
+        later_memory.join("memory.limit_in_bytes")
+    };
+    assert_eq!(read_trimmed(&file), (48u64 << 20).to_string());
+}

@@ -137,6 +137,8 @@ enum Command {
     Attach(cmd::containers::AttachArgs),
     /// Show containers' CPU, memory, I/O and process counts.
     Stats(cmd::resources::StatsArgs),
+    /// Change the memory, CPU and process limits of containers.
+    Update(cmd::resources::UpdateArgs),
     /// Freeze every process of containers.
     Pause(cmd::resources::PauseArgs),
     /// Let paused containers run again.
@@ -228,6 +230,8 @@ enum ContainerCommand {
     Attach(cmd::containers::AttachArgs),
     /// Show resource usage (same as `stencil stats`).
     Stats(cmd::resources::StatsArgs),
+    /// Change containers' limits (same as `stencil update`).
+    Update(cmd::resources::UpdateArgs),
     /// Freeze containers (same as `stencil pause`).
     Pause(cmd::resources::PauseArgs),
     /// Thaw paused containers (same as `stencil unpause`).
@@ -402,6 +406,9 @@ fn main() -> ExitCode {
         }
         Command::Stats(args) | Command::Container(ContainerCommand::Stats(args)) => {
             return with_status(root, |e| cmd::resources::stats(e, &args));
+        }
+        Command::Update(args) | Command::Container(ContainerCommand::Update(args)) => {
+            return with_status(root, |e| cmd::resources::update(e, &args));
         }
         Command::Pause(args) | Command::Container(ContainerCommand::Pause(args)) => {
             return with_status(root, |e| cmd::resources::pause(e, &args));

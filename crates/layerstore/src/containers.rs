@@ -266,6 +266,25 @@ impl Store {
         Ok(())
     }
 
+    /// Replaces the configuration document of container `id` (its full ID): `update`.
+    pub fn set_container_config(&self, id: &str, config: &str) -> Result<()> {
+        let database = self.database();
+        let changed = database.write(|transaction| {
+            transaction
+                .execute(
+                    "UPDATE containers SET config = ?1 WHERE id = ?2",
+                    params![config, id],
+                )
+                .map_err(|source| database.error(source))
+        })?;
+        if changed == 0 {
+            return Err(Error::ContainerNotFound {
+                container: id.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
     /// Removes the record of container `id` (its full ID) and releases its reference on
     /// the parent snapshot; returns that snapshot's record when nothing uses it any more
     /// (the caller removes it from the snapshotter).

@@ -371,6 +371,55 @@ pub struct PauseArgs {
     pub containers: Vec<String>,
 }
 
+/// Arguments of `update`.
+#[derive(Debug, clap::Args)]
+pub struct UpdateArgs {
+    /// The new limits; those not given stay as they are.
+    #[command(flatten)]
+    pub resources: ResourceArgs,
+    /// Containers.
+    #[arg(required = true, value_name = "CONTAINER")]
+    pub containers: Vec<String>,
+}
+
+/// The limits `given` makes of `old`: each flag given replaces its limit (`0` or `-1`
+/// lifts `--cpus` and `--pids-limit`), the others stay; a swap limit that was the default
+/// (twice the memory) follows a new memory limit.
+pub fn updated(old: &Resources, given: &ResourceArgs) -> Result<Resources> {
+    let default_swap = old.memory.map(|m| m.saturating_mul(2));
+    let swap = match (given.memory, given.memory_swap) {
+        (_, Some(swap)) => Some(swap),
+        (Some(_), None) if old.memory_swap == default_swap => None,
+        _ => old.memory_swap,
+    };
+    let merged = ResourceArgs {
+        memory: given.memory.or(old.memory),
+        memory_swap: swap,
+        cpus: given.cpus.or(old.nano_cpus),
+        pids_limit: given.pids_limit.or(old.pids_limit),
+    };
+    merged.resources()
+}
+
+/// `stencil update`: changes the limits of containers, running or not.
+pub fn update(engine: &Engine, args: &UpdateArgs) -> Result<i32> {
+    let given = &args.resources;
+    if given.memory.is_none()
+        && given.memory_swap.is_none()
+        && given.cpus.is_none()
+        && given.pids_limit.is_none()
+    {
+        bail!(
+            "you must give at least one limit to update: -m, --memory-swap, --cpus or --pids-limit"
+        );
+    }
+    crate::cmd::containers::each(&args.containers, |name| {
+        let container = engine.container(name)?;
+        let resources = updated(&container.config.resources, given)?;
+        engine.update_container_resources(&container, resources)
+    })
+}
+
 /// `stencil pause`: freezes every process of each container.
 pub fn pause(engine: &Engine, args: &PauseArgs) -> Result<i32> {
     super::containers::each(&args.containers, |name| {
@@ -388,6 +437,35 @@ pub fn unpause(engine: &Engine, args: &PauseArgs) -> Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn update_replaces_what_is_given_and_keeps_the_rest() {
+        let args = |memory, memory_swap, cpus, pids_limit| ResourceArgs {
+            memory,
+            memory_swap,
+            cpus,
+            pids_limit,
+        };
+        let mib = |n: i64| n << 20;
+        let old = args(Some(mib(32)), None, Some(500_000_000), Some(20))
+            .resources()
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        // A default swap limit follows the new memory limit; the others stay.
+        let new = updated(&old, &args(Some(mib(64)), None, None, None))
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(
+            (new.memory, new.memory_swap, new.nano_cpus, new.pids_limit),
+            (Some(mib(64)), Some(mib(128)), Some(500_000_000), Some(20))
+        );
+        // 0 and -1 lift limits; an explicit swap limit stays with a new memory limit,
+        // and one below it is refused, as docker refuses it.
+        let lifted =
+            updated(&old, &args(None, None, Some(0), Some(-1))).unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!((lifted.nano_cpus, lifted.pids_limit), (None, None));
+        let pinned = updated(&old, &args(None, Some(mib(40)), None, None))
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert!(updated(&pinned, &args(Some(mib(48)), None, None, None)).is_err());
+    }
 
     #[test]
     fn sizes_parse_as_docker_parses_them() {

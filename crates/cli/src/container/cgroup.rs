@@ -409,6 +409,55 @@ impl Cgroup {
         Ok(())
     }
 
+    /// `docker update`: changes the limits from `old` to `new` in place. A limit `new`
+    /// lacks is lifted; memory and memory+swap are written in the order the kernel takes
+    /// (v1 refuses a memory limit above the memory+swap one, and the reverse).
+    pub fn update(&self, old: &Resources, new: &Resources) -> Result<(), CgroupError> {
+        match self.version {
+            Version::V1 => {
+                if let Some(memory) = new.memory {
+                    let dir = self.require("memory")?;
+                    let limit = dir.join("memory.limit_in_bytes");
+                    let swap = dir.join("memory.memsw.limit_in_bytes");
+                    let total = new.memory_swap.filter(|_| swap.exists());
+                    let memory_first = write(&limit, &memory.to_string());
+                    if let Some(total) = total {
+                        write(&swap, &total.to_string())?;
+                    }
+                    if memory_first.is_err() {
+                        write(&limit, &memory.to_string())?;
+                    }
+                }
+                if new.nano_cpus != old.nano_cpus {
+                    let dir = self.require("cpu")?;
+                    match new.cfs_quota() {
+                        Some((quota, period)) => {
+                            write(&dir.join("cpu.cfs_period_us"), &period.to_string())?;
+                            write(&dir.join("cpu.cfs_quota_us"), &quota.to_string())?;
+                        }
+                        None => write(&dir.join("cpu.cfs_quota_us"), "-1")?,
+                    }
+                }
+                if new.pids_limit != old.pids_limit {
+                    let dir = self.require("pids")?;
+                    let value = new.pids_limit.map_or("max".to_owned(), |n| n.to_string());
+                    write(&dir.join("pids.max"), &value)?;
+                }
+                Ok(())
+            }
+            Version::V2 => {
+                let dir = self.require("memory")?;
+                if new.nano_cpus != old.nano_cpus && new.nano_cpus.is_none() {
+                    write(&dir.join("cpu.max"), "max")?;
+                }
+                if new.pids_limit != old.pids_limit && new.pids_limit.is_none() {
+                    write(&dir.join("pids.max"), "max")?;
+                }
+                self.set_limits_v2(new)
+            }
+        }
+    }
+
     /// The files a single-threaded process writes `0` into to move itself into this
     /// cgroup: v1's per-hierarchy `tasks`. `None` on v2, where a domain cgroup takes
     /// processes only through `cgroup.procs` ([`Cgroup::attach`]).

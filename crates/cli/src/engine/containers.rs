@@ -675,6 +675,41 @@ impl Engine {
             .with_context(|| format!("cannot rename container {}", container.record.name))
     }
 
+    /// `docker update`: gives `container` the limits `resources`, in its cgroup at once
+    /// when it runs, and in its configuration for its next starts. The cgroup is written
+    /// first: limits the kernel refuses change nothing.
+    pub fn update_container_resources(
+        &self,
+        container: &Container,
+        resources: Resources,
+    ) -> Result<()> {
+        let old = container.config.resources;
+        if container.is_running() {
+            let cgroup = Cgroup::open(&container.record.id)?;
+            if cgroup.exists() {
+                cgroup.update(&old, &resources).with_context(|| {
+                    format!(
+                        "cannot change the limits of container {}",
+                        container.record.name
+                    )
+                })?;
+            } else if resources.any() {
+                bail!(
+                    "container {} runs without a cgroup (see its start warning): its limits cannot change until it restarts",
+                    container.record.name
+                );
+            }
+        }
+        let mut config = container.config.clone();
+        config.resources = resources;
+        self.store
+            .set_container_config(&container.record.id, &serde_json::to_string(&config)?)?;
+        write_json(
+            &self.container_dir(&container.record.id).join("config.json"),
+            &config,
+        )
+    }
+
     /// Records `container.state` in the store and in `state.json`.
     pub fn set_container_state(&self, container: &Container) -> Result<()> {
         let text = serde_json::to_string(&container.state)?;
