@@ -2406,6 +2406,52 @@ fn pause_freezes_a_container_until_unpause() {
         .expect_code(125)
         .stderr_contains("is not paused");
 
+    // commit freezes a running container while it reads the changes (docker's --pause
+    // default), then thaws it; --pause=false does not; a paused one stays paused.
+    stencil
+        .run(&[
+            "exec",
+            "frozen",
+            "sh",
+            "-c",
+            "mkdir /many && cd /many && i=0; while [ $i -lt 3000 ]; do echo $i > f$i; i=$((i+1)); done",
+        ])
+        .success();
+    let frozen_during = |args: &[&str]| {
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let mut seen = false;
+        std::thread::scope(|scope| {
+            let watcher = scope.spawn(|| {
+                let mut seen = false;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    seen |= frozen();
+                    std::thread::sleep(Duration::from_micros(500));
+                }
+                seen
+            });
+            stencil.run(args).success();
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            seen = watcher.join().unwrap_or(false);
+        });
+        seen
+    };
+    assert!(frozen_during(&["commit", "frozen", "e2e/frozen:1"]));
+    assert!(!frozen(), "commit left the container frozen");
+    assert!(!frozen_during(&[
+        "commit",
+        "--pause=false",
+        "frozen",
+        "e2e/frozen:2"
+    ]));
+    stencil.run(&["pause", "frozen"]).success();
+    stencil.run(&["commit", "frozen", "e2e/frozen:3"]).success();
+    assert!(frozen(), "commit thawed a container the user paused");
+    stencil.run(&["unpause", "frozen"]).success();
+    stencil
+        .run(&["commit", "--pause=maybe", "frozen"])
+        .expect_code(125)
+        .stderr_contains("invalid --pause");
+
     // A paused container stops: the signal, then the thaw, as docker does.
     stencil.run(&["pause", "frozen"]).success();
     stencil.run(&["stop", "-t", "1", "frozen"]).success();

@@ -1361,7 +1361,8 @@ pub struct CommitArgs {
     /// Apply a Dockerfile instruction to the image (CMD, ENV, …).
     #[arg(short = 'c', long = "change", value_name = "CHANGE")]
     pub change: Vec<String>,
-    /// Accepted for docker compatibility; containers are not paused.
+    /// Freeze a running container while its changes are read (default true, as
+    /// docker's), so the layer is one moment of it.
     #[arg(short = 'p', long, num_args = 0..=1, default_missing_value = "true")]
     pub pause: Option<String>,
     /// The container.
@@ -1381,12 +1382,40 @@ pub fn commit(engine: &Engine, args: &CommitArgs) -> Result<String> {
         .map(Reference::parse)
         .transpose()
         .context("invalid reference for the new image")?;
+    let pause = match args.pause.as_deref() {
+        None | Some("true" | "1") => true,
+        Some("false" | "0") => false,
+        Some(other) => bail!("invalid --pause {other:?}: true or false"),
+    };
     let options = CommitOptions {
         message: args.message.clone(),
         author: args.author.clone(),
         changes: args.change.clone(),
         reference,
         ..CommitOptions::default()
+    };
+    // Thawed when dropped, also when the commit fails; a container paused by the user
+    // stays paused.
+    struct Frozen(crate::container::cgroup::Cgroup);
+    impl Drop for Frozen {
+        fn drop(&mut self) {
+            if let Err(error) = self.0.thaw() {
+                tracing::warn!("cannot unpause the container after the commit: {error}");
+            }
+        }
+    }
+    let _frozen = if pause && container.is_running() && !container.state.paused {
+        let cgroup = crate::container::cgroup::Cgroup::open(&container.record.id)?;
+        match cgroup.exists().then(|| cgroup.freeze()) {
+            Some(Ok(())) => Some(Frozen(cgroup)),
+            Some(Err(error)) => {
+                tracing::warn!("committing without pausing the container: {error}");
+                None
+            }
+            None => None,
+        }
+    } else {
+        None
     };
     let committed = engine.commit_container(&container, &options)?;
     Ok(format!("{}\n", committed.image.config_digest))
