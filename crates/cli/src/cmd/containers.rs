@@ -182,7 +182,11 @@ impl CreateArgs {
             workdir: self.workdir.clone(),
             user: self.user.clone(),
             volumes: {
-                let mut volumes = self.volume.clone();
+                let mut volumes = self
+                    .volume
+                    .iter()
+                    .map(|spec| absolute_source(spec))
+                    .collect::<Result<Vec<_>>>()?;
                 for text in &self.mount {
                     if let Mount::Volume(spec) = parse_mount(text)? {
                         volumes.push(spec);
@@ -962,6 +966,34 @@ pub fn wait(engine: &Engine, args: &WaitArgs) -> Result<i32> {
     Ok(if failed { 1 } else { 0 })
 }
 
+/// `-v ./dir:/path` (or `.`, `..`): the host path made absolute against the current
+/// directory, as docker's CLI does since 23.0; other specifications as they are.
+fn absolute_source(spec: &str) -> Result<String> {
+    let (source, rest) = spec.split_once(':').unwrap_or((spec, ""));
+    let relative =
+        source == "." || source == ".." || source.starts_with("./") || source.starts_with("../");
+    if !relative || rest.is_empty() {
+        return Ok(spec.to_owned());
+    }
+    let cwd = std::env::current_dir().context("cannot find the current directory")?;
+    let joined = cwd.join(source);
+    // Lexically, as Go's filepath.Abs: `..` steps up, symlinks stay.
+    let mut absolute = PathBuf::from("/");
+    for part in joined.components() {
+        match part {
+            std::path::Component::ParentDir => {
+                absolute.pop();
+            }
+            std::path::Component::Normal(name) => absolute.push(name),
+            _ => {}
+        }
+    }
+    let absolute = absolute
+        .to_str()
+        .with_context(|| format!("the volume source {source:?} is not UTF-8"))?;
+    Ok(format!("{absolute}:{rest}"))
+}
+
 /// A `--mount`, as the `-v` or `--tmpfs` text that says the same.
 #[derive(Debug, PartialEq, Eq)]
 enum Mount {
@@ -1638,6 +1670,20 @@ pub fn container_prune(engine: &Engine, args: &ContainerPruneArgs) -> Result<()>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relative_volume_sources_become_absolute() {
+        let cwd = std::env::current_dir().unwrap_or_else(|e| panic!("{e}"));
+        let parent = cwd.parent().unwrap_or(Path::new("/"));
+        let text = |p: &Path| p.to_str().unwrap_or_default().to_owned();
+        let made = |spec: &str| absolute_source(spec).unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(made("./data:/d:ro"), format!("{}/data:/d:ro", text(&cwd)));
+        assert_eq!(made(".:/src"), format!("{}:/src", text(&cwd)));
+        assert_eq!(made("../x/./y:/y"), format!("{}/x/y:/y", text(parent)));
+        for same in ["/abs:/d", "name:/d", "/only", ".hidden:/d"] {
+            assert_eq!(made(same), same);
+        }
+    }
 
     #[test]
     fn mount_flags_say_what_v_and_tmpfs_say() {
