@@ -2740,6 +2740,10 @@ fn anonymous_volumes_get_the_image_content_and_go_with_their_container() {
         ])
         .success()
         .stdout_is("seed\n");
+    stencil
+        .run(&["inspect", "-f", "{{json .Config.Volumes}}", "va"])
+        .success()
+        .stdout_is("{\"/srv\":{}}\n");
     let names = volume_names(&stencil);
     let [anonymous] = names.as_slice() else {
         panic!("expected one anonymous volume, got {names:?}");

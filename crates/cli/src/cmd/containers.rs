@@ -1545,6 +1545,19 @@ pub fn container_inspect_value(
             }),
         })
         .collect();
+    // As docker's Config.Volumes: the destinations of the anonymous volumes (the image's
+    // VOLUMEs and `-v /path`), or null.
+    let anonymous: serde_json::Map<String, Value> = config
+        .volumes
+        .iter()
+        .filter(|v| v.anonymous)
+        .map(|v| (v.container.clone(), json!({})))
+        .collect();
+    let anonymous_volumes = if anonymous.is_empty() {
+        Value::Null
+    } else {
+        Value::Object(anonymous)
+    };
     let mut value = json!({
         "Id": container.record.id,
         "Created": config.created,
@@ -1610,6 +1623,7 @@ pub fn container_inspect_value(
             "WorkingDir": config.working_dir,
             "StopSignal": config.stop_signal,
             "Labels": config.labels,
+            "Volumes": anonymous_volumes,
         },
     });
     if let Some(timeout) = config.stop_timeout {
