@@ -249,32 +249,24 @@ impl Store {
 
     /// Replaces the state document of container `id` (its full ID).
     pub fn set_container_state(&self, id: &str, state: &str) -> Result<()> {
-        let database = self.database();
-        let changed = database.write(|transaction| {
-            transaction
-                .execute(
-                    "UPDATE containers SET state = ?1 WHERE id = ?2",
-                    params![state, id],
-                )
-                .map_err(|source| database.error(source))
-        })?;
-        if changed == 0 {
-            return Err(Error::ContainerNotFound {
-                container: id.to_owned(),
-            });
-        }
-        Ok(())
+        self.set_container_document(id, "UPDATE containers SET state = ?1 WHERE id = ?2", state)
     }
 
     /// Replaces the configuration document of container `id` (its full ID): `update`.
     pub fn set_container_config(&self, id: &str, config: &str) -> Result<()> {
+        self.set_container_document(
+            id,
+            "UPDATE containers SET config = ?1 WHERE id = ?2",
+            config,
+        )
+    }
+
+    /// Runs `statement` (an UPDATE of one document column) for container `id`.
+    fn set_container_document(&self, id: &str, statement: &str, document: &str) -> Result<()> {
         let database = self.database();
         let changed = database.write(|transaction| {
             transaction
-                .execute(
-                    "UPDATE containers SET config = ?1 WHERE id = ?2",
-                    params![config, id],
-                )
+                .execute(statement, params![document, id])
                 .map_err(|source| database.error(source))
         })?;
         if changed == 0 {

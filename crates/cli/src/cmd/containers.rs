@@ -163,6 +163,19 @@ impl CreateArgs {
         for ports in &self.publish {
             check_port_mapping(ports)?;
         }
+        // `--mount`s are `-v` or `--tmpfs` texts once parsed.
+        let mut volumes = self
+            .volume
+            .iter()
+            .map(|spec| absolute_source(spec))
+            .collect::<Result<Vec<_>>>()?;
+        let mut tmpfs = self.tmpfs.clone();
+        for text in &self.mount {
+            match parse_mount(text)? {
+                Mount::Volume(spec) => volumes.push(spec),
+                Mount::Tmpfs(entry) => tmpfs.push(entry),
+            }
+        }
         if !self.publish.is_empty() {
             eprintln!(
                 "WARNING: Published ports are discarded when using host network mode (a container's ports are the host's{})",
@@ -181,19 +194,7 @@ impl CreateArgs {
             env_files: self.env_file.clone(),
             workdir: self.workdir.clone(),
             user: self.user.clone(),
-            volumes: {
-                let mut volumes = self
-                    .volume
-                    .iter()
-                    .map(|spec| absolute_source(spec))
-                    .collect::<Result<Vec<_>>>()?;
-                for text in &self.mount {
-                    if let Mount::Volume(spec) = parse_mount(text)? {
-                        volumes.push(spec);
-                    }
-                }
-                volumes
-            },
+            volumes,
             volumes_from: self.volumes_from.clone(),
             hostname: self.hostname.clone(),
             name: self.name.clone(),
@@ -222,22 +223,14 @@ impl CreateArgs {
                 .collect::<Result<_>>()?,
             cap_drop: self.cap_drop.clone(),
             privileged: self.privileged,
-            tmpfs: {
-                let mut entries = self.tmpfs.clone();
-                for text in &self.mount {
-                    if let Mount::Tmpfs(entry) = parse_mount(text)? {
-                        entries.push(entry);
-                    }
-                }
-                entries
-                    .iter()
-                    .map(|entry| {
-                        let (path, options) = entry.split_once(':').unwrap_or((entry, ""));
-                        Tmpfs::parse(path, options).map_err(|error| anyhow::anyhow!(error))?;
-                        Ok((path.to_owned(), options.to_owned()))
-                    })
-                    .collect::<Result<_>>()?
-            },
+            tmpfs: tmpfs
+                .iter()
+                .map(|entry| {
+                    let (path, options) = entry.split_once(':').unwrap_or((entry, ""));
+                    Tmpfs::parse(path, options).map_err(|error| anyhow::anyhow!(error))?;
+                    Ok((path.to_owned(), options.to_owned()))
+                })
+                .collect::<Result<_>>()?,
             stop_signal: match &self.stop_signal {
                 Some(signal) => {
                     monitor::parse_signal(signal)

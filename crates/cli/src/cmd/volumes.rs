@@ -221,7 +221,7 @@ pub fn ls(engine: &Engine, args: &LsArgs) -> Result<String> {
             continue;
         }
         if args.quiet {
-            rows.push(json!({ "Name": volume.name }));
+            rows.push(Value::String(volume.name));
             continue;
         }
         rows.push(json!({
@@ -238,7 +238,7 @@ pub fn ls(engine: &Engine, args: &LsArgs) -> Result<String> {
     if args.quiet {
         return Ok(rows
             .iter()
-            .map(|row| format!("{}\n", row["Name"].as_str().unwrap_or_default()))
+            .map(|name| format!("{}\n", name.as_str().unwrap_or_default()))
             .collect());
     }
     Ok(format.render(&COLUMNS, &rows)?)

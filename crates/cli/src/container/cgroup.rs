@@ -327,7 +327,8 @@ impl Cgroup {
             }
             std::fs::create_dir_all(dir).map_err(failed("cannot create cgroup", dir))?;
         }
-        let created = cgroup.set_limits(resources);
+        // Written as an update from no limits: one path for both.
+        let created = cgroup.update(&Resources::default(), resources);
         if created.is_err() {
             let _ = cgroup.remove();
         }
@@ -351,37 +352,6 @@ impl Cgroup {
             path: PathBuf::from(controller),
             source: io::Error::from(io::ErrorKind::NotFound),
         })
-    }
-
-    fn set_limits(&self, resources: &Resources) -> Result<(), CgroupError> {
-        match self.version {
-            Version::V1 => self.set_limits_v1(resources),
-            Version::V2 => self.set_limits_v2(resources),
-        }
-    }
-
-    fn set_limits_v1(&self, resources: &Resources) -> Result<(), CgroupError> {
-        if let Some(memory) = resources.memory {
-            let dir = self.require("memory")?;
-            write(&dir.join("memory.limit_in_bytes"), &memory.to_string())?;
-            let swap = dir.join("memory.memsw.limit_in_bytes");
-            // Without swap accounting the file is missing; docker then ignores the swap limit.
-            if let Some(total) = resources.memory_swap
-                && swap.exists()
-            {
-                write(&swap, &total.to_string())?;
-            }
-        }
-        if let Some((quota, period)) = resources.cfs_quota() {
-            let dir = self.require("cpu")?;
-            write(&dir.join("cpu.cfs_period_us"), &period.to_string())?;
-            write(&dir.join("cpu.cfs_quota_us"), &quota.to_string())?;
-        }
-        if let Some(pids) = resources.pids_limit {
-            let dir = self.require("pids")?;
-            write(&dir.join("pids.max"), &pids.to_string())?;
-        }
-        Ok(())
     }
 
     fn set_limits_v2(&self, resources: &Resources) -> Result<(), CgroupError> {

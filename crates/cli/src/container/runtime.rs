@@ -1447,20 +1447,21 @@ pub fn start_exec(
     // itself; v2: it waits until this process moved it).
     let cgroup = Cgroup::of_process(target_pid);
     let self_move = cgroup.as_ref().and_then(Cgroup::self_move_files);
-    let (release_read, release_write) =
-        pipe2(OFlag::O_CLOEXEC).map_err(|e| RunError::setup("cannot create a pipe", e))?;
-    let release_read = above_stdio(release_read)?;
+    let release = match (&cgroup, &self_move) {
+        (Some(_), None) => {
+            let (read, write) =
+                pipe2(OFlag::O_CLOEXEC).map_err(|e| RunError::setup("cannot create a pipe", e))?;
+            Some((above_stdio(read)?, write))
+        }
+        _ => None,
+    };
     let plan = ExecPlan {
         namespaces: namespace_fds
             .iter()
             .map(|(fd, kind)| (fd.as_raw_fd(), *kind))
             .collect(),
         pid_report: pid_write.as_raw_fd(),
-        release: if self_move.is_some() {
-            -1
-        } else {
-            release_read.as_raw_fd()
-        },
+        release: release.as_ref().map_or(-1, |(read, _)| read.as_raw_fd()),
         cgroup: CgroupPlan {
             tasks: self_move
                 .iter()
@@ -1484,15 +1485,13 @@ pub fn start_exec(
         }
     };
     drop(pid_write);
-    drop(release_read);
-    if let Some(cgroup) = &cgroup
-        && self_move.is_none()
-        && let Err(error) = cgroup.attach(intermediate)
-    {
-        tracing::warn!("the process runs outside its container's cgroup: {error}");
+    if let (Some(cgroup), Some((read, write))) = (&cgroup, release) {
+        drop(read);
+        if let Err(error) = cgroup.attach(intermediate) {
+            tracing::warn!("the process runs outside its container's cgroup: {error}");
+        }
+        let _ = sys::write_all(write.as_raw_fd(), &[1]);
     }
-    let _ = sys::write_all(release_write.as_raw_fd(), &[1]);
-    drop(release_write);
     let mut pid_bytes = Vec::new();
     let read_pid = std::fs::File::from(pid_read).read_to_end(&mut pid_bytes);
     reap(intermediate);
