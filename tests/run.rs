@@ -3034,7 +3034,7 @@ fn update_changes_limits_of_running_and_stopped_containers() {
     stencil
         .run(&["update", "upd"])
         .expect_code(125)
-        .stderr_contains("at least one limit");
+        .stderr_contains("at least one setting");
 
     // A stopped container gets its new limits at its next start.
     stencil
@@ -3051,4 +3051,229 @@ fn update_changes_limits_of_running_and_stopped_containers() {
         later_memory.join("memory.limit_in_bytes")
     };
     assert_eq!(read_trimmed(&file), (48u64 << 20).to_string());
+}
+
+/// `inspect -f TEMPLATE CONTAINER`, trimmed.
+fn inspect_field(stencil: &Stencil, template: &str, container: &str) -> String {
+    let run = stencil.run(&["inspect", "-f", template, container]);
+    run.success();
+    run.stdout.trim().to_owned()
+}
+
+/// Whether a monitor process for container `id` is alive.
+fn monitor_alive(id: &str) -> bool {
+    std::fs::read_dir("/proc")
+        .map(|entries| {
+            entries.flatten().any(|entry| {
+                std::fs::read(entry.path().join("cmdline")).is_ok_and(|cmdline| {
+                    let text = String::from_utf8_lossy(&cmdline);
+                    text.contains("__monitor") && text.contains(id)
+                })
+            })
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn restart_policies_start_containers_again_until_stopped_by_hand() {
+    let Some(stencil) = store_with_image("restart") else {
+        return;
+    };
+    let _cleanup = Cleanup(&stencil);
+    let state = |name: &str| inspect_field(&stencil, "{{.State.Status}} {{.RestartCount}}", name);
+
+    // on-failure:2: a failing container runs three times in all, then stays exited.
+    stencil
+        .run(&[
+            "run",
+            "-d",
+            "--name",
+            "flaky",
+            "--restart",
+            "on-failure:2",
+            IMAGE,
+            "sh",
+            "-c",
+            "echo attempt; exit 3",
+        ])
+        .success();
+    eventually("two restarts, then exited", || state("flaky") == "exited 2");
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(state("flaky"), "exited 2", "no third restart");
+    assert_eq!(inspect_field(&stencil, "{{.State.ExitCode}}", "flaky"), "3");
+    assert_eq!(
+        inspect_field(&stencil, "{{json .HostConfig.RestartPolicy}}", "flaky"),
+        r#"{"Name":"on-failure","MaximumRetryCount":2}"#
+    );
+    stencil
+        .run(&["logs", "flaky"])
+        .stdout_is("attempt\nattempt\nattempt\n");
+    // on-failure leaves a clean exit alone.
+    stencil
+        .run(&[
+            "run",
+            "-d",
+            "--name",
+            "clean",
+            "--restart",
+            "on-failure",
+            IMAGE,
+            "true",
+        ])
+        .success();
+    eventually("the clean exit", || state("clean") == "exited 0");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(state("clean"), "exited 0");
+
+    // always: restarted after clean exits too, with docker's growing delay, during which
+    // it is `restarting` (running, for docker's State.Running and `ps`).
+    let id = stencil.run(&[
+        "run",
+        "-d",
+        "--name",
+        "loop",
+        "--restart",
+        "always",
+        IMAGE,
+        "true",
+    ]);
+    id.success();
+    let id = id.stdout.trim().to_owned();
+    eventually("a restarting container", || {
+        state("loop").starts_with("restarting ")
+            && inspect_field(&stencil, "{{.RestartCount}}", "loop")
+                .parse::<u32>()
+                .is_ok_and(|count| count >= 2)
+    });
+    let shown = stencil.run(&["ps", "--format", "{{.Names}} {{.State}} {{.Status}}"]);
+    assert!(
+        shown.stdout.contains("loop restarting Restarting (0)")
+            || shown.stdout.contains("loop running Up"),
+        "ps without -a lists it: {}",
+        shown.stdout
+    );
+    // (Restarting nearly all the time by now; running for the few ms of a run.)
+    let refused = stencil.run(&["rm", "loop"]);
+    refused
+        .expect_code(125)
+        .stderr_contains("stop the container before removing or force remove");
+    assert!(
+        refused.stderr.contains("container is restarting")
+            || refused.stderr.contains("container is running"),
+        "{}",
+        refused.stderr
+    );
+    // stop: it stays stopped, its monitor gone.
+    stencil.run(&["stop", "loop"]).success().stdout_is("loop\n");
+    let stopped = state("loop");
+    assert!(stopped.starts_with("exited "), "{stopped}");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(state("loop"), stopped, "stop holds");
+    assert!(
+        !monitor_alive(&id),
+        "the monitor of a stopped container exits"
+    );
+    // A start by hand restarts the count and the policy.
+    stencil.run(&["start", "loop"]).success();
+    eventually("restarts counted afresh", || {
+        let now = state("loop");
+        now.starts_with("restarting ") && now != "restarting 0"
+    });
+    // rm -f takes a restarting container and its monitor away.
+    stencil.run(&["rm", "-f", "loop"]).success();
+    stencil
+        .run(&["inspect", "loop"])
+        .expect_code(125)
+        .stderr_contains("no such object: loop");
+    eventually("the monitor gone with the container", || {
+        !monitor_alive(&id)
+    });
+
+    // kill: a signal that is not the stop signal leaves the policy; SIGKILL turns it off.
+    stencil
+        .run(&[
+            "run",
+            "-d",
+            "--name",
+            "server",
+            "--restart",
+            "always",
+            IMAGE,
+            "sh",
+            "-c",
+            "trap 'exit 5' USR1; echo serving; while :; do sleep 0.1; done",
+        ])
+        .success();
+    eventually("the server up", || {
+        stencil.run(&["logs", "server"]).stdout == "serving\n"
+    });
+    stencil.run(&["kill", "-s", "USR1", "server"]).success();
+    eventually("the server restarted", || {
+        state("server") == "running 1"
+            && stencil.run(&["logs", "server"]).stdout == "serving\nserving\n"
+    });
+    stencil.run(&["kill", "server"]).success();
+    eventually("the server killed", || state("server") == "exited 1");
+    assert_eq!(
+        inspect_field(&stencil, "{{.State.ExitCode}}", "server"),
+        "137"
+    );
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(state("server"), "exited 1", "a killed container stays down");
+
+    // A foreground run returns its code; the restart happens in the background.
+    stencil
+        .run(&[
+            "run",
+            "--name",
+            "fore",
+            "--restart",
+            "on-failure:1",
+            IMAGE,
+            "sh",
+            "-c",
+            "echo once; exit 4",
+        ])
+        .expect_code(4)
+        .stdout_is("once\n");
+    eventually("the foreground container restarted once", || {
+        state("fore") == "exited 1"
+    });
+    stencil.run(&["logs", "fore"]).stdout_is("once\nonce\n");
+
+    // update --restart gives an existing container a policy from its next exit on.
+    stencil
+        .run(&["create", "--name", "later", IMAGE, "sh", "-c", "exit 2"])
+        .success();
+    stencil
+        .run(&["update", "--restart", "on-failure:1", "later"])
+        .success();
+    stencil.run(&["start", "later"]).success();
+    eventually("the updated policy applied", || {
+        state("later") == "exited 1"
+    });
+
+    // Bad policies name themselves and create nothing.
+    let before = stencil.run(&["ps", "-aq"]).stdout;
+    for (policy, message) in [
+        ("sometimes", "invalid restart policy \"sometimes\""),
+        ("always:3", "cannot be used with restart policy \"always\""),
+        ("on-failure:-1", "cannot be negative"),
+        ("on-failure:x", "must be an integer"),
+    ] {
+        stencil
+            .run(&["run", "-d", "--restart", policy, IMAGE, "true"])
+            .expect_code(125)
+            .stderr_contains(message);
+    }
+    stencil
+        .run(&["run", "-d", "--rm", "--restart", "always", IMAGE, "true"])
+        .expect_code(125)
+        .stderr_contains("Conflicting options: --restart and --rm");
+    stencil
+        .run(&["update", "--restart", "never", "later"])
+        .expect_code(125)
+        .stderr_contains("invalid restart policy \"never\"");
+    assert_eq!(stencil.run(&["ps", "-aq"]).stdout, before);
+    stencil.assert_consistent();
 }

@@ -151,6 +151,9 @@ enum Command {
     ContainerMonitor {
         /// The container's full ID.
         id: String,
+        /// Take over a restarting container and start it after this many milliseconds.
+        #[arg(long = "restart-after-ms", value_name = "MS")]
+        restart_after_ms: Option<u64>,
     },
 }
 
@@ -419,8 +422,14 @@ fn main() -> ExitCode {
         Command::Volume(command) => {
             return with_status(root, |e| cmd::volumes::run(e, &command));
         }
-        Command::ContainerMonitor { id } => {
-            return with_status(root, |e| Ok(stencil::container::monitor::monitor(e, &id)));
+        Command::ContainerMonitor {
+            id,
+            restart_after_ms,
+        } => {
+            let delay = restart_after_ms.map(std::time::Duration::from_millis);
+            return with_status(root, |e| {
+                Ok(stencil::container::monitor::monitor(e, &id, delay))
+            });
         }
     };
     match result {

@@ -21,7 +21,9 @@ use crate::cmd::label_filter::LabelFilter;
 use crate::container::logfile::Filter;
 use crate::container::monitor;
 use crate::container::runtime::{ProcessSpec, Tmpfs};
-use crate::engine::{CommitOptions, Container, CreateOptions, Engine, Status, parse_time};
+use crate::engine::{
+    CommitOptions, Container, CreateOptions, Engine, RestartPolicy, Status, parse_time,
+};
 use crate::render::units::{human_duration, human_size};
 use crate::render::{Column, Format};
 
@@ -68,6 +70,10 @@ pub struct CreateArgs {
     /// Remove the container when it exits.
     #[arg(long)]
     pub rm: bool,
+    /// Start the container again when it exits: no (default), always, unless-stopped,
+    /// on-failure[:MAX-RETRIES].
+    #[arg(long, value_name = "POLICY", default_value = "no")]
+    pub restart: String,
     /// Keep standard input open.
     #[arg(short = 'i', long)]
     pub interactive: bool,
@@ -241,6 +247,7 @@ impl CreateArgs {
             },
             stop_timeout: self.stop_timeout,
             resources: self.resources.resources()?,
+            restart: RestartPolicy::parse(&self.restart)?,
         })
     }
 
@@ -417,7 +424,7 @@ pub fn start(engine: &Engine, args: &StartArgs) -> Result<i32> {
     let mut failed = None;
     for name in &args.containers {
         let started = engine.container(name).and_then(|container| {
-            if container.is_running() {
+            if container.is_up() {
                 return Ok(());
             }
             monitor::start_detached(engine, &container)
@@ -532,8 +539,9 @@ fn parse_ps_filter(engine: &Engine, text: &str) -> Result<PsFilter> {
             "running" => "running",
             "paused" => "paused",
             "exited" => "exited",
+            "restarting" => "restarting",
             _ => bail!(
-                "invalid filter {text:?}: status is created, running, paused or exited (stencil has no restarting or dead containers)"
+                "invalid filter {text:?}: status is created, running, paused, restarting or exited (stencil has no dead containers)"
             ),
         }),
         "name" => PsFilter::Name(value.trim_start_matches('/').to_owned()),
@@ -609,7 +617,7 @@ pub fn ps(engine: &Engine, args: &PsArgs) -> Result<String> {
     let mut containers: Vec<Container> = engine
         .containers()?
         .into_iter()
-        .filter(|c| all || c.is_running())
+        .filter(|c| all || c.is_up())
         .filter(|c| keep_container(c, &filters))
         .collect();
     if let Some(last) = last {
@@ -668,6 +676,11 @@ pub(crate) fn ps_row(container: &Container, no_trunc: bool) -> Value {
             format!("Up {} (Paused)", ago(&container.state.started_at))
         }
         Status::Running => format!("Up {}", ago(&container.state.started_at)),
+        Status::Restarting => format!(
+            "Restarting ({}) {} ago",
+            container.state.exit_code.unwrap_or(-1),
+            ago(&container.state.finished_at)
+        ),
         Status::Exited => match container.state.exit_code {
             Some(code) => format!("Exited ({code}) {} ago", ago(&container.state.finished_at)),
             None => format!("Exited (unknown) {} ago", ago(&container.state.finished_at)),
@@ -884,7 +897,7 @@ pub struct RestartArgs {
 pub fn restart(engine: &Engine, args: &RestartArgs) -> Result<i32> {
     each(&args.containers, |name| {
         let container = engine.container(name)?;
-        if container.is_running() {
+        if container.is_up() {
             monitor::stop(engine, &container, stop_timeout(&container, args.time))?;
         }
         let container = engine
@@ -927,7 +940,7 @@ pub fn kill(engine: &Engine, args: &KillArgs) -> Result<i32> {
     let signal = monitor::parse_signal(&args.signal)?;
     each(&args.containers, |name| {
         let container = engine.container(name)?;
-        monitor::signal(&container, signal)
+        monitor::kill(engine, &container, signal)
     })
 }
 
@@ -1113,13 +1126,8 @@ pub struct RmArgs {
 pub fn rm(engine: &Engine, args: &RmArgs) -> Result<i32> {
     each(&args.containers, |name| {
         let mut container = engine.container(name)?;
-        if container.is_running() && args.force {
-            let _ = monitor::signal(&container, libc::SIGKILL);
-            match monitor::wait_until_stopped(
-                engine,
-                &container.record.id,
-                Some(Duration::from_secs(10)),
-            )? {
+        if container.is_up() && args.force {
+            match monitor::halt(engine, &container, libc::SIGKILL, Duration::ZERO)? {
                 Some(stopped) => container = stopped,
                 // Removed by its own monitor (`--rm`): nothing left to do.
                 None => return Ok(()),
@@ -1558,9 +1566,9 @@ pub fn container_inspect_value(
         "Args": args,
         "State": {
             "Status": state_word(container),
-            "Running": container.is_running(),
+            "Running": container.is_up(),
             "Paused": state.paused,
-            "Restarting": false,
+            "Restarting": container.is_restarting(),
             "OOMKilled": state.oom_killed,
             "Dead": false,
             "Pid": if container.is_running() { state.pid.unwrap_or(0) } else { 0 },
@@ -1570,6 +1578,7 @@ pub fn container_inspect_value(
             "FinishedAt": state.finished_at.as_deref().unwrap_or(never),
         },
         "Image": config.image_id,
+        "RestartCount": state.restart_count,
         "LogPath": dir.join("log"),
         "Name": format!("/{}", container.record.name),
         "Driver": "overlay",
@@ -1584,6 +1593,10 @@ pub fn container_inspect_value(
             )).collect::<Vec<_>>(),
             "NetworkMode": if config.network_none { "none" } else { "host" },
             "AutoRemove": config.auto_remove,
+            "RestartPolicy": {
+                "Name": config.restart.shown_name(),
+                "MaximumRetryCount": config.restart.maximum_retry_count,
+            },
             "ReadonlyRootfs": config.read_only,
             "Init": config.init,
             "Runtime": config.runtime.as_ref().map_or("stencil".to_owned(), |r| r.display().to_string()),

@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 
 use crate::container::cgroup::{Cgroup, Resources, Usage};
 use crate::container::monitor;
-use crate::engine::{Container, Engine};
+use crate::engine::{Container, Engine, RestartPolicy};
 use crate::render::units::{binary_size, human_size};
 use crate::render::{Column, Format};
 
@@ -377,6 +377,10 @@ pub struct UpdateArgs {
     /// The new limits; those not given stay as they are.
     #[command(flatten)]
     pub resources: ResourceArgs,
+    /// The restart policy from the next exit on: no, always, unless-stopped,
+    /// on-failure[:MAX-RETRIES].
+    #[arg(long, value_name = "POLICY")]
+    pub restart: Option<String>,
     /// Containers.
     #[arg(required = true, value_name = "CONTAINER")]
     pub containers: Vec<String>,
@@ -404,19 +408,31 @@ pub fn updated(old: &Resources, given: &ResourceArgs) -> Result<Resources> {
 /// `stencil update`: changes the limits of containers, running or not.
 pub fn update(engine: &Engine, args: &UpdateArgs) -> Result<i32> {
     let given = &args.resources;
-    if given.memory.is_none()
-        && given.memory_swap.is_none()
-        && given.cpus.is_none()
-        && given.pids_limit.is_none()
-    {
+    let limits = given.memory.is_some()
+        || given.memory_swap.is_some()
+        || given.cpus.is_some()
+        || given.pids_limit.is_some();
+    let restart = args
+        .restart
+        .as_deref()
+        .map(RestartPolicy::parse)
+        .transpose()?;
+    if !limits && restart.is_none() {
         bail!(
-            "you must give at least one limit to update: -m, --memory-swap, --cpus or --pids-limit"
+            "you must give at least one setting to update: -m, --memory-swap, --cpus, --pids-limit or --restart"
         );
     }
     crate::cmd::containers::each(&args.containers, |name| {
-        let container = engine.container(name)?;
-        let resources = updated(&container.config.resources, given)?;
-        engine.update_container_resources(&container, resources)
+        let mut container = engine.container(name)?;
+        if let Some(policy) = &restart {
+            engine.update_restart_policy(&container, policy)?;
+            container = engine.container(&container.record.id)?;
+        }
+        if limits {
+            let resources = updated(&container.config.resources, given)?;
+            engine.update_container_resources(&container, resources)?;
+        }
+        Ok(())
     })
 }
 

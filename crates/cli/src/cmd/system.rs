@@ -157,7 +157,7 @@ fn summary(usage: &DiskUsage, volumes: &[(String, usize, u64)]) -> String {
     let running = usage
         .containers
         .iter()
-        .filter(|c| c.container.is_running())
+        .filter(|c| c.container.is_up())
         .count();
     let rows = vec![
         vec![
@@ -390,7 +390,7 @@ pub fn system_prune(engine: &Engine, system_args: &SystemPruneArgs) -> Result<()
 /// What `stencil info` reports, with docker's field names where docker has the field.
 pub fn info_value(engine: &Engine) -> Result<Value> {
     let containers = engine.containers()?;
-    let running = containers.iter().filter(|c| c.is_running()).count();
+    let running = containers.iter().filter(|c| c.is_up()).count();
     let images = engine.store().images()?.len();
     let uname = nix::sys::utsname::uname().context("cannot read the kernel's name (uname)")?;
     let text = |s: &std::ffi::OsStr| s.to_string_lossy().into_owned();

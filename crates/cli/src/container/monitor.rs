@@ -11,6 +11,14 @@
 //! the exit status, unmounts, and removes the container when `--rm` asked. The CLI returns
 //! as soon as the pipe says `ok`, so detached containers outlive it.
 //!
+//! The monitor also applies the restart policy (`--restart`): after an exit that the
+//! policy restarts, the container is `restarting` for docker's delay, then started again
+//! by the same monitor (`restart_loop`). A foreground container that is to restart is
+//! handed to a new monitor. A stop by hand (`stop`, `rm -f`, `kill` with SIGKILL or the
+//! stop signal) writes a mark file before signalling, which the monitor reads after each
+//! exit and during the delay: the container then stays stopped until it is started by
+//! hand.
+//!
 //! Other verbs act through the recorded state: `stop` and `kill` signal the recorded pid
 //! (checked against its start time) and poll the state until the waiting process has
 //! recorded the exit; when that process died too, the state reads as an unseen exit
@@ -219,8 +227,10 @@ fn let_waiters_read(file: std::fs::File) -> Option<Flock<std::fs::File>> {
 }
 
 /// Records the exit of the process this process waited for, unmounts, removes with
-/// `--rm`. A container removed meanwhile (`rm -f`) is left alone.
-fn record_exit(engine: &Engine, id: &str, code: Option<i32>) {
+/// `--rm`. A container removed meanwhile (`rm -f`) is left alone. Returns whether its
+/// restart policy starts it again: it is then `restarting`, still watched by this
+/// process, which must start it after a delay ([`restart_loop`]).
+fn record_exit(engine: &Engine, id: &str, code: Option<i32>) -> bool {
     // The cgroup goes first: also when the container was removed meanwhile (`rm -f`).
     // Its OOM count is read before: it goes with it.
     let mut oom_killed = false;
@@ -232,17 +242,31 @@ fn record_exit(engine: &Engine, id: &str, code: Option<i32>) {
         tracing::warn!(container = id, "{error}");
     }
     let Ok(mut container) = engine.container(id) else {
-        return;
+        return false;
     };
     // Unmounted before the exit is recorded: a `start` that follows `wait` must not find
     // the old mount and lose it to this unmount.
     if let Err(error) = engine.unmount_container(&container) {
         tracing::warn!(container = id, "{error:#}");
     }
-    container.state.status = Status::Exited;
+    // The mark of a hand-made stop is read after the exit: `stop` writes it before its
+    // signal, so a container it stops never restarts.
+    let restart = !container.config.auto_remove
+        && container
+            .config
+            .restart
+            .restarts(code, container.state.restart_count)
+        && !stopped_by_hand(engine, id);
+    if restart {
+        // As docker's: counted when the restart is decided, shown during the delay.
+        container.state.status = Status::Restarting;
+        container.state.restart_count += 1;
+    } else {
+        container.state.status = Status::Exited;
+        container.state.monitor_pid = None;
+    }
     container.state.pid = None;
     container.state.pid_start = None;
-    container.state.monitor_pid = None;
     container.state.exit_code = code;
     container.state.paused = false;
     container.state.oom_killed = oom_killed;
@@ -251,12 +275,60 @@ fn record_exit(engine: &Engine, id: &str, code: Option<i32>) {
         tracing::warn!(container = id, "cannot record the exit: {error:#}");
     }
     let exit_file = write_exit_file(&engine.container_dir(id), code);
+    if restart {
+        return true;
+    }
     if container.config.auto_remove {
         let _lock = exit_file.and_then(let_waiters_read);
         match engine.remove_container(&container, true) {
             Ok(()) => engine.remove_anonymous_volumes(&container.config),
             Err(error) => tracing::warn!(container = id, "cannot remove the container: {error:#}"),
         }
+    }
+    false
+}
+
+/// The file in `ROOT/containers/ID` whose presence says the container was stopped by
+/// hand (`stop`, `kill` with SIGKILL or its stop signal, `rm -f`): its restart policy
+/// leaves it stopped until it is started by hand, which removes the file. A file rather
+/// than a field of the state, so that `stop` never races the monitor's state writes.
+const STOPPED_FILE: &str = "stopped";
+
+fn mark_stopped(engine: &Engine, id: &str) -> Result<()> {
+    let path = engine.container_dir(id).join(STOPPED_FILE);
+    std::fs::write(&path, b"").with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn stopped_by_hand(engine: &Engine, id: &str) -> bool {
+    engine.container_dir(id).join(STOPPED_FILE).exists()
+}
+
+/// A start by hand (`run`, `start`, `restart`): the restart policy applies afresh, with
+/// its count at zero (as docker's `RestartCount`).
+fn begin_by_hand(engine: &Engine, container: &mut Container) {
+    let path = engine
+        .container_dir(&container.record.id)
+        .join(STOPPED_FILE);
+    if let Err(error) = std::fs::remove_file(&path)
+        && error.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(container = %container.record.id, "cannot remove {}: {error}", path.display());
+    }
+    container.state.restart_count = 0;
+}
+
+/// The first delay before a restart, and its ceiling: docker's (doubling from 100 ms up
+/// to a minute, back to 100 ms after a run of 10 s or more).
+const RESTART_DELAY_FIRST: Duration = Duration::from_millis(100);
+const RESTART_DELAY_MAX: Duration = Duration::from_secs(60);
+const RESTART_RESET_AFTER: Duration = Duration::from_secs(10);
+
+/// The delay before the next restart, after `previous` (`None`: this is the first) and
+/// a run that lasted `ran`.
+fn next_restart_delay(previous: Option<Duration>, ran: Duration) -> Duration {
+    match previous {
+        Some(delay) if ran < RESTART_RESET_AFTER => (delay * 2).min(RESTART_DELAY_MAX),
+        _ => RESTART_DELAY_FIRST,
     }
 }
 
@@ -321,6 +393,7 @@ fn is_not_found(error: &anyhow::Error) -> bool {
 /// appended to its log, as docker keeps the logs of every container.
 pub fn run_attached(engine: &Engine, container: &mut Container) -> Result<i32> {
     refuse_running(container)?;
+    begin_by_hand(engine, container);
     let rootfs = engine.mount_container(container)?;
     let spec = spec_of(
         container,
@@ -368,23 +441,37 @@ pub fn run_attached(engine: &Engine, container: &mut Container) -> Result<i32> {
     finish(engine, &id, code)
 }
 
-/// Records how a foreground container ended and returns its code.
+/// Records how a foreground container ended and returns its code. When its restart
+/// policy starts it again, a monitor takes it over in the background, as docker's
+/// daemon does (`run` still returns the code of this run).
 fn finish(engine: &Engine, id: &str, code: std::result::Result<i32, RunError>) -> Result<i32> {
+    let restarting = record_exit(engine, id, code.as_ref().ok().copied());
+    if restarting && let Err(error) = spawn_monitor(engine, id, Some(RESTART_DELAY_FIRST)) {
+        // Nobody will restart it: say so, and record it stopped.
+        tracing::warn!(
+            container = id,
+            "cannot hand the container over to a monitor to restart it: {error:#}"
+        );
+        if let Ok(mut container) = engine.container(id) {
+            container.state.status = Status::Exited;
+            container.state.monitor_pid = None;
+            container.state.error = Some(format!("not restarted: {error:#}"));
+            let _ = engine.set_container_state(&container);
+        }
+    }
     match code {
-        Ok(code) => {
-            record_exit(engine, id, Some(code));
-            Ok(code)
-        }
-        Err(error) => {
-            record_exit(engine, id, None);
-            Err(StartFailure::from_run_error(&error).into())
-        }
+        Ok(code) => Ok(code),
+        Err(error) => Err(StartFailure::from_run_error(&error).into()),
     }
 }
 
 fn refuse_running(container: &Container) -> Result<()> {
-    if container.is_running() {
-        bail!("container {} is already running", container.record.name);
+    if container.is_up() {
+        bail!(
+            "container {} is already {}",
+            container.record.name,
+            container.state.status.as_str()
+        );
     }
     Ok(())
 }
@@ -393,6 +480,26 @@ fn refuse_running(container: &Container) -> Result<()> {
 /// runs (or why it does not).
 pub fn start_detached(engine: &Engine, container: &Container) -> Result<()> {
     refuse_running(container)?;
+    spawn_monitor(engine, &container.record.id, None).map_err(|error| {
+        if error.is::<StartFailure>() {
+            error
+        } else {
+            error.context(format!(
+                "the monitor of container {} ended without starting it (see `stencil logs {}`)",
+                container.record.name,
+                container.short_id()
+            ))
+        }
+    })
+}
+
+/// The monitor's flag for a container it takes over to restart after a delay (in ms).
+pub const RESTART_AFTER_FLAG: &str = "--restart-after-ms";
+
+/// Spawns the monitor of container `id` in a session of its own and waits until it
+/// reports: `ok`, or the failure to start. With `restart_after`, the monitor takes over a
+/// `restarting` container and starts it after that delay.
+fn spawn_monitor(engine: &Engine, id: &str, restart_after: Option<Duration>) -> Result<()> {
     let exe =
         std::env::current_exe().context("cannot find the stencil binary to run the monitor")?;
     let mut command = std::process::Command::new(exe);
@@ -400,10 +507,15 @@ pub fn start_detached(engine: &Engine, container: &Container) -> Result<()> {
         .arg("--root")
         .arg(engine.root())
         .arg(MONITOR_VERB)
-        .arg(&container.record.id)
+        .arg(id)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null());
+    if let Some(delay) = restart_after {
+        command
+            .arg(RESTART_AFTER_FLAG)
+            .arg(delay.as_millis().to_string());
+    }
     // SAFETY: setsid is async-signal-safe; nothing else runs between fork and exec.
     unsafe {
         command.pre_exec(|| {
@@ -435,17 +547,110 @@ pub fn start_detached(engine: &Engine, container: &Container) -> Result<()> {
             message: message.to_owned(),
         }
         .into()),
-        None => bail!(
-            "the monitor of container {} ended without starting it (see `stencil logs {}`)",
-            container.record.name,
-            container.short_id()
-        ),
+        None => bail!("the monitor reported nothing"),
     }
 }
 
+/// A container process the monitor waits for: started by the built-in runtime or by an
+/// OCI runtime (`--runtime`), with its output going to the log.
+struct Monitored {
+    process: Process,
+    /// The write end of a `-i` container's standard input, open until it exits.
+    _input: Option<OwnedFd>,
+    pump: LogPump,
+}
+
+enum Process {
+    Builtin(runtime::Started),
+    Delegated(oci::Delegated),
+}
+
+impl Monitored {
+    /// Host pid of the container's first process (`None`: only the runtime's is known).
+    fn pid(&self) -> Option<i32> {
+        match &self.process {
+            Process::Builtin(started) => Some(started.pid()),
+            Process::Delegated(delegated) => delegated.pid(),
+        }
+    }
+
+    /// Waits for the exit; everything the container wrote is in the log before this
+    /// returns, so `wait; logs` sees it all. `None`: the exit status is unknown.
+    fn wait(self, engine: &Engine, id: &str) -> Option<i32> {
+        let Monitored {
+            process,
+            _input,
+            pump,
+        } = self;
+        match process {
+            Process::Builtin(started) => {
+                let code = started.wait().ok();
+                pump.finish();
+                code
+            }
+            Process::Delegated(delegated) => {
+                let code = delegated.wait();
+                pump.finish();
+                if let Err(error) = &code
+                    && let Ok(log) = open_log(engine, id)
+                {
+                    let _ = LogWriter::new(log)
+                        .write(Stream::Stderr, format!("Error: {error}\n").as_bytes());
+                }
+                code.ok()
+            }
+        }
+    }
+}
+
+/// Mounts and starts `container` with its output in its log.
+fn start_monitored(
+    engine: &Engine,
+    container: &Container,
+) -> std::result::Result<Monitored, StartFailure> {
+    let (stdio, input, pump) = log_streams(engine, container)?;
+    let rootfs = engine.mount_container(container).map_err(own_failure)?;
+    let id = &container.record.id;
+    let spec = spec_of(container, &rootfs, &engine.container_dir(id));
+    let Some(path) = container.config.runtime.clone() else {
+        let started =
+            runtime::start(&spec, stdio).map_err(|error| StartFailure::from_run_error(&error))?;
+        return Ok(Monitored {
+            process: Process::Builtin(started),
+            _input: input,
+            pump,
+        });
+    };
+    // Handed to an OCI runtime: it runs in the foreground of the monitor, and the pid it
+    // writes is recorded as the built-in runtime's is, so that `stop`, `kill`, `exec` and
+    // `ps` work alike.
+    let bundle = engine.container_dir(id).join("bundle");
+    let delegated = oci::start_with_runtime(&path, &spec, &bundle, id, stdio)
+        .map_err(|error| StartFailure::from_run_error(&error))?;
+    if delegated.pid().is_none() {
+        let code = delegated.wait().map_or(125, |code| code);
+        return Err(StartFailure {
+            code: 125,
+            message: format!(
+                "OCI runtime {} failed to start the container (exit status {code}); its messages are in `stencil logs {}`",
+                path.display(),
+                &id[..12]
+            ),
+        });
+    }
+    Ok(Monitored {
+        process: Process::Delegated(delegated),
+        _input: input,
+        pump,
+    })
+}
+
 /// The monitor process: starts container `id` with its output in its log, reports on
-/// standard output, waits, records the exit. Returns the monitor's exit status.
-pub fn monitor(engine: &Engine, id: &str) -> i32 {
+/// standard output, waits, records the exit, and restarts it as long as its restart
+/// policy says so. With `restart_after`, it takes over a container that a foreground
+/// `run` left `restarting`, and starts it after that delay. Returns the monitor's exit
+/// status.
+pub fn monitor(engine: &Engine, id: &str, restart_after: Option<Duration>) -> i32 {
     let report = |line: &str| {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{line}");
@@ -458,87 +663,125 @@ pub fn monitor(engine: &Engine, id: &str) -> i32 {
             return 125;
         }
     };
-    if let Some(path) = container.config.runtime.clone() {
-        return monitor_delegated(engine, &mut container, &path, &report);
+    if let Some(delay) = restart_after {
+        if !container.is_restarting() {
+            report(&format!(
+                "error 125 container {} is {}, not restarting",
+                container.record.name,
+                container.state.status.as_str()
+            ));
+            return 125;
+        }
+        container.state.monitor_pid = Some(std::process::id() as i32);
+        if let Err(error) = engine.set_container_state(&container) {
+            report(&format!("error 125 {error:#}"));
+            return 125;
+        }
+        report("ok");
+        detach_stdout();
+        restart_loop(engine, id, None, Some(delay));
+        return 0;
     }
-    let started = prepare_and_start(engine, &container);
-    // `_input`: the write end of a `-i` container's standard input, open until it exits.
-    let (started, _input, pump) = match started {
-        Ok(started) => started,
+    begin_by_hand(engine, &mut container);
+    let monitored = match start_monitored(engine, &container) {
+        Ok(monitored) => monitored,
         Err(failure) => {
             record_failed_start(engine, &mut container, &failure);
             report(&format!("error {} {}", failure.code, failure.message));
             return failure.code;
         }
     };
-    if let Err(error) = record_running(engine, &mut container, Some(started.pid())) {
+    if let Err(error) = record_running(engine, &mut container, monitored.pid()) {
         report(&format!("error 125 {error:#}"));
     } else {
         report("ok");
     }
     detach_stdout();
-    let code = started.wait().ok();
-    // Everything it wrote is in the log before its exit is: `wait; logs` sees it all.
-    pump.finish();
-    record_exit(engine, id, code);
+    restart_loop(engine, id, Some(monitored), None);
     0
 }
 
-/// The monitor of a container handed to an external OCI runtime: it runs the runtime in
-/// the foreground with the log as its output, and records the container's pid from the
-/// runtime's pid file so that `stop`, `kill`, `exec` and `ps` work as for the built-in
-/// runtime.
-fn monitor_delegated(
+/// Waits for the container, records each exit and starts it again while its restart
+/// policy says so: after `delay` when it is `restarting` already, else once `running`
+/// ends. Returns when it stays stopped, or was removed.
+fn restart_loop(
     engine: &Engine,
-    container: &mut Container,
-    path: &Path,
-    report: &dyn Fn(&str),
-) -> i32 {
-    let id = container.record.id.clone();
-    let bundle = engine.container_dir(&id).join("bundle");
-    let started = log_streams(engine, container).and_then(|(stdio, input, pump)| {
-        let rootfs = engine.mount_container(container).map_err(own_failure)?;
-        let spec = spec_of(container, &rootfs, &engine.container_dir(&container.record.id));
-        let delegated = oci::start_with_runtime(path, &spec, &bundle, &id, stdio)
-            .map_err(|error| StartFailure::from_run_error(&error))?;
-        match delegated.pid() {
-            Some(_) => Ok((delegated, input, pump)),
+    id: &str,
+    mut running: Option<Monitored>,
+    mut delay: Option<Duration>,
+) {
+    loop {
+        let monitored = match running.take() {
+            Some(monitored) => monitored,
             None => {
-                let code = delegated.wait().map_or(125, |code| code);
-                Err(StartFailure {
-                    code: 125,
-                    message: format!(
-                        "OCI runtime {} failed to start the container (exit status {code}); its messages are in `stencil logs {}`",
-                        path.display(),
-                        &id[..12]
-                    ),
-                })
+                let wait = delay.unwrap_or(RESTART_DELAY_FIRST);
+                let Some(mut container) = wait_to_restart(engine, id, wait) else {
+                    return;
+                };
+                match start_monitored(engine, &container) {
+                    Ok(monitored) => {
+                        if let Err(error) = record_running(engine, &mut container, monitored.pid())
+                        {
+                            tracing::warn!(container = id, "{error:#}");
+                        }
+                        monitored
+                    }
+                    Err(failure) => {
+                        record_failed_restart(engine, &mut container, &failure);
+                        return;
+                    }
+                }
             }
+        };
+        let began = Instant::now();
+        let code = monitored.wait(engine, id);
+        if !record_exit(engine, id, code) {
+            return;
         }
-    });
-    let (delegated, _input, pump) = match started {
-        Ok(started) => started,
-        Err(failure) => {
-            record_failed_start(engine, container, &failure);
-            report(&format!("error {} {}", failure.code, failure.message));
-            return failure.code;
+        delay = Some(next_restart_delay(delay, began.elapsed()));
+    }
+}
+
+/// Sleeps `delay` before a restart, looking every [`POLL`] whether the container was
+/// stopped by hand (then recorded `exited`) or removed meanwhile. Returns the container
+/// to start, or `None` when it is not to start.
+fn wait_to_restart(engine: &Engine, id: &str, delay: Duration) -> Option<Container> {
+    let deadline = Instant::now() + delay;
+    loop {
+        let mut container = engine.container(id).ok()?;
+        if !container.is_restarting() {
+            return None;
         }
-    };
-    if let Err(error) = record_running(engine, container, delegated.pid()) {
-        report(&format!("error 125 {error:#}"));
-    } else {
-        report("ok");
+        if stopped_by_hand(engine, id) {
+            container.state.status = Status::Exited;
+            container.state.monitor_pid = None;
+            container.state.finished_at = Some(now());
+            if let Err(error) = engine.set_container_state(&container) {
+                tracing::warn!(container = id, "cannot record the stop: {error:#}");
+            }
+            return None;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Some(container);
+        }
+        std::thread::sleep(left.min(POLL));
     }
-    detach_stdout();
-    let code = delegated.wait();
-    pump.finish();
-    if let Err(error) = &code
-        && let Ok(log) = open_log(engine, &id)
-    {
-        let _ = LogWriter::new(log).write(Stream::Stderr, format!("Error: {error}\n").as_bytes());
-    }
-    record_exit(engine, &id, code.ok());
-    0
+}
+
+/// Records that a restart failed: the container stays `exited`, with the error and
+/// docker's exit code for it.
+fn record_failed_restart(engine: &Engine, container: &mut Container, failure: &StartFailure) {
+    container.state.status = Status::Exited;
+    container.state.pid = None;
+    container.state.pid_start = None;
+    container.state.monitor_pid = None;
+    container.state.error = Some(failure.message.clone());
+    container.state.exit_code = Some(failure.code);
+    container.state.finished_at = Some(now());
+    let _ = engine.set_container_state(container);
+    let _ = engine.unmount_container(container);
+    let _ = Cgroup::open(&container.record.id).and_then(|cgroup| cgroup.remove());
 }
 
 fn own_failure(error: anyhow::Error) -> StartFailure {
@@ -812,22 +1055,6 @@ fn copy_input(mut input: std::fs::File, saved: Option<nix::sys::termios::Termios
     }
 }
 
-fn prepare_and_start(
-    engine: &Engine,
-    container: &Container,
-) -> std::result::Result<(runtime::Started, Option<OwnedFd>, LogPump), StartFailure> {
-    let (stdio, input, pump) = log_streams(engine, container)?;
-    let rootfs = engine.mount_container(container).map_err(own_failure)?;
-    let spec = spec_of(
-        container,
-        &rootfs,
-        &engine.container_dir(&container.record.id),
-    );
-    let started =
-        runtime::start(&spec, stdio).map_err(|error| StartFailure::from_run_error(&error))?;
-    Ok((started, input, pump))
-}
-
 /// Points standard output at `/dev/null`, so the CLI reading the report sees its end.
 fn detach_stdout() {
     if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
@@ -970,30 +1197,92 @@ pub fn wait_until_stopped(
 }
 
 /// `docker stop`: the stop signal (the image's, else SIGTERM), then SIGKILL after
-/// `timeout`.
+/// `timeout`. A restarting container is not started again.
 pub fn stop(engine: &Engine, container: &Container, timeout: Duration) -> Result<()> {
-    if !container.is_running() {
-        return Ok(());
+    let stop_signal = stop_signal_of(container)?;
+    halt(engine, container, stop_signal, timeout).map(|_| ())
+}
+
+/// The signal `stop` sends to `container`: its `--stop-signal` or its image's, else
+/// SIGTERM.
+fn stop_signal_of(container: &Container) -> Result<i32> {
+    match &container.config.stop_signal {
+        Some(name) => parse_signal(name),
+        None => Ok(libc::SIGTERM),
     }
-    let stop_signal = match &container.config.stop_signal {
-        Some(name) => parse_signal(name)?,
-        None => libc::SIGTERM,
-    };
+}
+
+/// Stops `container` for good: marks it stopped by hand (so that its restart policy
+/// leaves it), sends `first`, then SIGKILL after `timeout`, and returns once it neither
+/// runs nor waits to restart: its state then, or `None` when it removed itself (`--rm`).
+pub fn halt(
+    engine: &Engine,
+    container: &Container,
+    first: i32,
+    timeout: Duration,
+) -> Result<Option<Container>> {
+    if !container.is_up() {
+        return Ok(Some(container.clone()));
+    }
     let id = &container.record.id;
-    // The process may end between the state check and the signal: that is a stop too.
-    let _ = signal(container, stop_signal);
-    let after = wait_until_stopped(engine, id, Some(timeout))?;
-    if let Some(after) = after.filter(Container::is_running) {
-        let _ = signal(&after, libc::SIGKILL);
-        let after = wait_until_stopped(engine, id, Some(Duration::from_secs(30)))?;
-        if after.is_some_and(|c| c.is_running()) {
+    mark_stopped(engine, id)?;
+    // A restarting container's monitor sees the mark within a poll; one that was already
+    // starting it again when the mark came is signalled again in the next round.
+    let deadline = Instant::now() + timeout + Duration::from_secs(30);
+    let mut current = container.clone();
+    loop {
+        if current.is_running() {
+            // The process may end between the state check and the signal: a stop too.
+            let _ = signal(&current, first);
+            let after = wait_until_stopped(engine, id, Some(timeout))?;
+            if let Some(after) = after.filter(Container::is_running) {
+                let _ = signal(&after, libc::SIGKILL);
+                let after = wait_until_stopped(engine, id, Some(Duration::from_secs(30)))?;
+                if after.is_some_and(|c| c.is_running()) {
+                    bail!(
+                        "container {} did not stop after SIGKILL",
+                        container.record.name
+                    );
+                }
+            }
+        } else if Instant::now() >= deadline {
             bail!(
-                "container {} did not stop after SIGKILL",
-                container.record.name
+                "container {} did not stop: its monitor (pid {}) did not take the stop",
+                container.record.name,
+                current.state.monitor_pid.unwrap_or(0)
             );
+        } else {
+            std::thread::sleep(POLL);
+        }
+        current = match engine.container(id) {
+            Ok(current) => current,
+            Err(error) if is_not_found(&error) => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        if !current.is_up() {
+            return Ok(Some(current));
         }
     }
-    Ok(())
+}
+
+/// `docker kill`: sends `signal` to the container's first process. SIGKILL and the
+/// container's stop signal also turn its restart policy off until it is started by hand
+/// (other signals leave it, as docker's); a restarting container takes only those.
+pub fn kill(engine: &Engine, container: &Container, signal_number: i32) -> Result<()> {
+    let fatal = signal_number == libc::SIGKILL || stop_signal_of(container)? == signal_number;
+    if container.is_restarting() {
+        if fatal {
+            return mark_stopped(engine, &container.record.id);
+        }
+        bail!(
+            "Container {} is restarting, wait until the container is running",
+            container.record.id
+        );
+    }
+    if fatal && container.is_running() {
+        mark_stopped(engine, &container.record.id)?;
+    }
+    signal(container, signal_number)
 }
 
 /// `docker exec`: runs `process` in the running container and returns its exit code.
@@ -1172,5 +1461,29 @@ impl LineReader {
         }
         let last = std::mem::take(&mut self.pending);
         line(&last)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_delays_double_to_a_minute_and_reset_after_a_long_run() {
+        let short = Duration::from_millis(5);
+        let mut delay = next_restart_delay(None, short);
+        assert_eq!(delay, Duration::from_millis(100));
+        let mut seen = vec![delay];
+        for _ in 0..12 {
+            delay = next_restart_delay(Some(delay), short);
+            seen.push(delay);
+        }
+        assert_eq!(seen[1], Duration::from_millis(200));
+        assert_eq!(seen[2], Duration::from_millis(400));
+        assert_eq!(*seen.last().unwrap(), Duration::from_secs(60));
+        assert_eq!(
+            next_restart_delay(Some(Duration::from_secs(60)), Duration::from_secs(10)),
+            Duration::from_millis(100)
+        );
     }
 }

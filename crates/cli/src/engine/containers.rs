@@ -109,6 +109,83 @@ pub struct CreateOptions {
     pub stop_timeout: Option<u64>,
     /// `-m`, `--memory-swap`, `--cpus`, `--pids-limit`.
     pub resources: Resources,
+    /// `--restart`.
+    pub restart: RestartPolicy,
+}
+
+/// When a container is started again after it exits (docker's `--restart`): `no`,
+/// `always`, `unless-stopped`, `on-failure[:MAX-RETRIES]`. A container stopped by `stop`,
+/// or killed with SIGKILL or its stop signal, is not restarted until it is started again.
+/// Without a daemon, `unless-stopped` is `always` (they differ only when docker's daemon
+/// starts), as in podman.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RestartPolicy {
+    /// `no` (also written as the empty string by older docker), `always`,
+    /// `unless-stopped` or `on-failure`.
+    pub name: String,
+    /// `on-failure`'s limit on restarts; 0 for no limit.
+    pub maximum_retry_count: u32,
+}
+
+impl RestartPolicy {
+    /// Parses `--restart`'s value.
+    pub fn parse(text: &str) -> Result<RestartPolicy> {
+        let (name, count) = match text.split_once(':') {
+            Some((name, count)) => (name, Some(count)),
+            None => (text, None),
+        };
+        let maximum_retry_count = match count {
+            None => 0,
+            Some(count) => match count.parse::<i64>() {
+                Ok(n) if n < 0 => {
+                    bail!("invalid restart policy {text:?}: maximum retry count cannot be negative")
+                }
+                Ok(n) => u32::try_from(n).map_err(|_| {
+                    anyhow!("invalid restart policy {text:?}: maximum retry count is too large")
+                })?,
+                Err(_) => {
+                    bail!("invalid restart policy {text:?}: maximum retry count must be an integer")
+                }
+            },
+        };
+        match name {
+            "no" | "" | "always" | "unless-stopped" if count.is_some() => bail!(
+                "invalid restart policy {text:?}: maximum retry count cannot be used with restart policy {name:?}"
+            ),
+            "no" | "" => Ok(RestartPolicy::default()),
+            "always" | "unless-stopped" | "on-failure" => Ok(RestartPolicy {
+                name: name.to_owned(),
+                maximum_retry_count,
+            }),
+            _ => bail!(
+                "invalid restart policy {text:?}: give no, always, unless-stopped or on-failure[:MAX-RETRIES]"
+            ),
+        }
+    }
+
+    /// Whether there is a policy at all (not `no`).
+    pub fn any(&self) -> bool {
+        !matches!(self.name.as_str(), "" | "no")
+    }
+
+    /// Whether a container that exited with `code` (`None`: unknown) after `restarts`
+    /// restarts since it was last started by hand is started again.
+    pub fn restarts(&self, code: Option<i32>, restarts: u32) -> bool {
+        match self.name.as_str() {
+            "always" | "unless-stopped" => true,
+            "on-failure" => {
+                code != Some(0)
+                    && (self.maximum_retry_count == 0 || restarts < self.maximum_retry_count)
+            }
+            _ => false,
+        }
+    }
+
+    /// docker's `HostConfig.RestartPolicy.Name`: `no` when there is none.
+    pub fn shown_name(&self) -> &str {
+        if self.any() { &self.name } else { "no" }
+    }
 }
 
 /// A mount of `-v`: a host path, or a volume of the store (its `_data` directory).
@@ -222,6 +299,13 @@ pub struct ContainerConfig {
     /// The command part of `args` (`commit` records it as the image's `Cmd`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cmd: Option<Vec<String>>,
+    /// `--restart`.
+    #[serde(default, skip_serializing_if = "is_no_policy")]
+    pub restart: RestartPolicy,
+}
+
+fn is_no_policy(policy: &RestartPolicy) -> bool {
+    !policy.any()
 }
 
 /// Where a container is in its life.
@@ -235,6 +319,9 @@ pub enum Status {
     Running,
     /// Its process ended.
     Exited,
+    /// Its process ended and its restart policy starts it again after a delay; its
+    /// monitor waits meanwhile (docker counts it as running, with `Restarting` set).
+    Restarting,
 }
 
 impl Status {
@@ -244,6 +331,7 @@ impl Status {
             Status::Created => "created",
             Status::Running => "running",
             Status::Exited => "exited",
+            Status::Restarting => "restarting",
         }
     }
 }
@@ -277,6 +365,10 @@ pub struct ContainerState {
     /// (docker's `State.OOMKilled`), read from its cgroup at exit.
     #[serde(default, rename = "OOMKilled")]
     pub oom_killed: bool,
+    /// How many times its restart policy started it again since it was last started by
+    /// hand (docker's `RestartCount`).
+    #[serde(default)]
+    pub restart_count: u32,
 }
 
 /// A container: its record, configuration and current state.
@@ -300,6 +392,17 @@ impl Container {
     pub fn is_running(&self) -> bool {
         self.state.status == Status::Running
     }
+
+    /// Whether it waits to be started again by its restart policy.
+    pub fn is_restarting(&self) -> bool {
+        self.state.status == Status::Restarting
+    }
+
+    /// Running or restarting: what docker's `State.Running` says, and what `ps` lists
+    /// without `-a`.
+    pub fn is_up(&self) -> bool {
+        self.is_running() || self.is_restarting()
+    }
 }
 
 impl Engine {
@@ -316,6 +419,9 @@ impl Engine {
     /// Creates a container from `options`: its record, its writable snapshot on the image
     /// and its directory. Nothing is mounted or started.
     pub fn create_container(&self, options: &CreateOptions) -> Result<Container> {
+        if options.auto_remove && options.restart.any() {
+            bail!("Conflicting options: --restart and --rm");
+        }
         let image = self.find_image(&options.image).with_context(|| {
             format!(
                 "Unable to find image '{}' locally (pull it first)",
@@ -465,6 +571,7 @@ impl Engine {
             stop_timeout: options.stop_timeout,
             entrypoint: Some(entrypoint),
             cmd: Some(cmd),
+            restart: options.restart.clone(),
         };
         let name = match &options.name {
             Some(name) => validate_name(name)?,
@@ -645,7 +752,7 @@ impl Engine {
     /// A running state whose process and watcher are both gone becomes an exit nobody
     /// saw; the overlay is unmounted.
     fn check_state(&self, container: &mut Container) {
-        if container.state.status != Status::Running {
+        if !container.is_up() {
             return;
         }
         let alive = container.state.pid.is_some_and(|pid| {
@@ -659,9 +766,12 @@ impl Engine {
         if alive || watched {
             return;
         }
+        // A restarting container whose monitor died keeps the code of its last exit.
+        if container.is_running() {
+            container.state.exit_code = None;
+        }
         container.state.status = Status::Exited;
         container.state.pid = None;
-        container.state.exit_code = None;
         container.state.finished_at = Some(now());
         let _ = self.set_container_state(container);
         let _ = self.unmount_container(container);
@@ -702,6 +812,28 @@ impl Engine {
         }
         let mut config = container.config.clone();
         config.resources = resources;
+        self.store
+            .set_container_config(&container.record.id, &serde_json::to_string(&config)?)?;
+        write_json(
+            &self.container_dir(&container.record.id).join("config.json"),
+            &config,
+        )
+    }
+
+    /// `docker update --restart`: the policy applies from the container's next exit.
+    pub fn update_restart_policy(
+        &self,
+        container: &Container,
+        policy: &RestartPolicy,
+    ) -> Result<()> {
+        if container.config.auto_remove && policy.any() {
+            bail!(
+                "Restart policy cannot be updated because AutoRemove is enabled for container {}",
+                container.record.name
+            );
+        }
+        let mut config = container.config.clone();
+        config.restart = policy.clone();
         self.store
             .set_container_config(&container.record.id, &serde_json::to_string(&config)?)?;
         write_json(
@@ -758,10 +890,11 @@ impl Engine {
     /// directory and its record. A running container is refused unless the caller
     /// stopped it (`rm -f` kills it first).
     pub fn remove_container(&self, container: &Container, running_ok: bool) -> Result<()> {
-        if container.is_running() && !running_ok {
+        if container.is_up() && !running_ok {
             bail!(
-                "cannot remove container \"/{}\": container is running: stop the container before removing or force remove",
-                container.record.name
+                "cannot remove container \"/{}\": container is {}: stop the container before removing or force remove",
+                container.record.name,
+                container.state.status.as_str()
             );
         }
         self.unmount_container(container)?;
@@ -1508,6 +1641,49 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn restart_policies_parse_and_decide_as_dockers() {
+        let policy = |text: &str| RestartPolicy::parse(text).unwrap();
+        assert!(!policy("no").any());
+        assert_eq!(policy("no").shown_name(), "no");
+        assert_eq!(policy("always").shown_name(), "always");
+        assert_eq!(policy("on-failure:3").maximum_retry_count, 3);
+        for bad in [
+            "sometimes",
+            "always:1",
+            "no:0",
+            "unless-stopped:2",
+            "on-failure:-1",
+            "on-failure:x",
+            "on-failure:99999999999",
+        ] {
+            let error = RestartPolicy::parse(bad).unwrap_err().to_string();
+            assert!(error.contains(&format!("{bad:?}")), "{bad}: {error}");
+        }
+        // always and unless-stopped: whatever the code, however often.
+        for name in ["always", "unless-stopped"] {
+            assert!(policy(name).restarts(Some(0), 1000));
+            assert!(policy(name).restarts(None, 0));
+        }
+        // on-failure: not after a clean exit; up to the limit (0: none).
+        assert!(!policy("on-failure").restarts(Some(0), 0));
+        assert!(policy("on-failure").restarts(Some(1), 1000));
+        assert!(policy("on-failure").restarts(None, 0));
+        assert!(policy("on-failure:2").restarts(Some(1), 1));
+        assert!(!policy("on-failure:2").restarts(Some(1), 2));
+        assert!(!policy("no").restarts(Some(1), 0));
+        // Stored only when there is one; older configs read as `no`.
+        let config: ContainerConfig = serde_json::from_value(json!({
+            "Image": "i", "ImageId": "", "ImageManifest": "", "Args": [], "Env": [],
+            "WorkingDir": "/", "User": "", "Hostname": "h", "Volumes": [], "NetworkNone": false,
+            "ReadOnly": false, "Tty": false, "Interactive": false, "Init": false,
+            "AutoRemove": false, "StopSignal": null, "Runtime": null, "Created": "",
+        }))
+        .unwrap();
+        assert!(!config.restart.any());
+        assert!(!serde_json::to_string(&config).unwrap().contains("Restart"));
+    }
 
     fn settings(value: Value) -> serde_json::Map<String, Value> {
         value.as_object().cloned().unwrap_or_default()

@@ -77,7 +77,7 @@ impl DiskUsage {
     pub fn containers_reclaimable(&self) -> u64 {
         self.containers
             .iter()
-            .filter(|c| !c.container.is_running())
+            .filter(|c| !c.container.is_up())
             .map(|c| c.size)
             .sum()
     }
@@ -234,7 +234,7 @@ impl Engine {
     pub fn prune_containers(&self, filter: &PruneFilter) -> Result<PrunedContainers> {
         let mut pruned = PrunedContainers::default();
         for container in self.containers()? {
-            if container.is_running()
+            if container.is_up()
                 || !filter.allows(
                     Some(&container.config.created),
                     &serde_json::json!(container.config.labels),
