@@ -897,10 +897,23 @@ fn log_streams(
     ))
 }
 
-/// Creates the FIFO `path` and copies what arrives there into `input` on a thread of its
-/// own, for the life of the monitor. The FIFO is held open for writing too, so that an
-/// `attach` that goes away is no end of input for the container.
+/// Where the monitor's input thread copies what arrives on the FIFO: the input pipe of
+/// the container's current run (a restart gives it a new one). One per monitor process,
+/// which watches one container.
+static STDIN_TARGET: std::sync::Mutex<Option<std::fs::File>> = std::sync::Mutex::new(None);
+
+/// Sends what arrives on the FIFO `path` to `input` from now on. The first call creates
+/// the FIFO and the thread that copies from it, for the life of the monitor; later ones
+/// (restarts) only point that thread at the new run's input. The FIFO is held open for
+/// writing too, so that an `attach` that goes away is no end of input for the container.
 fn feed_from_fifo(path: &Path, input: OwnedFd) -> Result<()> {
+    static FEEDING: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    *STDIN_TARGET
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(std::fs::File::from(input));
+    if FEEDING.get().is_some() {
+        return Ok(());
+    }
     match std::fs::remove_file(path) {
         Ok(()) => {}
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
@@ -919,11 +932,27 @@ fn feed_from_fifo(path: &Path, input: OwnedFd) -> Result<()> {
         .name("stdin".into())
         .spawn(move || {
             let mut fifo = fifo;
-            let mut input = std::fs::File::from(input);
-            // Ends when the container closes its input; the monitor exits after it anyway.
-            let _ = std::io::copy(&mut fifo, &mut input);
+            let mut buffer = vec![0u8; 64 * 1024];
+            loop {
+                let read = match fifo.read(&mut buffer) {
+                    Ok(0) => return,
+                    Ok(read) => read,
+                    Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(_) => return,
+                };
+                let mut target = STDIN_TARGET
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                // A run that closed its input (or ended) drops what comes until the next.
+                if let Some(input) = target.as_mut()
+                    && input.write_all(&buffer[..read]).is_err()
+                {
+                    *target = None;
+                }
+            }
         })
         .context("cannot start copying attached input to the container")?;
+    let _ = FEEDING.set(());
     Ok(())
 }
 
