@@ -3277,3 +3277,253 @@ fn restart_policies_start_containers_again_until_stopped_by_hand() {
     assert_eq!(stencil.run(&["ps", "-aq"]).stdout, before);
     stencil.assert_consistent();
 }
+
+#[test]
+fn health_checks_probe_running_containers_as_dockers_do() {
+    let Some(stencil) = store_with_image("health") else {
+        return;
+    };
+    let _cleanup = Cleanup(&stencil);
+    let status = |name: &str| {
+        stencil
+            .run(&[
+                "ps",
+                "-a",
+                "--filter",
+                &format!("name={name}"),
+                "--format",
+                "{{.Names}} {{.Status}}",
+            ])
+            .stdout
+            .lines()
+            .find(|line| line.starts_with(&format!("{name} ")))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let health = |name: &str| -> serde_json::Value {
+        serde_json::from_str(&inspect_field(&stencil, "{{json .State.Health}}", name))
+            .unwrap_or_default()
+    };
+
+    // Failing probes make it unhealthy after --health-retries; a passing one, healthy.
+    stencil
+        .run(&[
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "--health-cmd",
+            "test -f /tmp/ready && echo ready",
+            "--health-interval",
+            "200ms",
+            "--health-retries",
+            "2",
+            IMAGE,
+            "sleep",
+            "60",
+        ])
+        .success();
+    assert!(
+        status("web").ends_with("(health: starting)") || status("web").ends_with("(unhealthy)"),
+        "{}",
+        status("web")
+    );
+    eventually("unhealthy", || status("web").ends_with("(unhealthy)"));
+    let seen = health("web");
+    assert_eq!(seen["Status"], "unhealthy");
+    assert!(seen["FailingStreak"].as_u64().unwrap_or(0) >= 2, "{seen}");
+    assert_eq!(seen["Log"][0]["ExitCode"], 1, "{seen}");
+    stencil
+        .run(&[
+            "ps",
+            "--filter",
+            "health=unhealthy",
+            "--format",
+            "{{.Names}}",
+        ])
+        .stdout_is("web\n");
+    stencil
+        .run(&["exec", "web", "sh", "-c", "echo > /tmp/ready"])
+        .success();
+    eventually("healthy", || status("web").ends_with("(healthy)"));
+    let seen = health("web");
+    assert_eq!(seen["FailingStreak"], 0);
+    let log = seen["Log"].as_array().cloned().unwrap_or_default();
+    assert!(log.len() <= 5, "five probes kept: {seen}");
+    assert_eq!(
+        log.last().map(|p| p["Output"].clone()),
+        Some("ready\n".into())
+    );
+    stencil
+        .run(&["ps", "--filter", "health=healthy", "--format", "{{.Names}}"])
+        .stdout_is("web\n");
+    assert_eq!(
+        inspect_field(&stencil, "{{json .Config.Healthcheck}}", "web"),
+        r#"{"Test":["CMD-SHELL","test -f /tmp/ready && echo ready"],"Interval":200000000,"Retries":2}"#
+    );
+
+    // A probe over its timeout is killed and fails.
+    stencil
+        .run(&[
+            "run",
+            "-d",
+            "--name",
+            "slow",
+            "--health-cmd",
+            "sleep 30",
+            "--health-interval",
+            "100ms",
+            "--health-timeout",
+            "300ms",
+            "--health-retries",
+            "1",
+            IMAGE,
+            "sleep",
+            "60",
+        ])
+        .success();
+    eventually("the slow probe timed out", || {
+        health("slow")["Status"] == "unhealthy"
+    });
+    let seen = health("slow");
+    assert_eq!(seen["Log"][0]["ExitCode"], -1, "{seen}");
+    assert_eq!(
+        seen["Log"][0]["Output"], "Health check exceeded timeout (300ms)",
+        "{seen}"
+    );
+
+    // Failures in the start period do not count.
+    stencil
+        .run(&[
+            "run",
+            "-d",
+            "--name",
+            "warming",
+            "--health-cmd",
+            "false",
+            "--health-interval",
+            "100ms",
+            "--health-start-period",
+            "30s",
+            "--health-retries",
+            "1",
+            IMAGE,
+            "sleep",
+            "60",
+        ])
+        .success();
+    eventually("probes in the start period", || {
+        health("warming")["Log"]
+            .as_array()
+            .is_some_and(|log| log.len() >= 3)
+    });
+    let seen = health("warming");
+    assert_eq!(
+        (seen["Status"].as_str(), seen["FailingStreak"].as_u64()),
+        (Some("starting"), Some(0)),
+        "{seen}"
+    );
+
+    // The image's HEALTHCHECK runs; flags change its fields; --no-healthcheck turns it off.
+    let context = stencil.scratch().join("healthy-context");
+    std::fs::create_dir_all(&context).unwrap_or_else(|e| panic!("mkdir: {e}"));
+    std::fs::write(
+        context.join("Dockerfile"),
+        format!("FROM {IMAGE}\nHEALTHCHECK --interval=30s --retries=1 CMD echo from-image\n"),
+    )
+    .unwrap_or_else(|e| panic!("write Dockerfile: {e}"));
+    stencil
+        .run(&[
+            "build",
+            "-q",
+            "-t",
+            "e2e/checked:1",
+            context.to_str().unwrap_or_default(),
+        ])
+        .success();
+    stencil
+        .run(&[
+            "run",
+            "-d",
+            "--name",
+            "inherits",
+            "--health-interval",
+            "100ms",
+            "e2e/checked:1",
+            "sleep",
+            "60",
+        ])
+        .success();
+    eventually("the image's check", || {
+        status("inherits").ends_with("(healthy)")
+    });
+    assert_eq!(health("inherits")["Log"][0]["Output"], "from-image\n");
+    assert_eq!(
+        inspect_field(&stencil, "{{json .Config.Healthcheck}}", "inherits"),
+        r#"{"Test":["CMD-SHELL","echo from-image"],"Interval":100000000,"Retries":1}"#
+    );
+    stencil
+        .run(&[
+            "run",
+            "-d",
+            "--name",
+            "unchecked",
+            "--no-healthcheck",
+            "e2e/checked:1",
+            "sleep",
+            "60",
+        ])
+        .success();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        status("unchecked").starts_with("unchecked Up "),
+        "{}",
+        status("unchecked")
+    );
+    assert!(
+        !status("unchecked").contains('('),
+        "{}",
+        status("unchecked")
+    );
+    assert_eq!(
+        inspect_field(&stencil, "{{json .State.Health}}", "unchecked"),
+        "null"
+    );
+    stencil
+        .run(&["ps", "--filter", "health=none", "--format", "{{.Names}}"])
+        .stdout_is("unchecked\n");
+
+    // Bad flags name themselves.
+    for (args, message) in [
+        (
+            vec!["--no-healthcheck", "--health-cmd", "true"],
+            "--no-healthcheck conflicts",
+        ),
+        (
+            vec!["--health-interval", "soon", "--health-cmd", "true"],
+            "invalid --health-interval",
+        ),
+        (
+            vec!["--health-timeout=-1s", "--health-cmd", "true"],
+            "invalid --health-timeout",
+        ),
+        (
+            vec!["--health-timeout=10us", "--health-cmd", "true"],
+            "give at least 1ms",
+        ),
+        (
+            vec!["--health-retries=-1", "--health-cmd", "true"],
+            "cannot be negative",
+        ),
+        (vec!["--health-cmd", " "], "invalid --health-cmd"),
+    ] {
+        let mut full = vec!["run", "-d"];
+        full.extend(args);
+        full.extend([IMAGE, "true"]);
+        stencil.run(&full).expect_code(125).stderr_contains(message);
+    }
+    stencil
+        .run(&["ps", "--filter", "health=sick"])
+        .expect_code(125)
+        .stderr_contains("health is starting, healthy, unhealthy or none");
+}

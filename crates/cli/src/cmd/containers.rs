@@ -18,11 +18,12 @@ use stencil_cow_fs::Snapshotter;
 use stencil_reference::Reference;
 
 use crate::cmd::label_filter::LabelFilter;
+use crate::container::health;
 use crate::container::logfile::Filter;
 use crate::container::monitor;
 use crate::container::runtime::{ProcessSpec, Tmpfs};
 use crate::engine::{
-    CommitOptions, Container, CreateOptions, Engine, RestartPolicy, Status, parse_time,
+    CommitOptions, Container, CreateOptions, Engine, Healthcheck, RestartPolicy, Status, parse_time,
 };
 use crate::render::units::{human_duration, human_size};
 use crate::render::{Column, Format};
@@ -134,6 +135,27 @@ pub struct CreateArgs {
     /// Memory, CPU and process limits.
     #[command(flatten)]
     pub resources: super::resources::ResourceArgs,
+    /// The health check: a command run in the container by /bin/sh -c (exit 0: healthy).
+    #[arg(long = "health-cmd", value_name = "COMMAND")]
+    pub health_cmd: Option<String>,
+    /// Time between two health checks (e.g. 30s, 1m30s).
+    #[arg(long = "health-interval", value_name = "DURATION")]
+    pub health_interval: Option<String>,
+    /// Time a health check may take before it counts as failed.
+    #[arg(long = "health-timeout", value_name = "DURATION")]
+    pub health_timeout: Option<String>,
+    /// Failed health checks in a row that make the container unhealthy.
+    #[arg(long = "health-retries", value_name = "N")]
+    pub health_retries: Option<i64>,
+    /// Time after the start when failed health checks do not count.
+    #[arg(long = "health-start-period", value_name = "DURATION")]
+    pub health_start_period: Option<String>,
+    /// Time between two health checks during the start period.
+    #[arg(long = "health-start-interval", value_name = "DURATION")]
+    pub health_start_interval: Option<String>,
+    /// Disable the image's health check.
+    #[arg(long = "no-healthcheck")]
+    pub no_healthcheck: bool,
     /// The image, by name or ID.
     #[arg(value_name = "IMAGE")]
     pub image: String,
@@ -248,7 +270,53 @@ impl CreateArgs {
             stop_timeout: self.stop_timeout,
             resources: self.resources.resources()?,
             restart: RestartPolicy::parse(&self.restart)?,
+            healthcheck: self.healthcheck()?,
         })
+    }
+
+    /// The `--health-*` flags as a check to merge over the image's, docker's checks first.
+    fn healthcheck(&self) -> Result<Option<Healthcheck>> {
+        let duration = |flag: &str, value: &Option<String>| -> Result<i64> {
+            let Some(text) = value else {
+                return Ok(0);
+            };
+            let nanos = crate::build::config::parse_duration(text)
+                .map_err(|error| anyhow::anyhow!("invalid --{flag}: {error}"))?;
+            if nanos != 0 && nanos < 1_000_000 {
+                bail!("invalid --{flag} {text:?}: give at least 1ms");
+            }
+            Ok(nanos)
+        };
+        let check = Healthcheck {
+            test: match &self.health_cmd {
+                Some(command) if command.trim().is_empty() => {
+                    bail!("invalid --health-cmd: give a command")
+                }
+                Some(command) => vec!["CMD-SHELL".to_owned(), command.clone()],
+                None => Vec::new(),
+            },
+            interval: duration("health-interval", &self.health_interval)?,
+            timeout: duration("health-timeout", &self.health_timeout)?,
+            start_period: duration("health-start-period", &self.health_start_period)?,
+            start_interval: duration("health-start-interval", &self.health_start_interval)?,
+            retries: match self.health_retries {
+                Some(retries) if retries < 0 => {
+                    bail!("invalid --health-retries {retries}: it cannot be negative")
+                }
+                Some(retries) => retries,
+                None => 0,
+            },
+        };
+        if self.no_healthcheck {
+            if check != Healthcheck::default() {
+                bail!("--no-healthcheck conflicts with --health-* options");
+            }
+            return Ok(Some(Healthcheck {
+                test: vec!["NONE".to_owned()],
+                ..Healthcheck::default()
+            }));
+        }
+        Ok((check != Healthcheck::default()).then_some(check))
     }
 
     /// `--label-file` lines, then `--label`, later ones winning.
@@ -525,9 +593,11 @@ enum PsFilter {
     Label(LabelFilter),
     /// A volume name, or a mount's destination in the container.
     Volume(String),
+    /// `starting`, `healthy`, `unhealthy`, or `none` (no health check).
+    Health(&'static str),
 }
 
-const PS_FILTER_KEYS: &str = "status, name, id, ancestor, exited, label, volume";
+const PS_FILTER_KEYS: &str = "status, name, id, ancestor, exited, label, volume, health";
 
 fn parse_ps_filter(engine: &Engine, text: &str) -> Result<PsFilter> {
     let Some((key, value)) = text.split_once('=') else {
@@ -561,12 +631,23 @@ fn parse_ps_filter(engine: &Engine, text: &str) -> Result<PsFilter> {
         "label" => bail!("invalid filter {text:?}: label takes KEY or KEY=VALUE"),
         "volume" if !value.is_empty() => PsFilter::Volume(value.to_owned()),
         "volume" => bail!("invalid filter {text:?}: volume takes a volume name or a mount point"),
+        "health" => PsFilter::Health(match value {
+            "starting" => "starting",
+            "healthy" => "healthy",
+            "unhealthy" => "unhealthy",
+            "none" => "none",
+            _ => bail!("invalid filter {text:?}: health is starting, healthy, unhealthy or none"),
+        }),
         _ => bail!("invalid filter {text:?}: unknown key {key:?} ({PS_FILTER_KEYS})"),
     })
 }
 
-fn ps_filter_matches(container: &Container, filter: &PsFilter) -> bool {
+fn ps_filter_matches(engine: &Engine, container: &Container, filter: &PsFilter) -> bool {
     match filter {
+        PsFilter::Health(word) => {
+            let health = health::read(engine, container).filter(|_| container.is_running());
+            health.map_or_else(|| "none".to_owned(), |h| h.status) == *word
+        }
         PsFilter::Status(word) => state_word(container) == *word,
         PsFilter::Name(name) => container.record.name.contains(name.as_str()),
         PsFilter::Id(id) => container.record.id.starts_with(id.as_str()),
@@ -584,11 +665,11 @@ fn ps_filter_matches(container: &Container, filter: &PsFilter) -> bool {
 
 /// Filters with the same key allow any of their values; different keys must all hold,
 /// and every label filter must (as docker's).
-fn keep_container(container: &Container, filters: &[PsFilter]) -> bool {
+fn keep_container(engine: &Engine, container: &Container, filters: &[PsFilter]) -> bool {
     let key = |f: &PsFilter| std::mem::discriminant(f);
     if filters
         .iter()
-        .any(|f| matches!(f, PsFilter::Label(_)) && !ps_filter_matches(container, f))
+        .any(|f| matches!(f, PsFilter::Label(_)) && !ps_filter_matches(engine, container, f))
     {
         return false;
     }
@@ -596,7 +677,7 @@ fn keep_container(container: &Container, filters: &[PsFilter]) -> bool {
         filters
             .iter()
             .filter(|other| key(other) == key(filter))
-            .any(|other| ps_filter_matches(container, other))
+            .any(|other| ps_filter_matches(engine, container, other))
     })
 }
 
@@ -618,7 +699,7 @@ pub fn ps(engine: &Engine, args: &PsArgs) -> Result<String> {
         .containers()?
         .into_iter()
         .filter(|c| all || c.is_up())
-        .filter(|c| keep_container(c, &filters))
+        .filter(|c| keep_container(engine, c, &filters))
         .collect();
     if let Some(last) = last {
         // Newest first already; keep the N most recently created.
@@ -639,7 +720,7 @@ pub fn ps(engine: &Engine, args: &PsArgs) -> Result<String> {
     }
     let mut rows: Vec<Value> = containers
         .iter()
-        .map(|c| ps_row(c, args.no_trunc))
+        .map(|c| ps_row(engine, c, args.no_trunc))
         .collect();
     let mut columns = PS_COLUMNS.to_vec();
     if args.size {
@@ -660,7 +741,7 @@ pub fn ps(engine: &Engine, args: &PsArgs) -> Result<String> {
     Ok(format.render(&columns, &rows)?)
 }
 
-pub(crate) fn ps_row(container: &Container, no_trunc: bool) -> Value {
+pub(crate) fn ps_row(engine: &Engine, container: &Container, no_trunc: bool) -> Value {
     let now = Utc::now();
     let ago = |text: &Option<String>| {
         let seconds = text
@@ -675,7 +756,14 @@ pub(crate) fn ps_row(container: &Container, no_trunc: bool) -> Value {
         Status::Running if container.state.paused => {
             format!("Up {} (Paused)", ago(&container.state.started_at))
         }
-        Status::Running => format!("Up {}", ago(&container.state.started_at)),
+        Status::Running => match health::read(engine, container) {
+            Some(health) => format!(
+                "Up {} ({})",
+                ago(&container.state.started_at),
+                health.shown()
+            ),
+            None => format!("Up {}", ago(&container.state.started_at)),
+        },
         Status::Restarting => format!(
             "Restarting ({}) {} ago",
             container.state.exit_code.unwrap_or(-1),
@@ -1634,6 +1722,12 @@ pub fn container_inspect_value(
     });
     if let Some(timeout) = config.stop_timeout {
         value["Config"]["StopTimeout"] = json!(timeout);
+    }
+    if let Some(check) = &config.healthcheck {
+        value["Config"]["Healthcheck"] = json!(check);
+    }
+    if let Some(health) = health::read(engine, container) {
+        value["State"]["Health"] = json!(health);
     }
     if size {
         let rw = engine.container_size(container)?;

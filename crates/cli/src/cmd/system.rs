@@ -241,7 +241,7 @@ fn verbose(engine: &Engine, usage: &DiskUsage, volumes: &[(String, usize, u64)])
         .containers
         .iter()
         .map(|c| {
-            let row = ps_row(&c.container, false);
+            let row = ps_row(engine, &c.container, false);
             vec![
                 plain(&row["ID"]),
                 plain(&row["Image"]),

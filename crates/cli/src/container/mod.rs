@@ -5,7 +5,7 @@
 //! such as runc. [`user`] resolves `--user` inside a rootfs, [`caps`] holds docker's default
 //! capability set, [`namespaces`] which namespaces a container gets and [`netfiles`] the
 //! `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf` it is given, [`cgroup`] its resource
-//! limits, usage figures and freezer. The child side
+//! limits, usage figures and freezer, [`health`] the probes of a health check. The child side
 //! (`child`, `sys`) runs between `clone` and `execve` and is private, as are the copies of
 //! a foreground container's output (`tty`, `tee`).
 //!
@@ -15,6 +15,7 @@
 pub mod caps;
 pub mod cgroup;
 mod child;
+pub mod health;
 pub mod logfile;
 pub mod monitor;
 pub mod namespaces;

@@ -45,6 +45,7 @@ use nix::fcntl::{Flock, FlockArg};
 
 use super::caps;
 use super::cgroup::Cgroup;
+use super::health;
 use super::logfile::{self, Filter, LogWriter, Printer, Stream, TailFinder};
 use super::runtime::{self, Network, ProcessSpec, RunError, Spec, Stdio, Tmpfs, Volume};
 use super::tee::Tee;
@@ -414,7 +415,10 @@ pub fn run_attached(engine: &Engine, container: &mut Container) -> Result<i32> {
             }
         };
         record_running(engine, container, delegated.pid())?;
-        return finish(engine, &id, delegated.wait());
+        let health = health::Checker::start(engine, container, delegated.pid());
+        let code = delegated.wait();
+        drop(health);
+        return finish(engine, &id, code);
     }
     let started = match runtime::start(&spec, stdio) {
         Ok(started) => started,
@@ -425,6 +429,7 @@ pub fn run_attached(engine: &Engine, container: &mut Container) -> Result<i32> {
         }
     };
     record_running(engine, container, Some(started.pid()))?;
+    let health = health::Checker::start(engine, container, Some(started.pid()));
     let container: &Container = container;
     let code = std::thread::scope(|scope| {
         // The container has its own copy of the root filesystem's mount now: ours goes
@@ -438,6 +443,7 @@ pub fn run_attached(engine: &Engine, container: &mut Container) -> Result<i32> {
         }
         code
     });
+    drop(health);
     finish(engine, &id, code)
 }
 
@@ -734,7 +740,12 @@ fn restart_loop(
             }
         };
         let began = Instant::now();
+        let health = engine
+            .container(id)
+            .ok()
+            .and_then(|container| health::Checker::start(engine, &container, monitored.pid()));
         let code = monitored.wait(engine, id);
+        drop(health);
         if !record_exit(engine, id, code) {
             return;
         }

@@ -111,6 +111,111 @@ pub struct CreateOptions {
     pub resources: Resources,
     /// `--restart`.
     pub restart: RestartPolicy,
+    /// `--health-*` flags (fields not given are the image's), or `--no-healthcheck`.
+    pub healthcheck: Option<Healthcheck>,
+}
+
+/// A health check (docker's `Config.Healthcheck`, from the image's `HEALTHCHECK` and the
+/// `--health-*` flags): durations in nanoseconds, 0 for the default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Healthcheck {
+    /// `["CMD", ARG…]`, `["CMD-SHELL", COMMAND]`, `["NONE"]`, or empty: the image's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub test: Vec<String>,
+    /// Between two probes (default 30 s).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub interval: i64,
+    /// A probe that takes longer fails (default 30 s).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub timeout: i64,
+    /// Failures in this first stretch do not count (default 0).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub start_period: i64,
+    /// Between two probes during the start period (default: the interval).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub start_interval: i64,
+    /// Failures in a row that make the container unhealthy (default 3).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retries: i64,
+}
+
+fn is_zero(value: &i64) -> bool {
+    *value == 0
+}
+
+impl Healthcheck {
+    /// The check that runs: `self` (a container's flags) over `image`'s, field by field,
+    /// as docker merges them; `None` when there is none or it is `NONE`.
+    pub fn merged(own: Option<&Healthcheck>, image: Option<&Healthcheck>) -> Option<Healthcheck> {
+        let pick = |a: i64, b: i64| if a != 0 { a } else { b };
+        let merged = match (own, image) {
+            (Some(own), Some(image)) => Healthcheck {
+                test: if own.test.is_empty() {
+                    image.test.clone()
+                } else {
+                    own.test.clone()
+                },
+                interval: pick(own.interval, image.interval),
+                timeout: pick(own.timeout, image.timeout),
+                start_period: pick(own.start_period, image.start_period),
+                start_interval: pick(own.start_interval, image.start_interval),
+                retries: pick(own.retries, image.retries),
+            },
+            (Some(one), None) | (None, Some(one)) => one.clone(),
+            (None, None) => return None,
+        };
+        match merged.test.first().map(String::as_str) {
+            Some("CMD") if merged.test.len() > 1 => Some(merged),
+            Some("CMD-SHELL") if merged.test.len() == 2 => Some(merged),
+            _ => None,
+        }
+    }
+
+    /// The probe's argv: `CMD`'s arguments, or `CMD-SHELL`'s command under `/bin/sh -c`.
+    pub fn argv(&self) -> Vec<String> {
+        match self.test.first().map(String::as_str) {
+            Some("CMD-SHELL") => vec!["/bin/sh".into(), "-c".into(), self.test[1].clone()],
+            _ => self.test.iter().skip(1).cloned().collect(),
+        }
+    }
+
+    fn duration(nanos: i64, default: std::time::Duration) -> std::time::Duration {
+        if nanos > 0 {
+            std::time::Duration::from_nanos(nanos as u64)
+        } else {
+            default
+        }
+    }
+
+    /// Between two probes.
+    pub fn interval(&self) -> std::time::Duration {
+        Self::duration(self.interval, std::time::Duration::from_secs(30))
+    }
+
+    /// Between two probes during the start period.
+    pub fn start_interval(&self) -> std::time::Duration {
+        Self::duration(self.start_interval, self.interval())
+    }
+
+    /// How long a probe may take.
+    pub fn timeout(&self) -> std::time::Duration {
+        Self::duration(self.timeout, std::time::Duration::from_secs(30))
+    }
+
+    /// How long failures do not count after a start.
+    pub fn start_period(&self) -> std::time::Duration {
+        Self::duration(self.start_period, std::time::Duration::ZERO)
+    }
+
+    /// Failures in a row that make the container unhealthy.
+    pub fn retries(&self) -> u32 {
+        if self.retries > 0 {
+            self.retries as u32
+        } else {
+            3
+        }
+    }
 }
 
 /// When a container is started again after it exits (docker's `--restart`): `no`,
@@ -302,6 +407,9 @@ pub struct ContainerConfig {
     /// `--restart`.
     #[serde(default, skip_serializing_if = "is_no_policy")]
     pub restart: RestartPolicy,
+    /// The health check that runs (the image's merged with `--health-*`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<Healthcheck>,
 }
 
 fn is_no_policy(policy: &RestartPolicy) -> bool {
@@ -572,6 +680,13 @@ impl Engine {
             entrypoint: Some(entrypoint),
             cmd: Some(cmd),
             restart: options.restart.clone(),
+            healthcheck: Healthcheck::merged(
+                options.healthcheck.as_ref(),
+                settings
+                    .get("Healthcheck")
+                    .and_then(|value| serde_json::from_value(value.clone()).ok())
+                    .as_ref(),
+            ),
         };
         let name = match &options.name {
             Some(name) => validate_name(name)?,

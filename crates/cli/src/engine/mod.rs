@@ -46,8 +46,8 @@ use stencil_registry::{Client, DockerConfig, RegistriesConfig};
 
 pub use commit::{CommitOptions, Committed};
 pub use containers::{
-    Container, ContainerConfig, ContainerState, CreateOptions, DEFAULT_PATH, RestartPolicy, Status,
-    VolumeConfig, now, parse_time, process_start_time,
+    Container, ContainerConfig, ContainerState, CreateOptions, DEFAULT_PATH, Healthcheck,
+    RestartPolicy, Status, VolumeConfig, now, parse_time, process_start_time,
 };
 pub(crate) use containers::{RUNTIME_MOUNTPOINTS, is_mountpoint};
 pub use fsck::Checked;

@@ -85,9 +85,51 @@ pub fn human_duration(seconds: u64) -> String {
     }
 }
 
+/// A duration as Go prints one (`500ms`, `30s`, `1m30s`, `1h0m0s`), as docker's messages
+/// quote timeouts.
+pub fn go_duration(duration: std::time::Duration) -> String {
+    let nanos = duration.as_nanos();
+    if nanos == 0 {
+        return "0s".to_owned();
+    }
+    if nanos < 1_000_000_000 {
+        let (value, unit) = match nanos {
+            n if n < 1_000 => (n as f64, "ns"),
+            n if n < 1_000_000 => (n as f64 / 1e3, "µs"),
+            n => (n as f64 / 1e6, "ms"),
+        };
+        return format!("{}{unit}", trim_fraction(value));
+    }
+    let seconds = duration.as_secs();
+    let fraction = f64::from(duration.subsec_nanos()) / 1e9;
+    let (hours, minutes, secs) = (seconds / 3600, seconds / 60 % 60, seconds % 60);
+    let secs = trim_fraction(secs as f64 + fraction);
+    match (hours, minutes) {
+        (0, 0) => format!("{secs}s"),
+        (0, m) => format!("{m}m{secs}s"),
+        (h, m) => format!("{h}h{m}m{secs}s"),
+    }
+}
+
+fn trim_fraction(value: f64) -> String {
+    let text = format!("{value:.9}");
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_print_as_gos() {
+        let ms = std::time::Duration::from_millis;
+        assert_eq!(go_duration(ms(0)), "0s");
+        assert_eq!(go_duration(ms(500)), "500ms");
+        assert_eq!(go_duration(ms(1500)), "1.5s");
+        assert_eq!(go_duration(ms(30_000)), "30s");
+        assert_eq!(go_duration(ms(90_000)), "1m30s");
+        assert_eq!(go_duration(ms(3_600_000)), "1h0m0s");
+    }
 
     #[test]
     fn sizes_use_decimal_units_and_three_significant_digits() {
