@@ -3527,3 +3527,161 @@ fn health_checks_probe_running_containers_as_dockers_do() {
         .expect_code(125)
         .stderr_contains("health is starting, healthy, unhealthy or none");
 }
+
+#[test]
+fn ulimits_groups_shm_size_and_cidfile_reach_the_container() {
+    let Some(stencil) = store_with_image("ulimits") else {
+        return;
+    };
+    let _cleanup = Cleanup(&stencil);
+    // Limits: soft and hard, one value for both, -1 for none; exec gets them too.
+    stencil
+        .run(&[
+            "run",
+            "--rm",
+            "--ulimit",
+            "nofile=1024:2048",
+            "--ulimit",
+            "nproc=77",
+            "--ulimit",
+            "core=-1",
+            IMAGE,
+            "sh",
+            "-c",
+            "ulimit -n; ulimit -Hn; ulimit -u; ulimit -Hu; ulimit -c",
+        ])
+        .success()
+        .stdout_is("1024\n2048\n77\n77\nunlimited\n");
+    // Supplementary groups by name and by gid, for the user the image names and for -u.
+    stencil
+        .run(&[
+            "run",
+            "--rm",
+            "--group-add",
+            "user",
+            "--group-add",
+            "4242",
+            IMAGE,
+            "id",
+            "-G",
+        ])
+        .success()
+        .stdout_is("0 1000 4242\n");
+    stencil
+        .run(&[
+            "run",
+            "-d",
+            "--name",
+            "grouped",
+            "--group-add",
+            "4242",
+            "--ulimit",
+            "nofile=512",
+            "--shm-size",
+            "2m",
+            IMAGE,
+            "sleep",
+            "60",
+        ])
+        .success();
+    stencil
+        .run(&[
+            "exec",
+            "-u",
+            "user",
+            "grouped",
+            "sh",
+            "-c",
+            "id -G; ulimit -n",
+        ])
+        .success()
+        .stdout_is("1000 4242\n512\n");
+    // /dev/shm of the asked size (docker's 64 MiB by default).
+    let shm = |args: &[&str]| {
+        let mut full = vec!["run", "--rm"];
+        full.extend(args);
+        full.extend([IMAGE, "sh", "-c", "grep ' /dev/shm ' /proc/mounts"]);
+        let run = stencil.run(&full);
+        run.success();
+        run.stdout.clone()
+    };
+    assert!(shm(&[]).contains("size=65536k"), "{}", shm(&[]));
+    assert!(
+        shm(&["--shm-size", "1m"]).contains("size=1024k"),
+        "{}",
+        shm(&["--shm-size", "1m"])
+    );
+    let host_config: serde_json::Value =
+        serde_json::from_str(&inspect_field(&stencil, "{{json .HostConfig}}", "grouped"))
+            .unwrap_or_default();
+    assert_eq!(host_config["GroupAdd"], serde_json::json!(["4242"]));
+    assert_eq!(
+        host_config["Ulimits"],
+        serde_json::json!([{"Name": "nofile", "Hard": 512, "Soft": 512}])
+    );
+    assert_eq!(host_config["ShmSize"], 2 << 20);
+
+    // --cidfile: the ID, written once; an existing file is refused before anything is made.
+    let cidfile = stencil.scratch().join("cid");
+    let created = stencil.run(&[
+        "create",
+        "--cidfile",
+        cidfile.to_str().unwrap_or_default(),
+        IMAGE,
+        "true",
+    ]);
+    created.success();
+    assert_eq!(
+        std::fs::read_to_string(&cidfile).unwrap_or_default(),
+        created.stdout.trim()
+    );
+    let before = stencil.run(&["ps", "-aq"]).stdout;
+    stencil
+        .run(&[
+            "run",
+            "--cidfile",
+            cidfile.to_str().unwrap_or_default(),
+            IMAGE,
+            "true",
+        ])
+        .expect_code(125)
+        .stderr_contains("container ID file found");
+    // A failed create leaves no file behind.
+    let unused = stencil.scratch().join("cid-unused");
+    stencil
+        .run(&[
+            "create",
+            "--cidfile",
+            unused.to_str().unwrap_or_default(),
+            "e2e/missing:1",
+            "true",
+        ])
+        .expect_code(125);
+    assert!(
+        !unused.exists(),
+        "the claimed cidfile is removed on failure"
+    );
+
+    // Bad values name themselves and create nothing.
+    for (args, message) in [
+        (vec!["--ulimit", "files=10"], "unknown name \"files\""),
+        (
+            vec!["--ulimit", "nofile=20:10"],
+            "soft limit must be less than or equal",
+        ),
+        (vec!["--ulimit", "nofile"], "write NAME=SOFT[:HARD]"),
+        (vec!["--ulimit", "nofile=lots"], "is not a limit"),
+        (vec!["--shm-size", "0"], "invalid --shm-size"),
+        (vec!["--shm-size", "big"], "invalid --shm-size"),
+        (
+            vec!["--group-add", "nosuchgroup"],
+            "unable to find group nosuchgroup",
+        ),
+    ] {
+        let mut full = vec!["run", "--rm"];
+        full.extend(args);
+        full.extend([IMAGE, "true"]);
+        stencil.run(&full).expect_code(125).stderr_contains(message);
+    }
+    assert_eq!(stencil.run(&["ps", "-aq"]).stdout, before);
+}

@@ -21,7 +21,7 @@ use crate::cmd::label_filter::LabelFilter;
 use crate::container::health;
 use crate::container::logfile::Filter;
 use crate::container::monitor;
-use crate::container::runtime::{ProcessSpec, Tmpfs};
+use crate::container::runtime::{ProcessSpec, Rlimit, Tmpfs};
 use crate::engine::{
     CommitOptions, Container, CreateOptions, Engine, Healthcheck, RestartPolicy, Status, parse_time,
 };
@@ -156,6 +156,19 @@ pub struct CreateArgs {
     /// Disable the image's health check.
     #[arg(long = "no-healthcheck")]
     pub no_healthcheck: bool,
+    /// Add a supplementary group (a name of the container's /etc/group, or a gid).
+    #[arg(long = "group-add", value_name = "GROUP")]
+    pub group_add: Vec<String>,
+    /// Set a resource limit: NAME=SOFT[:HARD] (nofile, nproc, core, memlock, stack, …; -1:
+    /// unlimited).
+    #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
+    pub ulimit: Vec<String>,
+    /// The size of /dev/shm (e.g. 256m; default 64m).
+    #[arg(long = "shm-size", value_name = "BYTES")]
+    pub shm_size: Option<String>,
+    /// Write the container ID to this file (which must not exist).
+    #[arg(long = "cidfile", value_name = "FILE")]
+    pub cidfile: Option<PathBuf>,
     /// The image, by name or ID.
     #[arg(value_name = "IMAGE")]
     pub image: String,
@@ -271,6 +284,35 @@ impl CreateArgs {
             resources: self.resources.resources()?,
             restart: RestartPolicy::parse(&self.restart)?,
             healthcheck: self.healthcheck()?,
+            group_add: {
+                for group in &self.group_add {
+                    if group.is_empty() || group.contains(':') {
+                        bail!("invalid --group-add {group:?}: give a group name or a gid");
+                    }
+                }
+                self.group_add.clone()
+            },
+            ulimits: {
+                let mut limits: Vec<Rlimit> = Vec::new();
+                for text in &self.ulimit {
+                    let limit = Rlimit::parse(text).map_err(anyhow::Error::msg)?;
+                    // As docker's: a name given twice keeps the last.
+                    limits.retain(|l| l.resource != limit.resource);
+                    limits.push(limit);
+                }
+                limits
+            },
+            shm_size: match &self.shm_size {
+                Some(text) => {
+                    let bytes = crate::cmd::resources::parse_bytes(text)
+                        .map_err(|error| anyhow::anyhow!("invalid --shm-size {text:?}: {error}"))?;
+                    if bytes <= 0 {
+                        bail!("invalid --shm-size {text:?}: give a size above 0");
+                    }
+                    Some(bytes as u64)
+                }
+                None => None,
+            },
         })
     }
 
@@ -446,17 +488,72 @@ fn pull_if_wanted(engine: &Engine, args: &CreateArgs) -> Result<()> {
 /// `stencil create`: prints the new container's ID.
 pub fn create(engine: &Engine, args: &CreateArgs) -> Result<i32> {
     let options = args.options()?;
+    let cidfile = CidFile::claim(args.cidfile.as_deref())?;
     pull_if_wanted(engine, args)?;
     let container = engine.create_container(&options)?;
+    cidfile.write(&container.record.id)?;
     println!("{}", container.record.id);
     Ok(0)
+}
+
+/// `--cidfile FILE`: claimed (created empty, refused when it exists) before the container
+/// is made, filled with its ID once it is, removed again when making it failed.
+struct CidFile<'a> {
+    path: Option<&'a Path>,
+    written: bool,
+}
+
+impl<'a> CidFile<'a> {
+    fn claim(path: Option<&'a Path>) -> Result<CidFile<'a>> {
+        if let Some(path) = path {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path)
+                .map_err(|error| {
+                    if error.kind() == std::io::ErrorKind::AlreadyExists {
+                        anyhow::anyhow!(
+                            "container ID file found, make sure the other container isn't running or delete {}",
+                            path.display()
+                        )
+                    } else {
+                        anyhow::Error::from(error)
+                            .context(format!("cannot create the container ID file {}", path.display()))
+                    }
+                })?;
+        }
+        Ok(CidFile {
+            path,
+            written: false,
+        })
+    }
+
+    fn write(mut self, id: &str) -> Result<()> {
+        if let Some(path) = self.path {
+            std::fs::write(path, id).with_context(|| {
+                format!("cannot write the container ID file {}", path.display())
+            })?;
+        }
+        self.written = true;
+        Ok(())
+    }
+}
+
+impl Drop for CidFile<'_> {
+    fn drop(&mut self) {
+        if let (Some(path), false) = (self.path, self.written) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 /// `stencil run`: the container's exit code, or 0 after printing the ID with `-d`.
 pub fn run(engine: &Engine, args: &RunArgs) -> Result<i32> {
     let options = args.create.options()?;
+    let cidfile = CidFile::claim(args.create.cidfile.as_deref())?;
     pull_if_wanted(engine, &args.create)?;
     let mut container = engine.create_container(&options)?;
+    cidfile.write(&container.record.id)?;
     if args.detach {
         monitor::start_detached(engine, &container)?;
         println!("{}", container.record.id);
@@ -1324,6 +1421,14 @@ pub fn exec(engine: &Engine, args: &ExecArgs) -> Result<i32> {
         tty: args.tty,
         interactive: args.interactive,
         capabilities: monitor::capabilities_of(&container),
+        // As docker's: the container's --group-add and --ulimit hold for exec too.
+        groups: container.config.group_add.clone(),
+        rlimits: container
+            .config
+            .ulimits
+            .iter()
+            .filter_map(|u| u.rlimit())
+            .collect(),
     };
     monitor::exec(&container, &process)
 }
@@ -1681,6 +1786,9 @@ pub fn container_inspect_value(
             )).collect::<Vec<_>>(),
             "NetworkMode": if config.network_none { "none" } else { "host" },
             "AutoRemove": config.auto_remove,
+            "GroupAdd": (!config.group_add.is_empty()).then_some(&config.group_add),
+            "Ulimits": (!config.ulimits.is_empty()).then_some(&config.ulimits),
+            "ShmSize": config.shm_size.unwrap_or(crate::container::runtime::DEFAULT_SHM_SIZE),
             "RestartPolicy": {
                 "Name": config.restart.shown_name(),
                 "MaximumRetryCount": config.restart.maximum_retry_count,

@@ -43,10 +43,11 @@ pub(crate) enum Stage {
     Exec,
     NotFound,
     Cgroup,
+    Rlimit,
 }
 
 impl Stage {
-    const ALL: [Stage; 22] = [
+    const ALL: [Stage; 23] = [
         Stage::Hostname,
         Stage::MountPrivate,
         Stage::Loopback,
@@ -69,6 +70,7 @@ impl Stage {
         Stage::Exec,
         Stage::NotFound,
         Stage::Cgroup,
+        Stage::Rlimit,
     ];
 }
 
@@ -193,6 +195,9 @@ pub(crate) struct ProcessPlan {
     pub uid: u32,
     pub gid: u32,
     pub groups: Vec<libc::gid_t>,
+    /// `(resource, soft, hard)`, set before the user changes (raising a hard limit needs
+    /// root's CAP_SYS_RESOURCE).
+    pub rlimits: Vec<(u32, u64, u64)>,
     pub capabilities: u64,
     pub last_capability: u32,
     /// For `-t`: the socket the pty master goes back on, and the size to give it.
@@ -565,6 +570,9 @@ fn finish_process(process: &ProcessPlan) -> Result<Infallible, Failure> {
     }
     sys::chdir(&process.cwd).map_err(at(Stage::Cwd, 1))?;
     sys::cwd_is_reachable().map_err(at(Stage::CwdEscaped, 0))?;
+    for &(resource, soft, hard) in &process.rlimits {
+        sys::set_rlimit(resource, soft, hard).map_err(at(Stage::Rlimit, resource as usize))?;
+    }
     sys::drop_bounding(process.capabilities, process.last_capability)
         .map_err(at(Stage::Capabilities, 0))?;
     sys::switch_user(process.uid, process.gid, &process.groups).map_err(at(Stage::User, 0))?;

@@ -6,7 +6,8 @@
 //! `retries` probes in a row fail outside the start period (`unhealthy`); a success makes
 //! it healthy again. A probe fails on a non-zero exit, on a command that cannot run, or
 //! when it takes longer than the timeout (it is killed). The last five probes are kept
-//! with their first 4 KiB of output, as docker's `State.Health.Log`.
+//! with their first 4 KiB of output, as docker's `State.Health.Log`. A paused container
+//! is not probed.
 //!
 //! The health lives in `ROOT/containers/ID/health.json`, written whole (a new file renamed
 //! over the old) by that thread alone, so it never races the state the monitor writes;
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::cgroup::Cgroup;
 use super::runtime::{self, ProcessSpec, Stdio};
 use crate::engine::{Container, Engine, now};
 
@@ -138,7 +140,15 @@ impl Checker {
             tty: false,
             interactive: false,
             capabilities: super::monitor::capabilities_of(container),
+            groups: container.config.group_add.clone(),
+            rlimits: container
+                .config
+                .ulimits
+                .iter()
+                .filter_map(|u| u.rlimit())
+                .collect(),
         };
+        let id = container.record.id.clone();
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let stopped = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
@@ -154,6 +164,10 @@ impl Checker {
                     };
                     if wait_or_stop(&stopped, pause) {
                         return;
+                    }
+                    // A paused container is not probed: the probe would freeze with it.
+                    if Cgroup::open(&id).is_ok_and(|cgroup| cgroup.is_frozen()) {
+                        continue;
                     }
                     let counts = began.elapsed() >= check.start_period();
                     let probe = probe(pid, &process, check.timeout());

@@ -122,6 +122,9 @@ pub fn spec_of(container: &Container, rootfs: &Path, dir: &Path) -> Spec {
         unmasked: config.privileged,
         cgroup: Some(container.record.id.clone()),
         resources: config.resources,
+        groups: config.group_add.clone(),
+        rlimits: config.ulimits.iter().filter_map(|u| u.rlimit()).collect(),
+        shm_size: config.shm_size,
     };
     match netfiles::network_files(
         &dir.join("etc"),

@@ -37,7 +37,7 @@ use nix::fcntl::{OFlag, open};
 use nix::sys::stat::Mode;
 use oci_spec::runtime::{
     Capability, LinuxCapabilities, LinuxCpu, LinuxMemory, LinuxNamespace, LinuxNamespaceType,
-    LinuxPids, LinuxResources, Mount, Process, Root, Spec as OciSpec, User,
+    LinuxPids, LinuxResources, Mount, PosixRlimitBuilder, Process, Root, Spec as OciSpec, User,
 };
 
 use super::caps;
@@ -110,6 +110,26 @@ pub fn bundle_config(spec: &Spec, user: &ResolvedUser) -> Result<OciSpec, RunErr
     capabilities.set_ambient(Some(HashSet::new()));
     process.set_capabilities(Some(capabilities));
     process.set_no_new_privileges(Some(true));
+    if !spec.rlimits.is_empty() {
+        let rlimits = spec
+            .rlimits
+            .iter()
+            .map(|limit| {
+                let name = format!("RLIMIT_{}", limit.name().to_ascii_uppercase());
+                let typ: oci_spec::runtime::PosixRlimitType = serde_json::from_value(
+                    serde_json::Value::String(name.clone()),
+                )
+                .map_err(|_| RunError::InvalidSpec(format!("no OCI resource limit {name}")))?;
+                PosixRlimitBuilder::default()
+                    .typ(typ)
+                    .soft(limit.soft)
+                    .hard(limit.hard)
+                    .build()
+                    .map_err(|e| RunError::InvalidSpec(format!("resource limit {name}: {e}")))
+            })
+            .collect::<Result<Vec<_>, RunError>>()?;
+        process.set_rlimits(Some(rlimits));
+    }
     config.set_process(Some(process));
 
     let mut mounts = config.mounts().clone().unwrap_or_default();
@@ -132,6 +152,22 @@ pub fn bundle_config(spec: &Spec, user: &ResolvedUser) -> Result<OciSpec, RunErr
         mount.set_source(Some(PathBuf::from("tmpfs")));
         mount.set_options(Some(tmpfs_options(tmpfs)));
         mounts.push(mount);
+    }
+    let shm_size = format!(
+        "size={}",
+        spec.shm_size.unwrap_or(super::runtime::DEFAULT_SHM_SIZE)
+    );
+    for mount in &mut mounts {
+        if mount.destination() == Path::new("/dev/shm")
+            && let Some(options) = mount.options().clone()
+        {
+            let options = options
+                .into_iter()
+                .filter(|o| !o.starts_with("size="))
+                .chain(std::iter::once(shm_size.clone()))
+                .collect();
+            mount.set_options(Some(options));
+        }
     }
     if spec.unmasked {
         for mount in &mut mounts {
@@ -240,7 +276,7 @@ pub fn write_bundle(spec: &Spec, bundle: &Path) -> Result<(), RunError> {
         what: format!("cannot open root filesystem {}", spec.rootfs.display()),
         source: e.into(),
     })?;
-    let user = user::resolve(&root, &spec.user)?;
+    let user = user::resolve_adding(&root, &spec.user, &spec.groups)?;
     if spec.cwd.starts_with('/') {
         rootpath::create_dir_all_in_root(root.as_fd(), &spec.cwd).map_err(|e| RunError::Setup {
             what: format!("cannot create the working directory {}", spec.cwd),

@@ -72,6 +72,9 @@ use super::tee::Tee;
 use super::tty::{Relay, window_size};
 use super::user::{self, ResolvedUser, UserError};
 
+/// The size of a container's `/dev/shm` unless `--shm-size` says otherwise (docker's).
+pub const DEFAULT_SHM_SIZE: u64 = 64 << 20;
+
 /// Docker's `PATH` when the environment has none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -114,6 +117,99 @@ pub struct ProcessSpec {
     /// The capabilities of a root process (bit N = capability N; a non-root user gets
     /// none, as under docker); `None` is docker's default set.
     pub capabilities: Option<u64>,
+    /// Supplementary groups added to the user's (`--group-add`): names of the container's
+    /// `/etc/group`, or gids.
+    pub groups: Vec<String>,
+    /// Resource limits set before the command runs (`--ulimit`); others are ours.
+    pub rlimits: Vec<Rlimit>,
+}
+
+/// A resource limit (`--ulimit NAME=SOFT[:HARD]`, docker's names; `-1` is unlimited).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rlimit {
+    /// The `RLIMIT_*` resource.
+    pub resource: u32,
+    /// The soft limit (`u64::MAX`: unlimited).
+    pub soft: u64,
+    /// The hard limit.
+    pub hard: u64,
+}
+
+/// docker's `--ulimit` names and their resources.
+const RLIMIT_NAMES: &[(&str, u32)] = &[
+    ("as", libc::RLIMIT_AS),
+    ("core", libc::RLIMIT_CORE),
+    ("cpu", libc::RLIMIT_CPU),
+    ("data", libc::RLIMIT_DATA),
+    ("fsize", libc::RLIMIT_FSIZE),
+    ("locks", libc::RLIMIT_LOCKS),
+    ("memlock", libc::RLIMIT_MEMLOCK),
+    ("msgqueue", libc::RLIMIT_MSGQUEUE),
+    ("nice", libc::RLIMIT_NICE),
+    ("nofile", libc::RLIMIT_NOFILE),
+    ("nproc", libc::RLIMIT_NPROC),
+    ("rss", libc::RLIMIT_RSS),
+    ("rtprio", libc::RLIMIT_RTPRIO),
+    ("rttime", libc::RLIMIT_RTTIME),
+    ("sigpending", libc::RLIMIT_SIGPENDING),
+    ("stack", libc::RLIMIT_STACK),
+];
+
+impl Rlimit {
+    /// Parses `NAME=SOFT[:HARD]` (a single value is both; `-1` is unlimited).
+    pub fn parse(text: &str) -> Result<Rlimit, String> {
+        let (name, values) = text
+            .split_once('=')
+            .ok_or_else(|| format!("invalid ulimit {text:?}: write NAME=SOFT[:HARD]"))?;
+        let resource = Self::resource(name).ok_or_else(|| {
+            let names: Vec<&str> = RLIMIT_NAMES.iter().map(|(n, _)| *n).collect();
+            format!(
+                "invalid ulimit {text:?}: unknown name {name:?} (one of {})",
+                names.join(", ")
+            )
+        })?;
+        let value = |part: &str| -> Result<u64, String> {
+            match part.parse::<i64>() {
+                Ok(-1) => Ok(u64::MAX),
+                Ok(n) if n >= 0 => Ok(n as u64),
+                _ => Err(format!(
+                    "invalid ulimit {text:?}: {part:?} is not a limit (a number, or -1 for none)"
+                )),
+            }
+        };
+        let (soft, hard) = match values.split_once(':') {
+            Some((soft, hard)) => (value(soft)?, value(hard)?),
+            None => {
+                let both = value(values)?;
+                (both, both)
+            }
+        };
+        if soft > hard {
+            return Err(format!(
+                "invalid ulimit {text:?}: the soft limit must be less than or equal to the hard limit"
+            ));
+        }
+        Ok(Rlimit {
+            resource,
+            soft,
+            hard,
+        })
+    }
+
+    fn resource(name: &str) -> Option<u32> {
+        RLIMIT_NAMES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, resource)| *resource)
+    }
+
+    /// docker's name of the resource (`nofile`, …).
+    pub fn name(&self) -> &'static str {
+        RLIMIT_NAMES
+            .iter()
+            .find(|(_, resource)| *resource == self.resource)
+            .map_or("?", |(name, _)| name)
+    }
 }
 
 /// A tmpfs mounted in the container (`--tmpfs PATH[:OPTIONS]`).
@@ -227,6 +323,12 @@ pub struct Spec {
     /// Limits written into that cgroup. When any is set, a cgroup that cannot be made is
     /// an error; otherwise the container runs without one, with a warning.
     pub resources: Resources,
+    /// See [`ProcessSpec::groups`].
+    pub groups: Vec<String>,
+    /// See [`ProcessSpec::rlimits`].
+    pub rlimits: Vec<Rlimit>,
+    /// The size of `/dev/shm` in bytes (`--shm-size`; `None`: docker's 64 MiB).
+    pub shm_size: Option<u64>,
 }
 
 impl Spec {
@@ -240,6 +342,8 @@ impl Spec {
             tty: self.tty,
             interactive: self.interactive,
             capabilities: self.capabilities,
+            groups: self.groups.clone(),
+            rlimits: self.rlimits.clone(),
         }
     }
 }
@@ -744,6 +848,11 @@ fn process_plan(
         uid: user.uid,
         gid: user.gid,
         groups: user.additional_gids.clone(),
+        rlimits: process
+            .rlimits
+            .iter()
+            .map(|limit| (limit.resource, limit.soft, limit.hard))
+            .collect(),
         capabilities: process.capabilities.unwrap_or_else(caps::default_mask),
         last_capability: caps::last_capability(),
         tty: channels
@@ -861,7 +970,13 @@ fn setup_steps(spec: &Spec) -> Result<(Vec<Step>, Vec<String>), RunError> {
         "tmpfs",
         "/dev/shm",
         nosuid_nodev_noexec,
-        Some("mode=1777,size=65536k"),
+        Some(
+            format!(
+                "mode=1777,size={}",
+                spec.shm_size.unwrap_or(DEFAULT_SHM_SIZE)
+            )
+            .as_str(),
+        ),
     )?;
     mkdir(&mut steps, &mut what, "/dev/mqueue", 0o755)?;
     mount(
@@ -1197,6 +1312,15 @@ fn describe(failure: Failure, context: &Context<'_>) -> RunError {
         Stage::NoNewPrivs => "cannot set no_new_privs".to_owned(),
         Stage::CloseFds => "cannot close inherited descriptors".to_owned(),
         Stage::Cgroup => "cannot join the container's cgroup (its resource limits)".to_owned(),
+        Stage::Rlimit => {
+            let name = Rlimit {
+                resource: index as u32,
+                soft: 0,
+                hard: 0,
+            }
+            .name();
+            format!("cannot set the resource limit {name} (--ulimit)")
+        }
     };
     RunError::Setup { what, source }
 }
@@ -1292,7 +1416,7 @@ pub fn start(spec: &Spec, stdio: Stdio) -> Result<Started, RunError> {
             e,
         )
     })?;
-    let user = user::resolve(&root, &spec.user)?;
+    let user = user::resolve_adding(&root, &spec.user, &spec.groups)?;
     if spec.cwd.starts_with('/') {
         // Created here, where symlinks can be resolved inside the rootfs with openat2, as
         // docker does; the child only changes into it (and checks where it landed).
@@ -1429,7 +1553,7 @@ pub fn start_exec(
             e,
         )
     })?;
-    let user = user::resolve(&root, &process.user)?;
+    let user = user::resolve_adding(&root, &process.user, &process.groups)?;
     drop(root);
     let namespace_fds = namespaces::open_namespaces(target_pid).map_err(|e| {
         RunError::setup(

@@ -467,6 +467,26 @@ pub(crate) fn switch_user(uid: u32, gid: u32, groups: &[libc::gid_t]) -> Result<
     Ok(())
 }
 
+/// Sets resource limit `resource` of this process (`u64::MAX`: unlimited), with the raw
+/// `prlimit64` system call.
+pub(crate) fn set_rlimit(resource: u32, soft: u64, hard: u64) -> Result<(), i32> {
+    let limit = libc::rlimit64 {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: `limit` is a valid rlimit64 for the call; the old value is not asked for.
+    unsafe {
+        check(libc::syscall(
+            libc::SYS_prlimit64,
+            0,
+            resource,
+            &limit as *const libc::rlimit64,
+            std::ptr::null_mut::<libc::rlimit64>(),
+        ))?;
+    }
+    Ok(())
+}
+
 /// Removes every capability not in `keep` (a bit mask) from the bounding set.
 pub(crate) fn drop_bounding(keep: u64, last_cap: u32) -> Result<(), i32> {
     for cap in 0..=last_cap {

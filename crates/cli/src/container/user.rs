@@ -158,14 +158,38 @@ fn read_in_root(root: BorrowedFd<'_>, path: &str) -> Result<String, UserError> {
 /// Resolves `spec` (`""`, `name`, `uid`, `uid:gid`, `name:group`, …) against the files
 /// of the container root open as `root`.
 pub fn resolve(root: impl AsFd, spec: &str) -> Result<ResolvedUser, UserError> {
+    resolve_adding(root, spec, &[])
+}
+
+/// As [`resolve`], with the supplementary groups `extra` (docker's `--group-add`: group
+/// names of the container's `/etc/group`, or numeric gids) added.
+pub fn resolve_adding(
+    root: impl AsFd,
+    spec: &str,
+    extra: &[String],
+) -> Result<ResolvedUser, UserError> {
     let root = root.as_fd();
     let passwd = parse_passwd(&read_in_root(root, "etc/passwd")?);
     let (user_part, group_part) = match spec.split_once(':') {
         Some((user, group)) => (user, Some(group)),
         None => (spec, None),
     };
-    let groups_text = read_in_root(root, "etc/group")?;
-    resolve_in(&passwd, &parse_group(&groups_text), user_part, group_part)
+    let groups = parse_group(&read_in_root(root, "etc/group")?);
+    let mut resolved = resolve_in(&passwd, &groups, user_part, group_part)?;
+    for group in extra {
+        let gid = groups
+            .iter()
+            .find(|g| g.name == *group)
+            .map(|g| g.gid)
+            .or_else(|| group.parse::<u32>().ok())
+            .ok_or_else(|| UserError::UnknownGroup {
+                name: group.clone(),
+            })?;
+        if !resolved.additional_gids.contains(&gid) {
+            resolved.additional_gids.push(gid);
+        }
+    }
+    Ok(resolved)
 }
 
 /// The rules of [`resolve`] on parsed files.

@@ -46,6 +46,7 @@ use stencil_layerstore::{ContainerRecord, ImageRecord, NewContainer};
 use super::Engine;
 use super::commit::{CommitOptions, Committed};
 use crate::container::cgroup::{self, Cgroup, Resources};
+use crate::container::runtime::Rlimit;
 
 /// The containers' directory under the store root.
 const CONTAINERS_DIR: &str = "containers";
@@ -113,6 +114,40 @@ pub struct CreateOptions {
     pub restart: RestartPolicy,
     /// `--health-*` flags (fields not given are the image's), or `--no-healthcheck`.
     pub healthcheck: Option<Healthcheck>,
+    /// `--group-add`: group names or gids.
+    pub group_add: Vec<String>,
+    /// `--ulimit`.
+    pub ulimits: Vec<Rlimit>,
+    /// `--shm-size` in bytes.
+    pub shm_size: Option<u64>,
+}
+
+/// A resource limit as docker's `HostConfig.Ulimits` lists it (`-1`: unlimited).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Ulimit {
+    /// `nofile`, `nproc`, …
+    pub name: String,
+    /// The hard limit.
+    pub hard: i64,
+    /// The soft limit.
+    pub soft: i64,
+}
+
+impl Ulimit {
+    fn of(limit: &Rlimit) -> Ulimit {
+        let number = |value: u64| i64::try_from(value).unwrap_or(-1);
+        Ulimit {
+            name: limit.name().to_owned(),
+            hard: number(limit.hard),
+            soft: number(limit.soft),
+        }
+    }
+
+    /// The runtime's limit; `None` for a name it does not know (a hand-edited config).
+    pub fn rlimit(&self) -> Option<Rlimit> {
+        Rlimit::parse(&format!("{}={}:{}", self.name, self.soft, self.hard)).ok()
+    }
 }
 
 /// A health check (docker's `Config.Healthcheck`, from the image's `HEALTHCHECK` and the
@@ -410,6 +445,15 @@ pub struct ContainerConfig {
     /// The health check that runs (the image's merged with `--health-*`), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthcheck: Option<Healthcheck>,
+    /// `--group-add`: supplementary groups, names or gids.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub group_add: Vec<String>,
+    /// `--ulimit`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ulimits: Vec<Ulimit>,
+    /// `--shm-size` in bytes (`None`: 64 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shm_size: Option<u64>,
 }
 
 fn is_no_policy(policy: &RestartPolicy) -> bool {
@@ -687,6 +731,9 @@ impl Engine {
                     .and_then(|value| serde_json::from_value(value.clone()).ok())
                     .as_ref(),
             ),
+            group_add: options.group_add.clone(),
+            ulimits: options.ulimits.iter().map(Ulimit::of).collect(),
+            shm_size: options.shm_size,
         };
         let name = match &options.name {
             Some(name) => validate_name(name)?,
