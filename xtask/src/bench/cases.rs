@@ -519,6 +519,9 @@ enum PushTo {
     Stencil,
 }
 
+/// The fewest runs of each push case's contenders.
+const PUSH_RUNS: usize = 11;
+
 /// 4. Push of an image the registry lacks, against `skopeo copy oci: docker://`.
 fn push(b: &Bench, image: &Image, compression: Compression, to: PushTo) -> Result<Case> {
     let (scenario, registry) = match to {
@@ -607,7 +610,9 @@ fn push(b: &Bench, image: &Image, compression: Compression, to: PushTo) -> Resul
         })
         .prepare(restart),
     ];
-    case.rows = alternate(&mut contenders, b.options.runs, &b.log)?;
+    // A push takes half a second and the registry's own speed moves by ±10 % from run
+    // to run: at least 11 runs each, so that the medians can tell a few percent apart.
+    case.rows = alternate(&mut contenders, b.options.runs.max(PUSH_RUNS), &b.log)?;
     drop(contenders);
     server.borrow_mut().take();
     match (to, case.ratio("skopeo"), case.ratio("curl PATCH")) {

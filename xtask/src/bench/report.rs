@@ -129,8 +129,9 @@ pub fn render(bench: &Bench, started: &str, order: &[String], saved: &Path) -> R
     let _ = writeln!(out, "- Peers: {}", versions());
     let _ = writeln!(
         out,
-        "- Last run: {} per contender, alternating; figures are medians{}. Each case \
-         says when it was measured: a filtered run updates only its cases.",
+        "- Last run: {} per contender (push cases at least 11), alternating; figures are \
+         medians{}. Each case says when it was measured and how many runs: a filtered run \
+         updates only its cases.",
         bench.options.runs,
         if bench.options.filters.is_empty() {
             String::new()
