@@ -3685,3 +3685,114 @@ fn ulimits_groups_shm_size_and_cidfile_reach_the_container() {
     }
     assert_eq!(stencil.run(&["ps", "-aq"]).stdout, before);
 }
+
+/// Runs stencil with `args` on a new terminal (a pty), typing each of `typed` into it
+/// 300 ms apart; returns its exit code (`None`: still running after 10 s, then killed)
+/// and what the terminal showed.
+fn on_a_terminal(stencil: &Stencil, args: &[&str], typed: &[&[u8]]) -> (Option<i32>, String) {
+    use std::io::{Read, Write};
+    use std::os::fd::FromRawFd;
+    let (mut master, mut slave) = (-1, -1);
+    // SAFETY: openpty writes two descriptors; the name, termios and size are not asked.
+    let opened = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(opened, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: both descriptors were just opened and are owned here.
+    let (master, slave) = unsafe {
+        (
+            std::fs::File::from_raw_fd(master),
+            std::fs::File::from_raw_fd(slave),
+        )
+    };
+    let stdio = |file: &std::fs::File| file.try_clone().unwrap_or_else(|e| panic!("dup: {e}"));
+    let mut child = stencil
+        .command(args)
+        .stdin(stdio(&slave))
+        .stdout(stdio(&slave))
+        .stderr(stdio(&slave))
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn stencil: {e}"));
+    drop(slave);
+    let mut reader = master.try_clone().unwrap_or_else(|e| panic!("dup: {e}"));
+    let shown = std::thread::spawn(move || {
+        let mut shown = Vec::new();
+        let mut buffer = [0u8; 4096];
+        // Ends with EIO once no process holds the terminal.
+        while let Ok(read @ 1..) = reader.read(&mut buffer) {
+            shown.extend_from_slice(&buffer[..read]);
+        }
+        String::from_utf8_lossy(&shown).into_owned()
+    });
+    let mut writer = master;
+    for keys in typed {
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = writer.write_all(keys);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let code = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status.code(),
+            _ if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            _ => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
+    drop(writer);
+    (code, shown.join().unwrap_or_default())
+}
+
+#[test]
+fn attach_detaches_on_its_keys_and_leaves_the_container_running() {
+    let Some(stencil) = store_with_image("detach") else {
+        return;
+    };
+    let _cleanup = Cleanup(&stencil);
+    stencil
+        .run(&["run", "-dit", "--name", "shell", IMAGE, "sh"])
+        .success();
+    // docker's Ctrl-P Ctrl-Q; what was typed before reached the shell.
+    let (code, shown) = on_a_terminal(
+        &stencil,
+        &["attach", "shell"],
+        &[b"echo typed-$((6*7))\r", &[0x10, 0x11]],
+    );
+    assert_eq!(code, Some(0), "detached: {shown:?}");
+    assert!(shown.contains("typed-42"), "{shown:?}");
+    assert!(shown.contains("read escape sequence"), "{shown:?}");
+    eventually("the shell still up", || {
+        stencil
+            .run(&["ps", "--format", "{{.Names}} {{.State}}"])
+            .stdout
+            == "shell running\n"
+    });
+    // Other keys: Ctrl-P Ctrl-Q go to the container then; a broken-off prefix too.
+    let (code, shown) = on_a_terminal(
+        &stencil,
+        &["attach", "--detach-keys", "ctrl-a,x", "shell"],
+        &[
+            &[0x10, 0x11],
+            b"echo again-$((2*3))\r",
+            &[0x01, b'y'],
+            &[0x01, b'x'],
+        ],
+    );
+    assert_eq!(code, Some(0), "detached: {shown:?}");
+    assert!(shown.contains("again-6"), "{shown:?}");
+    stencil
+        .run(&["ps", "--format", "{{.Names}} {{.State}}"])
+        .stdout_is("shell running\n");
+    stencil
+        .run(&["attach", "--detach-keys", "ctrl-1", "shell"])
+        .expect_code(125)
+        .stderr_contains("invalid detach keys \"ctrl-1\"");
+}

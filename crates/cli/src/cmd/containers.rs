@@ -1442,6 +1442,10 @@ pub struct AttachArgs {
     /// Forward the signals stencil receives to the container (`--sig-proxy=false`: not).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub sig_proxy: bool,
+    /// The keys that detach with a terminal (default ctrl-p,ctrl-q): letters or
+    /// ctrl-<letter, @, [, \\, ], ^ or _>, separated by commas.
+    #[arg(long = "detach-keys", value_name = "KEYS")]
+    pub detach_keys: Option<String>,
     /// The container.
     #[arg(value_name = "CONTAINER")]
     pub container: String,
@@ -1449,6 +1453,11 @@ pub struct AttachArgs {
 
 /// `stencil attach`: the container's exit code once it stops.
 pub fn attach(engine: &Engine, args: &AttachArgs) -> Result<i32> {
+    let detach_keys = args
+        .detach_keys
+        .as_deref()
+        .map(monitor::parse_detach_keys)
+        .transpose()?;
     let container = engine.container(&args.container)?;
     monitor::attach(
         engine,
@@ -1456,6 +1465,7 @@ pub fn attach(engine: &Engine, args: &AttachArgs) -> Result<i32> {
         monitor::AttachOptions {
             stdin: !args.no_stdin,
             sig_proxy: args.sig_proxy,
+            detach_keys,
         },
     )
 }

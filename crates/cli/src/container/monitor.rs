@@ -971,19 +971,88 @@ fn feed_from_fifo(path: &Path, input: OwnedFd) -> Result<()> {
 }
 
 /// What `attach` does besides following the output.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct AttachOptions {
     /// Send our standard input to the container (when it was started with `-i`).
     pub stdin: bool,
     /// Forward the signals we receive to the container (not with a terminal, where keys
     /// such as Ctrl-C reach it as input).
     pub sig_proxy: bool,
+    /// The key sequence that detaches (with a terminal); docker's Ctrl-P Ctrl-Q when
+    /// `None`.
+    pub detach_keys: Option<Vec<u8>>,
+}
+
+/// docker's default detach keys, Ctrl-P Ctrl-Q.
+const DEFAULT_DETACH_KEYS: &[u8] = &[0x10, 0x11];
+
+/// Parses docker's `--detach-keys`: keys separated by commas, each a letter or
+/// `ctrl-X` with X a letter or one of `@ [ \ ] ^ _` (`ctrl-p,ctrl-q` is the default).
+pub fn parse_detach_keys(text: &str) -> Result<Vec<u8>> {
+    let bad = || {
+        anyhow::anyhow!(
+            "invalid detach keys {text:?}: give keys separated by commas, each a letter or ctrl-<letter, @, [, \\, ], ^ or _> (e.g. ctrl-p,ctrl-q)"
+        )
+    };
+    text.split(',')
+        .map(|key| {
+            let (ctrl, name) = match key.strip_prefix("ctrl-") {
+                Some(name) => (true, name),
+                None => (false, key),
+            };
+            let mut chars = name.chars();
+            let (Some(c), None) = (chars.next(), chars.next()) else {
+                return Err(bad());
+            };
+            match (ctrl, c) {
+                (false, c) if c.is_ascii_alphabetic() => Ok(c as u8),
+                (true, c) if c.is_ascii_alphabetic() => Ok(c.to_ascii_lowercase() as u8 - b'a' + 1),
+                (true, '@') => Ok(0),
+                (true, '[') => Ok(27),
+                (true, '\\') => Ok(28),
+                (true, ']') => Ok(29),
+                (true, '^') => Ok(30),
+                (true, '_') => Ok(31),
+                _ => Err(bad()),
+            }
+        })
+        .collect()
+}
+
+/// Watches typed input for the detach sequence: the bytes of a partial match are held
+/// back, and given on when the sequence breaks off.
+struct DetachWatch<'a> {
+    keys: &'a [u8],
+    matched: usize,
+}
+
+impl DetachWatch<'_> {
+    /// Takes one typed byte, appending what is to reach the container to `out`; true when
+    /// the sequence is complete.
+    fn feed(&mut self, byte: u8, out: &mut Vec<u8>) -> bool {
+        if self.keys.is_empty() {
+            out.push(byte);
+            return false;
+        }
+        if byte == self.keys[self.matched] {
+            self.matched += 1;
+            return self.matched == self.keys.len();
+        }
+        out.extend_from_slice(&self.keys[..self.matched]);
+        self.matched = 0;
+        if byte == self.keys[0] {
+            self.matched = 1;
+            return self.keys.len() == 1;
+        }
+        out.push(byte);
+        false
+    }
 }
 
 /// `docker attach`: prints what the running `container` writes from now on (standard
 /// error to ours), sends our input to it when it keeps its input open (`-i`), forwards
 /// our signals, and returns its exit code once it stops. With a terminal (`-t`), ours is
-/// in raw mode meanwhile and Ctrl-P Ctrl-Q detaches, leaving it running.
+/// in raw mode meanwhile and the detach keys (Ctrl-P Ctrl-Q) detach, leaving it running.
 pub fn attach(engine: &Engine, container: &Container, options: AttachOptions) -> Result<i32> {
     if !container.is_running() {
         bail!(
@@ -1022,9 +1091,13 @@ pub fn attach(engine: &Engine, container: &Container, options: AttachOptions) ->
             saved = nix::sys::termios::tcgetattr(stdin).ok();
             raw = super::tty::RawMode::enter(stdin);
         }
+        let keys = options
+            .detach_keys
+            .clone()
+            .unwrap_or_else(|| DEFAULT_DETACH_KEYS.to_vec());
         std::thread::Builder::new()
             .name("attach".into())
-            .spawn(move || copy_input(input, saved))
+            .spawn(move || copy_input(input, saved, &keys))
             .context("cannot start copying our input to the container")?;
     }
     let _forwarding = (options.sig_proxy && !tty)
@@ -1054,43 +1127,39 @@ pub fn attach(engine: &Engine, container: &Container, options: AttachOptions) ->
 }
 
 /// Copies our standard input to `input` until it ends; with a terminal (`saved` holds its
-/// mode before raw mode), Ctrl-P Ctrl-Q ends the attachment (the process exits 0, the
-/// container goes on), as docker's default detach keys do.
-fn copy_input(mut input: std::fs::File, saved: Option<nix::sys::termios::Termios>) {
-    const CTRL_P: u8 = 0x10;
-    const CTRL_Q: u8 = 0x11;
+/// mode before raw mode), the detach `keys` end the attachment (the process exits 0, the
+/// container goes on), as docker's do.
+fn copy_input(mut input: std::fs::File, saved: Option<nix::sys::termios::Termios>, keys: &[u8]) {
     let mut stdin = std::io::stdin().lock();
     let mut buffer = [0u8; 4096];
-    let mut pending_ctrl_p = false;
+    let mut watch = DetachWatch { keys, matched: 0 };
     loop {
         let n = match stdin.read(&mut buffer) {
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
-        let mut out = Vec::with_capacity(n + 1);
+        let mut out = Vec::with_capacity(n + keys.len());
         for &byte in &buffer[..n] {
-            if let Some(saved) = &saved {
-                if pending_ctrl_p {
-                    pending_ctrl_p = false;
-                    if byte == CTRL_Q {
-                        // SAFETY: descriptor 0 stays open for the life of the process.
-                        let stdin = unsafe { std::os::fd::BorrowedFd::borrow_raw(0) };
-                        let _ = nix::sys::termios::tcsetattr(
-                            stdin,
-                            nix::sys::termios::SetArg::TCSAFLUSH,
-                            saved,
-                        );
-                        let _ = std::io::stderr().write_all(b"\nread escape sequence\n");
-                        std::process::exit(0);
-                    }
-                    out.push(CTRL_P);
-                }
-                if byte == CTRL_P {
-                    pending_ctrl_p = true;
-                    continue;
-                }
+            let Some(saved) = &saved else {
+                out.push(byte);
+                continue;
+            };
+            if watch.feed(byte, &mut out) {
+                let _ = input.write_all(&out);
+                // SAFETY: descriptor 0 stays open for the life of the process.
+                let stdin = unsafe { std::os::fd::BorrowedFd::borrow_raw(0) };
+                let _ = nix::sys::termios::tcsetattr(
+                    stdin,
+                    nix::sys::termios::SetArg::TCSAFLUSH,
+                    saved,
+                );
+                // Straight to descriptor 2: the main thread holds the lock of our stderr
+                // while it follows the container's output, and would keep it forever.
+                // SAFETY: descriptor 2 stays open for the life of the process.
+                let stderr = unsafe { std::os::fd::BorrowedFd::borrow_raw(2) };
+                let _ = nix::unistd::write(stderr, b"\nread escape sequence\n");
+                std::process::exit(0);
             }
-            out.push(byte);
         }
         if input.write_all(&out).is_err() {
             return;
@@ -1510,6 +1579,42 @@ impl LineReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn detach_keys_parse_and_hold_back_partial_matches() {
+        assert_eq!(
+            parse_detach_keys("ctrl-p,ctrl-q").unwrap(),
+            DEFAULT_DETACH_KEYS
+        );
+        assert_eq!(
+            parse_detach_keys("ctrl-@,ctrl-[,ctrl-\\,ctrl-],ctrl-^,ctrl-_,a,Z,ctrl-A").unwrap(),
+            vec![0, 27, 28, 29, 30, 31, b'a', b'Z', 1]
+        );
+        for bad in ["", "ctrl-", "ctrl-1", "ab", "1", "ctrl-p,", "meta-a"] {
+            let error = parse_detach_keys(bad).unwrap_err().to_string();
+            assert!(error.contains(&format!("{bad:?}")), "{bad}: {error}");
+        }
+        let typed = |keys: &[u8], input: &[u8]| {
+            let mut watch = DetachWatch { keys, matched: 0 };
+            let mut out = Vec::new();
+            for (at, &byte) in input.iter().enumerate() {
+                if watch.feed(byte, &mut out) {
+                    return (out, Some(at));
+                }
+            }
+            (out, None)
+        };
+        // The sequence detaches; what came before it goes through.
+        assert_eq!(typed(b"xyz", b"abxyzc"), (b"ab".to_vec(), Some(4)));
+        // A broken-off prefix is given on, and a new match can start inside it.
+        assert_eq!(typed(b"xyz", b"axyaxxyz"), (b"axyax".to_vec(), Some(7)));
+        assert_eq!(typed(b"xy", b"xxxa"), (b"xxxa".to_vec(), None));
+        assert_eq!(
+            typed(&[0x10, 0x11], &[0x10, b'a', 0x10, 0x11]),
+            (vec![0x10, b'a'], Some(3))
+        );
+        assert_eq!(typed(b"q", b"abq"), (b"ab".to_vec(), Some(2)));
+    }
 
     #[test]
     fn restart_delays_double_to_a_minute_and_reset_after_a_long_run() {
