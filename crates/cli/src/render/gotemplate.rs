@@ -62,7 +62,8 @@ enum Operand {
     Variable(String, Vec<String>),
     Literal(Value),
     Function(String),
-    Nested(Pipeline),
+    /// `(PIPELINE)`, or `(PIPELINE).A.B`: fields of its value.
+    Nested(Pipeline, Vec<String>),
 }
 
 /// Deepest nesting of blocks or parentheses a template may have (bounded so that no
@@ -156,7 +157,7 @@ fn collect_fields(pipeline: &Pipeline, fields: &mut Vec<Vec<String>>) {
         for operand in command {
             match operand {
                 Operand::Field(path) if !path.is_empty() => fields.push(path.clone()),
-                Operand::Nested(inner) => collect_fields(inner, fields),
+                Operand::Nested(inner, _) => collect_fields(inner, fields),
                 _ => {}
             }
         }
@@ -355,7 +356,8 @@ enum Word {
     Literal(Value),
     Pipe,
     Open,
-    Close,
+    /// `)`, with the fields right after it (`).A.B`), if any.
+    Close(Vec<String>),
 }
 
 fn lex(text: &str) -> Result<Vec<Word>, String> {
@@ -375,8 +377,21 @@ fn lex(text: &str) -> Result<Vec<Word>, String> {
                 i += 1;
             }
             ')' => {
-                words.push(Word::Close);
                 i += 1;
+                let mut path = Vec::new();
+                if chars.get(i) == Some(&'.') {
+                    let start = i;
+                    while i < chars.len() && !chars[i].is_whitespace() && !"|()".contains(chars[i])
+                    {
+                        i += 1;
+                    }
+                    let text: String = chars[start + 1..i].iter().collect();
+                    path = text.split('.').map(str::to_owned).collect();
+                    if path.iter().any(String::is_empty) {
+                        return Err(format!("bad field \")).{text}\""));
+                    }
+                }
+                words.push(Word::Close(path));
             }
             '"' => {
                 let mut value = String::new();
@@ -447,7 +462,7 @@ fn parse_pipeline(words: &[Word], position: &mut usize, depth: usize) -> Result<
     let mut commands = vec![Vec::new()];
     while let Some(word) = words.get(*position) {
         match word {
-            Word::Close => break,
+            Word::Close(_) => break,
             Word::Pipe => {
                 *position += 1;
                 if commands.last().is_none_or(Vec::is_empty) {
@@ -458,11 +473,11 @@ fn parse_pipeline(words: &[Word], position: &mut usize, depth: usize) -> Result<
             Word::Open => {
                 *position += 1;
                 let inner = parse_pipeline(words, position, depth + 1)?;
-                if words.get(*position) != Some(&Word::Close) {
+                let Some(Word::Close(path)) = words.get(*position) else {
                     return Err("a \"(\" without its \")\"".to_owned());
-                }
+                };
                 *position += 1;
-                push(&mut commands, Operand::Nested(inner));
+                push(&mut commands, Operand::Nested(inner, path.clone()));
             }
             Word::Literal(value) => {
                 *position += 1;
@@ -655,7 +670,14 @@ fn evaluate(pipeline: &Pipeline, dot: &Value, scope: &Scope<'_>) -> Result<Value
                     values.push(field(&base, path));
                 }
                 Operand::Literal(value) => values.push(value.clone()),
-                Operand::Nested(inner) => values.push(evaluate(inner, dot, scope)?),
+                Operand::Nested(inner, path) => {
+                    let value = evaluate(inner, dot, scope)?;
+                    values.push(if path.is_empty() {
+                        value
+                    } else {
+                        field(&value, path)
+                    });
+                }
             }
         }
         if let Some(value) = piped.take() {
@@ -972,6 +994,19 @@ mod tests {
             "State": {"Running": false, "Status": "exited", "ExitCode": 3},
             "RootFS": {"Layers": ["sha256:a", "sha256:b"]},
         })
+    }
+
+    #[test]
+    fn fields_of_a_parenthesized_pipeline() {
+        let dot =
+            json!({"Health": {"Log": [{"Output": "first", "ExitCode": 1}, {"Output": "second"}]}});
+        check("{{(index .Health.Log 0).Output}}", &dot, "first");
+        check("{{(index .Health.Log 1).Output | upper}}", &dot, "SECOND");
+        check("{{(index .Health.Log 0).Missing}}", &dot, "");
+        // With a space, `.Output` is a field of dot, given to the pipeline as an argument.
+        assert!(Template::parse("{{(index .Health.Log 0) .Output}}").is_err());
+        assert!(Template::parse("{{(index .Health.Log 0).}}").is_err());
+        assert!(Template::parse("{{(index .Health.Log 0)..A}}").is_err());
     }
 
     #[test]
