@@ -3684,6 +3684,27 @@ fn ulimits_groups_shm_size_and_cidfile_reach_the_container() {
         stencil.run(&full).expect_code(125).stderr_contains(message);
     }
     assert_eq!(stencil.run(&["ps", "-aq"]).stdout, before);
+
+    // ps --filter name= is a regular expression, as docker's.
+    for name in ["pair", "pair2"] {
+        stencil
+            .run(&["create", "--name", name, IMAGE, "true"])
+            .success();
+    }
+    let names = |filter: &str| {
+        stencil
+            .run(&["ps", "-a", "--filter", filter, "--format", "{{.Names}}"])
+            .stdout
+    };
+    assert_eq!(names("name=^pair$"), "pair\n");
+    assert_eq!(names("name=/pair2"), "pair2\n");
+    let mut both: Vec<String> = names("name=pai").lines().map(str::to_owned).collect();
+    both.sort();
+    assert_eq!(both, ["pair", "pair2"]);
+    stencil
+        .run(&["ps", "--filter", "name=(unclosed"])
+        .expect_code(125)
+        .stderr_contains("regular expression");
 }
 
 /// Runs stencil with `args` on a new terminal (a pty), typing each of `typed` into it

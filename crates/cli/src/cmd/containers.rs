@@ -626,8 +626,9 @@ pub struct PsArgs {
     /// Show the size of each container's writable layer (and of its image).
     #[arg(short = 's', long)]
     pub size: bool,
-    /// Keep containers matching KEY=VALUE: status, name, id, ancestor, exited, label,
-    /// volume (a volume's name or a mount point); repeat a key to allow several values.
+    /// Keep containers matching KEY=VALUE: status, name (a regular expression), id,
+    /// ancestor, exited, label, volume (a volume's name or a mount point), health; repeat
+    /// a key to allow several values.
     #[arg(short = 'f', long, value_name = "KEY=VALUE")]
     pub filter: Vec<String>,
     /// Show the N most recently created containers, whatever their state.
@@ -677,12 +678,31 @@ const PS_COLUMNS: [Column; 7] = [
     },
 ];
 
+/// A `name=` filter: a regular expression, as docker's (`^web$` for one name exactly),
+/// matched against the name with and without docker's leading `/`.
+#[derive(Debug, Clone)]
+struct NameFilter(regex::Regex);
+
+impl PartialEq for NameFilter {
+    fn eq(&self, other: &NameFilter) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+
+impl Eq for NameFilter {}
+
+impl NameFilter {
+    fn matches(&self, name: &str) -> bool {
+        self.0.is_match(name) || self.0.is_match(&format!("/{name}"))
+    }
+}
+
 /// One `ps --filter`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum PsFilter {
     /// docker's state word (`paused` is a state of its own, not `running`).
     Status(&'static str),
-    Name(String),
+    Name(NameFilter),
     Id(String),
     /// The image (config digest) a container must run.
     Ancestor(String),
@@ -711,7 +731,9 @@ fn parse_ps_filter(engine: &Engine, text: &str) -> Result<PsFilter> {
                 "invalid filter {text:?}: status is created, running, paused, restarting or exited (stencil has no dead containers)"
             ),
         }),
-        "name" => PsFilter::Name(value.trim_start_matches('/').to_owned()),
+        "name" => PsFilter::Name(NameFilter(regex::Regex::new(value).map_err(|error| {
+            anyhow::anyhow!("invalid filter {text:?}: the name is a regular expression: {error}")
+        })?)),
         "id" => PsFilter::Id(value.to_owned()),
         "ancestor" => {
             let image = engine
@@ -746,7 +768,7 @@ fn ps_filter_matches(engine: &Engine, container: &Container, filter: &PsFilter) 
             health.map_or_else(|| "none".to_owned(), |h| h.status) == *word
         }
         PsFilter::Status(word) => state_word(container) == *word,
-        PsFilter::Name(name) => container.record.name.contains(name.as_str()),
+        PsFilter::Name(name) => name.matches(&container.record.name),
         PsFilter::Id(id) => container.record.id.starts_with(id.as_str()),
         PsFilter::Ancestor(config) => container.config.image_id == *config,
         PsFilter::Exited(code) => {
