@@ -1445,12 +1445,7 @@ pub fn exec(engine: &Engine, args: &ExecArgs) -> Result<i32> {
         capabilities: monitor::capabilities_of(&container),
         // As docker's: the container's --group-add and --ulimit hold for exec too.
         groups: container.config.group_add.clone(),
-        rlimits: container
-            .config
-            .ulimits
-            .iter()
-            .filter_map(|u| u.rlimit())
-            .collect(),
+        rlimits: container.config.rlimits(),
     };
     monitor::exec(&container, &process)
 }

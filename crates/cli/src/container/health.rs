@@ -141,12 +141,7 @@ impl Checker {
             interactive: false,
             capabilities: super::monitor::capabilities_of(container),
             groups: container.config.group_add.clone(),
-            rlimits: container
-                .config
-                .ulimits
-                .iter()
-                .filter_map(|u| u.rlimit())
-                .collect(),
+            rlimits: container.config.rlimits(),
         };
         let id = container.record.id.clone();
         let stop = Arc::new((Mutex::new(false), Condvar::new()));

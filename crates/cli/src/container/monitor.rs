@@ -123,7 +123,7 @@ pub fn spec_of(container: &Container, rootfs: &Path, dir: &Path) -> Spec {
         cgroup: Some(container.record.id.clone()),
         resources: config.resources,
         groups: config.group_add.clone(),
-        rlimits: config.ulimits.iter().filter_map(|u| u.rlimit()).collect(),
+        rlimits: config.rlimits(),
         shm_size: config.shm_size,
     };
     match netfiles::network_files(

@@ -456,6 +456,13 @@ pub struct ContainerConfig {
     pub shm_size: Option<u64>,
 }
 
+impl ContainerConfig {
+    /// Its `--ulimit`s as the runtime takes them (for its start, `exec` and probes alike).
+    pub fn rlimits(&self) -> Vec<Rlimit> {
+        self.ulimits.iter().filter_map(Ulimit::rlimit).collect()
+    }
+}
+
 fn is_no_policy(policy: &RestartPolicy) -> bool {
     !policy.any()
 }
