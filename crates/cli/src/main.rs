@@ -152,7 +152,7 @@ enum Command {
         /// The container's full ID.
         id: String,
         /// Take over a restarting container and start it after this many milliseconds.
-        #[arg(long = "restart-after-ms", value_name = "MS")]
+        #[arg(long = stencil::container::monitor::RESTART_AFTER_FLAG, value_name = "MS")]
         restart_after_ms: Option<u64>,
     },
 }

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use super::cgroup::Cgroup;
 use super::runtime::{self, ProcessSpec, Stdio};
-use crate::engine::{Container, Engine, now};
+use crate::engine::{Container, Engine, now, write_json};
 
 /// The file in the container's directory holding its health.
 const HEALTH_FILE: &str = "health.json";
@@ -103,13 +103,8 @@ pub fn read(engine: &Engine, container: &Container) -> Option<Health> {
 }
 
 fn write(path: &Path, health: &Health) {
-    let staged = path.with_extension("json.new");
-    let written = serde_json::to_vec(health)
-        .map_err(std::io::Error::other)
-        .and_then(|text| std::fs::write(&staged, text))
-        .and_then(|()| std::fs::rename(&staged, path));
-    if let Err(error) = written {
-        tracing::warn!("cannot record the health in {}: {error}", path.display());
+    if let Err(error) = write_json(path, health) {
+        tracing::warn!("cannot record the health: {error:#}");
     }
 }
 

@@ -161,10 +161,20 @@ pub fn capabilities_of(container: &Container) -> Option<u64> {
     }
 }
 
-/// Records that `container` could not start: it stays `created`, with the error and
-/// docker's exit code, unmounted (and removed with `--rm`).
+/// Records that `container` could not start: it stays `created` (`exited` when its
+/// restart policy was starting it again), with the error and docker's exit code,
+/// unmounted (and removed with `--rm`).
 fn record_failed_start(engine: &Engine, container: &mut Container, failure: &StartFailure) {
-    container.state.status = Status::Created;
+    if container.is_restarting() {
+        // Its restart policy's start: it ran before, and stays exited.
+        container.state.status = Status::Exited;
+        container.state.finished_at = Some(now());
+    } else {
+        container.state.status = Status::Created;
+    }
+    container.state.pid = None;
+    container.state.pid_start = None;
+    container.state.monitor_pid = None;
     container.state.error = Some(failure.message.clone());
     container.state.exit_code = Some(failure.code);
     let _ = engine.set_container_state(container);
@@ -502,8 +512,9 @@ pub fn start_detached(engine: &Engine, container: &Container) -> Result<()> {
     })
 }
 
-/// The monitor's flag for a container it takes over to restart after a delay (in ms).
-pub const RESTART_AFTER_FLAG: &str = "--restart-after-ms";
+/// The monitor's flag (without `--`) for a container it takes over to restart after a
+/// delay in milliseconds.
+pub const RESTART_AFTER_FLAG: &str = "restart-after-ms";
 
 /// Spawns the monitor of container `id` in a session of its own and waits until it
 /// reports: `ok`, or the failure to start. With `restart_after`, the monitor takes over a
@@ -522,7 +533,7 @@ fn spawn_monitor(engine: &Engine, id: &str, restart_after: Option<Duration>) -> 
         .stderr(std::process::Stdio::null());
     if let Some(delay) = restart_after {
         command
-            .arg(RESTART_AFTER_FLAG)
+            .arg(format!("--{RESTART_AFTER_FLAG}"))
             .arg(delay.as_millis().to_string());
     }
     // SAFETY: setsid is async-signal-safe; nothing else runs between fork and exec.
@@ -736,7 +747,7 @@ fn restart_loop(
                         monitored
                     }
                     Err(failure) => {
-                        record_failed_restart(engine, &mut container, &failure);
+                        record_failed_start(engine, &mut container, &failure);
                         return;
                     }
                 }
@@ -781,21 +792,6 @@ fn wait_to_restart(engine: &Engine, id: &str, delay: Duration) -> Option<Contain
         }
         std::thread::sleep(left.min(POLL));
     }
-}
-
-/// Records that a restart failed: the container stays `exited`, with the error and
-/// docker's exit code for it.
-fn record_failed_restart(engine: &Engine, container: &mut Container, failure: &StartFailure) {
-    container.state.status = Status::Exited;
-    container.state.pid = None;
-    container.state.pid_start = None;
-    container.state.monitor_pid = None;
-    container.state.error = Some(failure.message.clone());
-    container.state.exit_code = Some(failure.code);
-    container.state.finished_at = Some(now());
-    let _ = engine.set_container_state(container);
-    let _ = engine.unmount_container(container);
-    let _ = Cgroup::open(&container.record.id).and_then(|cgroup| cgroup.remove());
 }
 
 fn own_failure(error: anyhow::Error) -> StartFailure {
@@ -1019,8 +1015,9 @@ pub fn parse_detach_keys(text: &str) -> Result<Vec<u8>> {
         .collect()
 }
 
-/// Watches typed input for the detach sequence: the bytes of a partial match are held
-/// back, and given on when the sequence breaks off.
+/// Watches typed input for the detach sequence (never empty: [`parse_detach_keys`] or
+/// the default): the bytes of a partial match are held back, and given on when the
+/// sequence breaks off.
 struct DetachWatch<'a> {
     keys: &'a [u8],
     matched: usize,
@@ -1030,10 +1027,6 @@ impl DetachWatch<'_> {
     /// Takes one typed byte, appending what is to reach the container to `out`; true when
     /// the sequence is complete.
     fn feed(&mut self, byte: u8, out: &mut Vec<u8>) -> bool {
-        if self.keys.is_empty() {
-            out.push(byte);
-            return false;
-        }
         if byte == self.keys[self.matched] {
             self.matched += 1;
             return self.matched == self.keys.len();

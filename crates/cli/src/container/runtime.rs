@@ -205,11 +205,16 @@ impl Rlimit {
 
     /// docker's name of the resource (`nofile`, …).
     pub fn name(&self) -> &'static str {
-        RLIMIT_NAMES
-            .iter()
-            .find(|(_, resource)| *resource == self.resource)
-            .map_or("?", |(name, _)| name)
+        rlimit_name(self.resource)
     }
+}
+
+/// docker's name of `RLIMIT_*` resource `resource`.
+fn rlimit_name(resource: u32) -> &'static str {
+    RLIMIT_NAMES
+        .iter()
+        .find(|(_, r)| *r == resource)
+        .map_or("?", |(name, _)| name)
 }
 
 /// A tmpfs mounted in the container (`--tmpfs PATH[:OPTIONS]`).
@@ -1312,15 +1317,10 @@ fn describe(failure: Failure, context: &Context<'_>) -> RunError {
         Stage::NoNewPrivs => "cannot set no_new_privs".to_owned(),
         Stage::CloseFds => "cannot close inherited descriptors".to_owned(),
         Stage::Cgroup => "cannot join the container's cgroup (its resource limits)".to_owned(),
-        Stage::Rlimit => {
-            let name = Rlimit {
-                resource: index as u32,
-                soft: 0,
-                hard: 0,
-            }
-            .name();
-            format!("cannot set the resource limit {name} (--ulimit)")
-        }
+        Stage::Rlimit => format!(
+            "cannot set the resource limit {} (--ulimit)",
+            rlimit_name(index as u32)
+        ),
     };
     RunError::Setup { what, source }
 }

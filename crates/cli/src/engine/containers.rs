@@ -981,12 +981,7 @@ impl Engine {
         }
         let mut config = container.config.clone();
         config.resources = resources;
-        self.store
-            .set_container_config(&container.record.id, &serde_json::to_string(&config)?)?;
-        write_json(
-            &self.container_dir(&container.record.id).join("config.json"),
-            &config,
-        )
+        self.set_container_config(&container.record.id, &config)
     }
 
     /// `docker update --restart`: the policy applies from the container's next exit.
@@ -1003,12 +998,15 @@ impl Engine {
         }
         let mut config = container.config.clone();
         config.restart = policy.clone();
+        self.set_container_config(&container.record.id, &config)
+    }
+
+    /// Records a changed configuration of container `id` in the store and in
+    /// `config.json`.
+    fn set_container_config(&self, id: &str, config: &ContainerConfig) -> Result<()> {
         self.store
-            .set_container_config(&container.record.id, &serde_json::to_string(&config)?)?;
-        write_json(
-            &self.container_dir(&container.record.id).join("config.json"),
-            &config,
-        )
+            .set_container_config(id, &serde_json::to_string(config)?)?;
+        write_json(&self.container_dir(id).join("config.json"), config)
     }
 
     /// Records `container.state` in the store and in `state.json`.
@@ -1520,7 +1518,7 @@ pub fn parse_time(text: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
-pub(super) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut file = tempfile::Builder::new()
         .prefix(".tmp-")

@@ -49,7 +49,7 @@ pub use containers::{
     Container, ContainerConfig, ContainerState, CreateOptions, DEFAULT_PATH, Healthcheck,
     RestartPolicy, Status, VolumeConfig, now, parse_time, process_start_time,
 };
-pub(crate) use containers::{RUNTIME_MOUNTPOINTS, is_mountpoint};
+pub(crate) use containers::{RUNTIME_MOUNTPOINTS, is_mountpoint, write_json};
 pub use fsck::Checked;
 pub use images::{ImageRow, Removed, image_rows};
 pub use import::ImportOptions;
